@@ -1,0 +1,201 @@
+// Package app is the composition root: it wires the configuration, the
+// logger, the Socket.IO server, the hub, presence and the HTTP API, and runs
+// them until they are shut down.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	engine "github.com/zishang520/socket.io/servers/engine/v3"
+	"github.com/zishang520/socket.io/servers/engine/v3/transports"
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/eventserver/eventserver/internal/auth"
+	"github.com/eventserver/eventserver/internal/config"
+	"github.com/eventserver/eventserver/internal/httpapi"
+	"github.com/eventserver/eventserver/internal/hub"
+	"github.com/eventserver/eventserver/internal/identity"
+	"github.com/eventserver/eventserver/internal/metrics"
+)
+
+// App is one eventserver instance.
+type App struct {
+	cfg     *config.Config
+	log     *zap.Logger
+	metrics *metrics.Metrics
+	io      *socket.Server
+	hub     *hub.Hub
+	http    *http.Server
+	ln      net.Listener
+
+	ready    atomic.Bool
+	shutOnce sync.Once
+	shutErr  error
+	served   chan error
+}
+
+// NewLogger builds the zap logger the configuration asks for.
+func NewLogger(cfg *config.Config) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("app: EVENTSERVER_LOG_LEVEL: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	if cfg.LogFormat == "console" {
+		zc = zap.NewDevelopmentConfig()
+	}
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.Sampling = nil
+	zc.EncoderConfig.TimeKey = "time"
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	l, err := zc.Build()
+	if err != nil {
+		return nil, err
+	}
+	return l.With(zap.String("instance", cfg.InstanceID)), nil
+}
+
+// New builds an instance and binds its listener; Run serves.
+func New(cfg *config.Config, log *zap.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	vcfg := auth.Config{HMACSecret: []byte(cfg.JWTSecret), Leeway: cfg.JWTLeeway}
+	if cfg.JWTPublicKeyFile != "" {
+		pem, err := os.ReadFile(cfg.JWTPublicKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("app: EVENTSERVER_JWT_PUBLIC_KEY_FILE: %w", err)
+		}
+		vcfg.PublicKeyPEM = pem
+	}
+	verifier, err := auth.NewVerifier(vcfg)
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+
+	a := &App{cfg: cfg, log: log, metrics: metrics.New(), served: make(chan error, 1)}
+
+	opts := socket.DefaultServerOptions()
+	opts.SetPingInterval(cfg.PingInterval)
+	opts.SetPingTimeout(cfg.PingTimeout)
+	opts.SetMaxHttpBufferSize(cfg.MaxPayload)
+	opts.SetServeClient(false)
+	opts.SetTransports(types.NewSet[transports.TransportCtor](engine.Polling, engine.WebSocket))
+	opts.SetAllowUpgrades(true)
+	opts.SetCleanupEmptyChildNamespaces(false)
+	a.io = socket.NewServer(nil, opts)
+
+	a.hub, err = hub.New(hub.Config{
+		Server:    a.io,
+		Verifier:  verifier,
+		Resolver:  identity.ClaimsResolver{},
+		AuthGrace: cfg.AuthGrace,
+		Instance:  cfg.InstanceID,
+		Logger:    log,
+		Metrics:   a.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	api := httpapi.New(httpapi.Config{
+		Token:    cfg.PublishToken,
+		MaxBody:  cfg.MaxPayload,
+		Emitter:  a.hub,
+		Presence: a.hub.Presence(),
+		Logger:   log,
+		Metrics:  a.metrics,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/socket.io/", httpapi.CORS(cfg.CORSOrigins, a.io.ServeHandler(nil)))
+	api.Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		if !a.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{}))
+
+	a.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	a.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("app: EVENTSERVER_LISTEN: %w", err)
+	}
+	return a, nil
+}
+
+// Addr is the address the instance listens on.
+func (a *App) Addr() net.Addr { return a.ln.Addr() }
+
+// Hub is the instance's /tasks hub.
+func (a *App) Hub() *hub.Hub { return a.hub }
+
+// Run serves until Shutdown is called or the listener fails. It returns nil
+// after a clean shutdown.
+func (a *App) Run() error {
+	go func() {
+		err := a.http.Serve(a.ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		a.served <- err
+	}()
+	a.ready.Store(true)
+	a.log.Info("eventserver listening", zap.String("addr", a.ln.Addr().String()),
+		zap.Bool("publish_api", a.cfg.PublishToken != ""), zap.Strings("cors_origins", a.cfg.CORSOrigins))
+	err := <-a.served
+	if err != nil {
+		a.ready.Store(false)
+		return fmt.Errorf("app: serve: %w", err)
+	}
+	return nil
+}
+
+// Shutdown drains the instance in three steps: readiness false and wait the
+// shutdown delay, so that the load balancer stops sending; disconnect the
+// clients spread over the drain timeout; close. It is idempotent.
+func (a *App) Shutdown(ctx context.Context) error {
+	a.shutOnce.Do(func() {
+		a.ready.Store(false)
+		a.log.Info("shutting down: not ready", zap.Duration("delay", a.cfg.ShutdownDelay),
+			zap.Duration("drain", a.cfg.DrainTimeout), zap.Int("sockets", a.hub.Connections()))
+		t := time.NewTimer(a.cfg.ShutdownDelay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		a.hub.Drain(ctx, a.cfg.DrainTimeout)
+		a.io.Close(nil)
+		a.shutErr = a.http.Shutdown(ctx)
+		if a.shutErr != nil {
+			_ = a.http.Close()
+		}
+		a.log.Info("shut down")
+	})
+	return a.shutErr
+}

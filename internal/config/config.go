@@ -1,0 +1,267 @@
+// Package config reads eventserver's settings from flags and EVENTSERVER_*
+// environment variables. A flag wins over its variable; the variable wins over
+// the default. Every setting is listed by Usage, with its default.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of one instance.
+type Config struct {
+	// Listen is the address of the HTTP server (Socket.IO, API, metrics). Default ":7600".
+	Listen string
+	// InstanceID names this instance in logs and metrics. Default: host name and process id.
+	InstanceID string
+
+	// JWTSecret is the HS256 key (vantage6's jwt_secret_key). Empty: HS tokens are refused.
+	JWTSecret string
+	// JWTPublicKeyFile is a PEM file with an RSA or ECDSA public key. Empty: none.
+	JWTPublicKeyFile string
+	// JWTLeeway is the clock skew allowed on exp and nbf. Default 10s.
+	JWTLeeway time.Duration
+	// AuthGrace is how long a socket whose token failed or expired stays
+	// connected before the server disconnects it. Default 5s.
+	AuthGrace time.Duration
+
+	// PublishToken is the bearer token of the publish API. Empty: the API is off.
+	PublishToken string
+
+	// CORSOrigins lists the origins allowed to read responses cross-origin;
+	// "*" allows any. Default: none.
+	CORSOrigins []string
+	// PingInterval and PingTimeout are Engine.IO's heartbeat. Defaults 25s and 60s.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+	// MaxPayload bounds one Engine.IO message and one publish API body, in bytes. Default 1 MB.
+	MaxPayload int64
+
+	// LogFormat is "json" (default) or "console"; LogLevel debug|info|warn|error (default info).
+	LogFormat string
+	LogLevel  string
+
+	// ShutdownDelay is how long the instance reports not-ready before it
+	// starts to disconnect clients. Default 5s.
+	ShutdownDelay time.Duration
+	// DrainTimeout is the window over which clients are disconnected. Default 10s.
+	DrainTimeout time.Duration
+}
+
+type setting struct {
+	flag, env, def, help string
+	set                  func(c *Config, v string) error
+}
+
+func settings() []setting {
+	return []setting{
+		{"listen", "EVENTSERVER_LISTEN", ":7600", "address of the HTTP server; Socket.IO is at /socket.io/", func(c *Config, v string) error {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("want host:port, got %q", v)
+			}
+			c.Listen = v
+			return nil
+		}},
+		{"instance-id", "EVENTSERVER_INSTANCE_ID", "", "name of this instance in logs (default: host name and pid)", func(c *Config, v string) error {
+			c.InstanceID = v
+			return nil
+		}},
+		{"jwt-secret", "EVENTSERVER_JWT_SECRET", "", "HS256 key of client tokens (vantage6's jwt_secret_key)", func(c *Config, v string) error {
+			c.JWTSecret = v
+			return nil
+		}},
+		{"jwt-public-key-file", "EVENTSERVER_JWT_PUBLIC_KEY_FILE", "", "PEM file with the RSA or ECDSA public key of client tokens (RS256/ES256, e.g. Keycloak)", func(c *Config, v string) error {
+			if v != "" {
+				if _, err := os.Stat(v); err != nil {
+					return err
+				}
+			}
+			c.JWTPublicKeyFile = v
+			return nil
+		}},
+		{"jwt-leeway", "EVENTSERVER_JWT_LEEWAY", "10s", "clock skew allowed on a token's exp and nbf", durationAtLeast(0, func(c *Config) *time.Duration { return &c.JWTLeeway })},
+		{"auth-grace", "EVENTSERVER_AUTH_GRACE", "5s", "how long a socket with a failed or expired token stays before it is disconnected", durationAtLeast(0, func(c *Config) *time.Duration { return &c.AuthGrace })},
+		{"publish-token", "EVENTSERVER_PUBLISH_TOKEN", "", "bearer token of the publish API (/api/v1/*); empty turns the API off", func(c *Config, v string) error {
+			if v != "" && len(v) < 16 {
+				return errors.New("must be at least 16 characters")
+			}
+			c.PublishToken = v
+			return nil
+		}},
+		{"cors-origins", "EVENTSERVER_CORS_ORIGINS", "", "comma-separated origins allowed cross-origin (e.g. https://portal.example.org); * allows any; empty: none", func(c *Config, v string) error {
+			c.CORSOrigins = nil
+			for _, o := range strings.Split(v, ",") {
+				o = strings.TrimSpace(o)
+				if o == "" {
+					continue
+				}
+				if o != "*" && !(strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://")) {
+					return fmt.Errorf("origin %q must start with http:// or https://", o)
+				}
+				c.CORSOrigins = append(c.CORSOrigins, strings.TrimSuffix(o, "/"))
+			}
+			return nil
+		}},
+		{"ping-interval", "EVENTSERVER_PING_INTERVAL", "25s", "Engine.IO heartbeat interval", durationAtLeast(time.Millisecond, func(c *Config) *time.Duration { return &c.PingInterval })},
+		{"ping-timeout", "EVENTSERVER_PING_TIMEOUT", "60s", "Engine.IO heartbeat timeout", durationAtLeast(time.Millisecond, func(c *Config) *time.Duration { return &c.PingTimeout })},
+		{"max-payload", "EVENTSERVER_MAX_PAYLOAD", "1000000", "largest Engine.IO message and publish API body, in bytes (suffixes KB, MB, KiB, MiB)", func(c *Config, v string) error {
+			n, err := parseSize(v)
+			if err != nil {
+				return err
+			}
+			if n < 1024 {
+				return errors.New("must be at least 1024 bytes")
+			}
+			c.MaxPayload = n
+			return nil
+		}},
+		{"log-format", "EVENTSERVER_LOG_FORMAT", "json", "json or console", oneOf(func(c *Config) *string { return &c.LogFormat }, "json", "console")},
+		{"log-level", "EVENTSERVER_LOG_LEVEL", "info", "debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
+		{"shutdown-delay", "EVENTSERVER_SHUTDOWN_DELAY", "5s", "on SIGTERM, how long to report not-ready before disconnecting clients", durationAtLeast(0, func(c *Config) *time.Duration { return &c.ShutdownDelay })},
+		{"drain-timeout", "EVENTSERVER_DRAIN_TIMEOUT", "10s", "on SIGTERM, the window over which clients are disconnected", durationAtLeast(0, func(c *Config) *time.Duration { return &c.DrainTimeout })},
+	}
+}
+
+func durationAtLeast(min time.Duration, field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("want a duration such as 5s or 1m, got %q", v)
+		}
+		if d < min {
+			return fmt.Errorf("must be at least %s", min)
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+func oneOf(field func(*Config) *string, allowed ...string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		for _, a := range allowed {
+			if strings.EqualFold(v, a) {
+				*field(c) = a
+				return nil
+			}
+		}
+		return fmt.Errorf("want one of %s, got %q", strings.Join(allowed, ", "), v)
+	}
+}
+
+func parseSize(v string) (int64, error) {
+	s := strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"KB", 1000}, {"MB", 1000 * 1000}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("want a size in bytes such as 1000000 or 1MB, got %q", v)
+	}
+	return n * mult, nil
+}
+
+// ErrHelp is returned by Load when -h or --help was asked for; Usage has been written.
+var ErrHelp = flag.ErrHelp
+
+// Load parses args (without the program name) and the environment lookup.
+// Errors name the flag and the variable that were wrong.
+func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("eventserver", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	all := settings()
+	vals := make([]*string, len(all))
+	for i, s := range all {
+		vals[i] = fs.String(s.flag, "", "")
+	}
+	fs.Usage = func() { Usage(usageOut) }
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("config: unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+
+	c := &Config{}
+	for i, s := range all {
+		v, from := s.def, "default of "+s.env
+		if e := getenv(s.env); e != "" {
+			v, from = e, s.env
+		}
+		if explicit[s.flag] {
+			v, from = *vals[i], "--"+s.flag
+		}
+		if err := s.set(c, v); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", from, err)
+		}
+	}
+	if c.InstanceID == "" {
+		h, _ := os.Hostname()
+		if h == "" {
+			h = "eventserver"
+		}
+		c.InstanceID = h + "-" + strconv.Itoa(os.Getpid())
+	}
+	return c, nil
+}
+
+// Validate checks what needs more than one setting. The token subcommand
+// does not need it; serving does.
+func (c *Config) Validate() error {
+	if c.JWTSecret == "" && c.JWTPublicKeyFile == "" {
+		return errors.New("config: no key to verify client tokens: set EVENTSERVER_JWT_SECRET (vantage6's jwt_secret_key, HS256) or EVENTSERVER_JWT_PUBLIC_KEY_FILE (a PEM public key, RS256/ES256), or the flags --jwt-secret / --jwt-public-key-file")
+	}
+	if c.PingTimeout < c.PingInterval/2 {
+		return fmt.Errorf("config: EVENTSERVER_PING_TIMEOUT (%s) is too short for EVENTSERVER_PING_INTERVAL (%s)", c.PingTimeout, c.PingInterval)
+	}
+	return nil
+}
+
+// Usage writes every setting with its flag, variable and default.
+func Usage(w io.Writer) {
+	fmt.Fprintf(w, `eventserver: a Socket.IO event server for vantage6
+
+Usage:
+  eventserver [flags]                 serve (Socket.IO at /socket.io/, namespace /tasks)
+  eventserver token node|user [...]   mint a claims token with the configured secret (see eventserver token --help)
+  eventserver version                 print the version
+
+Every setting is a flag or an environment variable; a flag wins.
+
+`)
+	for _, s := range settings() {
+		def := s.def
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(w, "  --%-22s %-34s default %s\n      %s\n", s.flag, s.env, def, s.help)
+	}
+}
+
+// Markdown writes the settings as a Markdown table, for the README.
+func Markdown(w io.Writer) {
+	fmt.Fprintln(w, "| variable | flag | default | meaning |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- |")
+	for _, s := range settings() {
+		def := "`" + s.def + "`"
+		if s.def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(w, "| `%s` | `--%s` | %s | %s |\n", s.env, s.flag, def, s.help)
+	}
+}

@@ -1,0 +1,275 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"go.uber.org/zap"
+
+	"github.com/eventserver/eventserver/internal/protocol"
+	"github.com/eventserver/eventserver/pkg/rooms"
+)
+
+// errRefused is a client event the server will not act on; reason is a
+// metric label.
+type errRefused struct {
+	reason string
+	msg    string
+}
+
+func (e *errRefused) Error() string { return e.msg }
+
+func refused(reason, format string, args ...any) error {
+	return &errRefused{reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+// onEvent receives every event the client sends. It never panics: a panic in
+// a handler is logged and the event dropped.
+func (s *session) onEvent(raw ...any) {
+	if len(raw) == 0 {
+		return
+	}
+	event, ok := raw[0].(string)
+	if !ok {
+		return
+	}
+	args := raw[1:]
+	var ack socket.Ack
+	if n := len(args); n > 0 {
+		if a, ok := args[n-1].(socket.Ack); ok {
+			ack, args = a, args[:n-1]
+		}
+	}
+	s.h.m.EventsIn.WithLabelValues(metricEvent(event)).Inc()
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic while handling event", zap.String("event", event), zap.Any("panic", p), zap.Stack("stack"))
+		}
+	}()
+	if err := s.handle(event, args, ack); err != nil {
+		var r *errRefused
+		if errors.As(err, &r) {
+			s.h.m.EventsRefused.WithLabelValues(metricEvent(event), r.reason).Inc()
+			lvl := s.log.Warn
+			if r.reason == "not_node" || r.reason == "unauthenticated" {
+				lvl = s.log.Debug
+			}
+			lvl("event refused", zap.String("event", event), zap.String("reason", r.reason), zap.String("detail", r.msg))
+			return
+		}
+		s.log.Error("event", zap.String("event", event), zap.Error(err))
+	}
+}
+
+func (s *session) handle(event string, args []any, ack socket.Ack) error {
+	if event == protocol.EventRefreshToken {
+		s.refresh(args, ack)
+		return nil
+	}
+	if s.id == nil {
+		return refused("unauthenticated", "socket is not authenticated")
+	}
+	if s.id.Kind != rooms.KindNode {
+		switch event {
+		case protocol.EventMessage, protocol.EventError:
+			s.log.Info("client "+event, zap.String("text", clip(args)))
+			return nil
+		}
+		return refused("not_node", "events that users send lead to no action")
+	}
+	ctx := context.Background()
+	now := s.h.cfg.Now()
+	switch event {
+	case protocol.EventPing:
+		return s.h.presence.Ping(ctx, s.node().Key, now)
+	case protocol.EventNodeInfoUpdate:
+		obj, err := oneObject(args)
+		if err != nil {
+			return err
+		}
+		return s.h.presence.SetConfig(ctx, s.node().Key, obj, now)
+	case protocol.EventNodeMetricsUpdate:
+		obj, err := oneObject(args)
+		if err != nil {
+			return err
+		}
+		return s.h.presence.SetMetrics(ctx, s.node().Key, obj, now)
+	case protocol.EventAlgorithmStatusChange:
+		return s.algorithmStatusChange(args)
+	case protocol.EventAlgorithmLog:
+		return s.algorithmLog(args)
+	case protocol.EventMessage:
+		s.log.Info("node message", zap.String("text", clip(args)))
+		return nil
+	case protocol.EventError:
+		s.log.Warn("node error", zap.String("text", clip(args)))
+		return nil
+	}
+	s.log.Debug("unknown event ignored", zap.String("event", event), zap.Int("args", len(args)))
+	return nil
+}
+
+// oneObject checks that args is exactly one JSON object and returns its encoding.
+func oneObject(args []any) (json.RawMessage, error) {
+	if len(args) != 1 {
+		return nil, refused("malformed", "want exactly one argument, got %d", len(args))
+	}
+	if _, ok := args[0].(map[string]any); !ok {
+		return nil, refused("malformed", "want a JSON object, got %T", args[0])
+	}
+	b, err := json.Marshal(args[0])
+	if err != nil {
+		return nil, refused("malformed", "argument cannot be encoded: %v", err)
+	}
+	return b, nil
+}
+
+// decodeOne decodes the single object argument into v.
+func decodeOne(args []any, v any) error {
+	b, err := oneObject(args)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return refused("malformed", "%v", err)
+	}
+	return nil
+}
+
+// own checks that the ids a node put in a payload are its own.
+func (s *session) own(nodeID, collaborationID, organizationID *int64) error {
+	if collaborationID != nil && *collaborationID != s.id.CollaborationID() {
+		return refused("not_own", "collaboration_id %d is not the node's own (%d)", *collaborationID, s.id.CollaborationID())
+	}
+	if nodeID != nil && strconv.FormatInt(*nodeID, 10) != s.id.ID.String() {
+		return refused("not_own", "node_id %d is not the node's own (%s)", *nodeID, s.id.ID.String())
+	}
+	if organizationID != nil && *organizationID != s.id.OrganizationID {
+		return refused("not_own", "organization_id %d is not the node's own (%d)", *organizationID, s.id.OrganizationID)
+	}
+	return nil
+}
+
+func (s *session) algorithmStatusChange(args []any) error {
+	var in protocol.AlgorithmStatusChangeIn
+	if err := decodeOne(args, &in); err != nil {
+		return err
+	}
+	switch {
+	case in.Status == nil || *in.Status == "":
+		return refused("malformed", "status must be a non-empty string")
+	case in.RunID == nil:
+		return refused("malformed", "run_id must be an integer")
+	case in.TaskID == nil:
+		return refused("malformed", "task_id must be an integer")
+	}
+	var parent *int64
+	if p := bytes.TrimSpace(in.ParentID); len(p) > 0 && !bytes.Equal(p, []byte("null")) {
+		var v int64
+		if err := json.Unmarshal(p, &v); err != nil {
+			return refused("malformed", "parent_id must be an integer or null")
+		}
+		parent = &v
+	}
+	if err := s.own(in.NodeID, in.CollaborationID, in.OrganizationID); err != nil {
+		return err
+	}
+	cid := s.id.CollaborationID()
+	out := protocol.AlgorithmStatusChange{
+		Status:          *in.Status,
+		RunID:           *in.RunID,
+		TaskID:          *in.TaskID,
+		JobID:           in.JobID,
+		CollaborationID: cid,
+		NodeID:          s.id.ID,
+		OrganizationID:  s.id.OrganizationID,
+		ParentID:        parent,
+	}
+	s.log.Info("algorithm status change", zap.String("status", out.Status), zap.Int64("run_id", out.RunID),
+		zap.Int64("task_id", out.TaskID))
+	return s.h.Emit([]string{rooms.Collaboration(cid)}, nil, protocol.EventAlgorithmStatusChange, out)
+}
+
+func (s *session) algorithmLog(args []any) error {
+	var in protocol.AlgorithmLogIn
+	if err := decodeOne(args, &in); err != nil {
+		return err
+	}
+	switch {
+	case in.RunID == nil:
+		return refused("malformed", "run_id must be an integer")
+	case in.TaskID == nil:
+		return refused("malformed", "task_id must be an integer")
+	case in.Log == nil:
+		return refused("malformed", "log must be a string")
+	}
+	if err := s.own(in.NodeID, in.CollaborationID, nil); err != nil {
+		return err
+	}
+	cid := s.id.CollaborationID()
+	out := protocol.AlgorithmLog{RunID: *in.RunID, TaskID: *in.TaskID, Log: *in.Log}
+	return s.h.Emit([]string{rooms.Collaboration(cid)}, nil, protocol.EventAlgorithmLog, out)
+}
+
+// refresh handles refresh_token: {"token": "..."}. A valid token of the same
+// client keeps the socket and its rooms and re-arms the expiry.
+func (s *session) refresh(args []any, ack socket.Ack) {
+	answer := func(a protocol.RefreshTokenAck) {
+		if !a.OK {
+			s.h.m.AuthFailures.WithLabelValues("refresh_" + a.Error).Inc()
+			s.log.Info("refresh_token refused", zap.String("error", a.Error))
+		}
+		if ack != nil {
+			ack([]any{a}, nil)
+		}
+	}
+	if s.id == nil {
+		answer(protocol.RefreshTokenAck{Error: "unauthenticated"})
+		return
+	}
+	var in protocol.RefreshTokenIn
+	if err := decodeOne(args, &in); err != nil || in.Token == "" {
+		answer(protocol.RefreshTokenAck{Error: "malformed"})
+		return
+	}
+	id, exp, err := s.h.verify(in.Token)
+	if err != nil {
+		answer(protocol.RefreshTokenAck{Error: reasonOf(err) + "_token"})
+		return
+	}
+	if id.Kind != s.id.Kind || id.ID != s.id.ID {
+		answer(protocol.RefreshTokenAck{Error: "identity_mismatch"})
+		return
+	}
+	s.scheduleExpiry(exp)
+	s.log.Info("token refreshed", zap.Time("exp", exp))
+	answer(protocol.RefreshTokenAck{OK: true, Exp: exp.Unix()})
+}
+
+// clip renders a client's message or error argument for a log line.
+func clip(args []any) string {
+	var s string
+	if len(args) > 0 {
+		if str, ok := args[0].(string); ok {
+			s = str
+		} else {
+			b, _ := json.Marshal(args[0])
+			s = string(b)
+		}
+	}
+	const max = 1024
+	if len(s) > max {
+		s = s[:max]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+		s += "…"
+	}
+	return s
+}

@@ -1,0 +1,228 @@
+// Package hub serves the vantage6 /tasks namespace: it authenticates each
+// socket, puts it in the rooms its identity may read, carries the events of
+// the protocol and reports node presence.
+package hub
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"go.uber.org/zap"
+
+	"github.com/eventserver/eventserver/internal/auth"
+	"github.com/eventserver/eventserver/internal/identity"
+	"github.com/eventserver/eventserver/internal/metrics"
+	"github.com/eventserver/eventserver/internal/protocol"
+	"github.com/eventserver/eventserver/pkg/presence"
+	"github.com/eventserver/eventserver/pkg/rooms"
+)
+
+// Verifier checks a client's token.
+type Verifier interface {
+	Verify(token string) (*auth.Claims, error)
+}
+
+// Config configures a Hub.
+type Config struct {
+	// Server is the Socket.IO server; the hub serves its /tasks namespace. Required.
+	Server *socket.Server
+	// Verifier and Resolver authenticate clients. Required.
+	Verifier Verifier
+	Resolver identity.Resolver
+	// NewPresence builds the presence store, given the hub's transition
+	// handler. Nil: an in-memory store.
+	NewPresence func(presence.Handler) presence.Store
+	// AuthGrace is how long a socket whose token failed or expired stays
+	// before it is disconnected. Zero: 5s.
+	AuthGrace time.Duration
+	// ResolveTimeout bounds identity resolution. Zero: 10s.
+	ResolveTimeout time.Duration
+	// Instance names this instance. Logger and Metrics are required.
+	Instance string
+	Logger   *zap.Logger
+	Metrics  *metrics.Metrics
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// Hub is the /tasks namespace's logic.
+type Hub struct {
+	cfg      Config
+	nsp      socket.Namespace
+	log      *zap.Logger
+	m        *metrics.Metrics
+	presence presence.Store
+
+	mu       sync.Mutex
+	sessions map[socket.SocketId]*session
+	closed   bool
+}
+
+// New registers the hub's handlers on the server's /tasks namespace.
+func New(cfg Config) (*Hub, error) {
+	switch {
+	case cfg.Server == nil:
+		return nil, errors.New("hub: Server is required")
+	case cfg.Verifier == nil || cfg.Resolver == nil:
+		return nil, errors.New("hub: Verifier and Resolver are required")
+	case cfg.Logger == nil || cfg.Metrics == nil:
+		return nil, errors.New("hub: Logger and Metrics are required")
+	}
+	if cfg.AuthGrace <= 0 {
+		cfg.AuthGrace = 5 * time.Second
+	}
+	if cfg.ResolveTimeout <= 0 {
+		cfg.ResolveTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Hub{
+		cfg:      cfg,
+		log:      cfg.Logger.Named("hub"),
+		m:        cfg.Metrics,
+		sessions: map[socket.SocketId]*session{},
+	}
+	if cfg.NewPresence != nil {
+		h.presence = cfg.NewPresence(h.onTransition)
+	} else {
+		h.presence = presence.NewMemory(h.onTransition)
+	}
+	h.nsp = cfg.Server.Of(protocol.Namespace, nil)
+	h.nsp.Use(h.authenticate)
+	if err := h.nsp.On("connection", func(args ...any) {
+		if s, ok := first[*socket.Socket](args); ok {
+			h.onConnection(s)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Presence is the hub's presence store.
+func (h *Hub) Presence() presence.Store { return h.presence }
+
+// Namespace is the /tasks namespace, for the publish API.
+func (h *Hub) Namespace() socket.Namespace { return h.nsp }
+
+// unauthenticatedRoom holds the sockets whose token failed, for the grace
+// before they are disconnected, so that namespace-wide emits skip them.
+const unauthenticatedRoom = "eventserver:unauthenticated"
+
+// Emit sends an event to rooms (every authenticated client of the namespace
+// when rooms is empty), except the sockets in except. It counts the event.
+func (h *Hub) Emit(roomList, except []string, event string, args ...any) error {
+	op := h.nsp.To(toRooms(roomList)...).Except(toRooms(append(slices.Clip(except), unauthenticatedRoom))...)
+	h.m.EventsOut.WithLabelValues(metricEvent(event)).Inc()
+	return op.Emit(event, args...)
+}
+
+// Connections is the number of sockets on this instance's /tasks namespace.
+func (h *Hub) Connections() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+// Drain disconnects every socket, spread evenly over window, so that clients
+// reconnect elsewhere without a storm. It returns early when ctx ends, after
+// disconnecting the rest at once. New connections are refused from the start.
+func (h *Hub) Drain(ctx context.Context, window time.Duration) {
+	h.mu.Lock()
+	h.closed = true
+	all := make([]*session, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		all = append(all, s)
+	}
+	h.mu.Unlock()
+	if len(all) == 0 {
+		return
+	}
+	h.log.Info("draining", zap.Int("sockets", len(all)), zap.Duration("window", window))
+	step := window / time.Duration(len(all))
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	for i, s := range all {
+		if i > 0 && step > 0 {
+			t.Reset(step)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				step = 0
+			}
+		}
+		s.sock.Disconnect(true)
+	}
+}
+
+func (h *Hub) onTransition(tr presence.Transition) {
+	event, label := protocol.EventNodeOffline, "offline"
+	if tr.Online {
+		event, label = protocol.EventNodeOnline, "online"
+		h.m.NodesOnline.Inc()
+	} else {
+		h.m.NodesOnline.Dec()
+	}
+	h.m.NodeTransitions.WithLabelValues(label).Inc()
+	nodeRooms := rooms.For(rooms.Client{
+		Kind:             rooms.KindNode,
+		OrganizationID:   tr.Node.OrganizationID,
+		CollaborationIDs: []int64{tr.Node.CollaborationID},
+	})
+	payload := protocol.NodeStatus{ID: tr.Node.ID, Name: tr.Node.Name, OrgID: tr.Node.OrganizationID}
+	if err := h.Emit(nodeRooms, nil, event, payload); err != nil {
+		h.log.Error("emit node status", zap.String("event", event), zap.Error(err))
+	}
+	h.log.Info("node "+label, zap.String("node_id", tr.Node.Key), zap.String("node_name", tr.Node.Name),
+		zap.Int64("collaboration_id", tr.Node.CollaborationID))
+}
+
+func toRooms(in []string) []socket.Room {
+	out := make([]socket.Room, len(in))
+	for i, r := range in {
+		out[i] = socket.Room(r)
+	}
+	return out
+}
+
+func first[T any](args []any) (T, bool) {
+	var zero T
+	if len(args) == 0 {
+		return zero, false
+	}
+	v, ok := args[0].(T)
+	return v, ok
+}
+
+// bearer returns the token of an Authorization header value.
+func bearer(h string) string {
+	h = strings.TrimSpace(h)
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+var knownEvents = map[string]bool{
+	protocol.EventPing: true, protocol.EventNodeInfoUpdate: true, protocol.EventNodeMetricsUpdate: true,
+	protocol.EventAlgorithmStatusChange: true, protocol.EventAlgorithmLog: true, protocol.EventMessage: true,
+	protocol.EventError: true, protocol.EventRefreshToken: true,
+	protocol.EventSync: true, protocol.EventExpiredToken: true, protocol.EventInvalidToken: true,
+	protocol.EventNodeOnline: true, protocol.EventNodeOffline: true, protocol.EventNewTask: true,
+	protocol.EventKillContainers: true, protocol.EventStatusUpdate: true,
+}
+
+// metricEvent bounds the label values of event metrics.
+func metricEvent(ev string) string {
+	if knownEvents[ev] {
+		return ev
+	}
+	return "other"
+}

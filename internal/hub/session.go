@@ -1,0 +1,306 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"go.uber.org/zap"
+
+	"github.com/eventserver/eventserver/internal/auth"
+	"github.com/eventserver/eventserver/internal/identity"
+	"github.com/eventserver/eventserver/internal/protocol"
+	"github.com/eventserver/eventserver/pkg/presence"
+	"github.com/eventserver/eventserver/pkg/rooms"
+)
+
+// authResult is what the middleware learnt, handed to onConnection.
+type authResult struct {
+	id     *identity.Identity
+	exp    time.Time
+	reason string // "" when authenticated: missing, expired, invalid, draining
+}
+
+// session is the hub's state of one socket.
+type session struct {
+	h         *Hub
+	sock      *socket.Socket
+	id        *identity.Identity // nil: not authenticated
+	rooms     []string
+	log       *zap.Logger
+	since     time.Time
+	clientTyp string
+
+	mu        sync.Mutex
+	transport string
+	exp       time.Time
+	expTimer  *time.Timer // fires at exp
+	kickTimer *time.Timer // fires after the grace, unless refreshed
+	gone      bool
+}
+
+// authenticate runs before the CONNECT ack. It never rejects: a socket with a
+// bad token is connected, told expired_token or invalid_token, and
+// disconnected after the grace, as vantage6 clients expect.
+func (h *Hub) authenticate(s *socket.Socket, next func(*socket.ExtendedError)) {
+	res := &authResult{}
+	defer func() {
+		s.SetData(res)
+		next(nil)
+	}()
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		res.reason = "draining"
+		return
+	}
+	token := bearer(s.Request().Request().Header.Get("Authorization"))
+	if token == "" {
+		if a := s.Handshake().Auth; a != nil {
+			token, _ = a["token"].(string)
+		}
+	}
+	if token == "" {
+		res.reason = "missing"
+		return
+	}
+	id, exp, err := h.verify(token)
+	if err != nil {
+		res.reason = reasonOf(err)
+		h.log.Info("authentication failed", zap.String("socket_id", string(s.Id())),
+			zap.String("reason", res.reason), zap.String("remote", s.Conn().RemoteAddress()), zap.Error(err))
+		return
+	}
+	res.id, res.exp = id, exp
+}
+
+// verify checks a token and resolves its identity.
+func (h *Hub) verify(token string) (*identity.Identity, time.Time, error) {
+	claims, err := h.cfg.Verifier.Verify(token)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ResolveTimeout)
+	defer cancel()
+	id, err := h.cfg.Resolver.Resolve(ctx, token, claims)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return id, claims.ExpiresAt, nil
+}
+
+func reasonOf(err error) string {
+	if errors.Is(err, auth.ErrExpired) {
+		return "expired"
+	}
+	return "invalid"
+}
+
+func (h *Hub) onConnection(s *socket.Socket) {
+	res, _ := s.Data().(*authResult)
+	if res == nil {
+		res = &authResult{reason: "invalid"}
+	}
+	s.SetData(nil)
+	sess := &session{
+		h:         h,
+		sock:      s,
+		id:        res.id,
+		since:     h.cfg.Now(),
+		transport: s.Conn().Transport().Name(),
+		clientTyp: "unauthenticated",
+	}
+	fields := []zap.Field{zap.String("socket_id", string(s.Id()))}
+	if sess.id != nil {
+		sess.clientTyp = string(sess.id.Kind)
+		sess.rooms = sess.id.Rooms()
+		fields = append(fields, zap.String("client_type", sess.clientTyp), zap.String("client_id", sess.id.ID.String()))
+	}
+	sess.log = h.log.With(fields...)
+
+	h.mu.Lock()
+	h.sessions[s.Id()] = sess
+	h.mu.Unlock()
+	h.m.Connections.WithLabelValues(sess.clientTyp, sess.transport).Inc()
+
+	_ = s.Conn().On("upgrade", func(...any) { sess.onUpgrade() })
+	_ = s.On("disconnect", func(args ...any) {
+		reason, _ := first[string](args)
+		sess.onDisconnect(reason)
+	})
+	s.OnAny(sess.onEvent)
+
+	if sess.id == nil {
+		sess.refuse(res.reason)
+		return
+	}
+	sess.scheduleExpiry(res.exp)
+	if sess.id.Kind == rooms.KindNode {
+		sess.emit(protocol.EventSync)
+		err := h.presence.Connect(context.Background(), presence.Conn{
+			Node:     sess.node(),
+			ID:       string(s.Id()),
+			Instance: h.cfg.Instance,
+			Since:    sess.since,
+		})
+		if err != nil {
+			sess.log.Error("presence connect", zap.Error(err))
+		}
+	}
+	s.Join(toRooms(sess.rooms)...)
+	for _, r := range sess.rooms {
+		if rooms.Announced(r) {
+			sess.announce(r, fmt.Sprintf("%s %s joined room %s", title(sess.id.Kind), sess.id.Name, r))
+		}
+	}
+	sess.log.Info("client connected", zap.Strings("rooms", sess.rooms), zap.String("transport", sess.transport),
+		zap.String("name", sess.id.Name))
+}
+
+func title(k rooms.Kind) string {
+	if k == rooms.KindNode {
+		return "Node"
+	}
+	return "User"
+}
+
+func (s *session) node() presence.Node {
+	idJSON, _ := s.id.ID.MarshalJSON()
+	return presence.Node{
+		Key:             s.id.ID.String(),
+		ID:              idJSON,
+		Name:            s.id.Name,
+		OrganizationID:  s.id.OrganizationID,
+		CollaborationID: s.id.CollaborationID(),
+	}
+}
+
+// emit sends an event to this socket only.
+func (s *session) emit(event string, args ...any) {
+	s.h.m.EventsOut.WithLabelValues(metricEvent(event)).Inc()
+	if err := s.sock.Emit(event, args...); err != nil {
+		s.log.Warn("emit", zap.String("event", event), zap.Error(err))
+	}
+}
+
+func (s *session) announce(room, msg string) {
+	if err := s.h.Emit([]string{room}, nil, protocol.EventMessage, msg); err != nil {
+		s.log.Warn("announce", zap.String("room", room), zap.Error(err))
+	}
+}
+
+// refuse tells the client why it is not authenticated and disconnects it
+// after the grace.
+func (s *session) refuse(reason string) {
+	s.h.m.AuthFailures.WithLabelValues(reason).Inc()
+	event := protocol.EventInvalidToken
+	if reason == "expired" {
+		event = protocol.EventExpiredToken
+	}
+	s.sock.Join(unauthenticatedRoom)
+	s.emit(event)
+	s.log.Info("unauthenticated socket: told "+event+", disconnecting after grace",
+		zap.String("reason", reason), zap.Duration("grace", s.h.cfg.AuthGrace))
+	s.mu.Lock()
+	s.startKickLocked()
+	s.mu.Unlock()
+}
+
+func (s *session) startKickLocked() {
+	if s.gone || s.kickTimer != nil {
+		return
+	}
+	s.kickTimer = time.AfterFunc(s.h.cfg.AuthGrace, func() {
+		s.log.Info("disconnecting: no valid token after grace")
+		s.sock.Disconnect(false)
+	})
+}
+
+// scheduleExpiry arms the timer that tells the client its token expired.
+func (s *session) scheduleExpiry(exp time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gone {
+		return
+	}
+	if s.expTimer != nil {
+		s.expTimer.Stop()
+	}
+	if s.kickTimer != nil {
+		s.kickTimer.Stop()
+		s.kickTimer = nil
+	}
+	s.exp = exp
+	s.expTimer = time.AfterFunc(exp.Sub(s.h.cfg.Now()), s.onExpired)
+}
+
+func (s *session) onExpired() {
+	s.mu.Lock()
+	if s.gone || s.h.cfg.Now().Before(s.exp) {
+		s.mu.Unlock()
+		return
+	}
+	s.startKickLocked()
+	s.mu.Unlock()
+	s.h.m.AuthFailures.WithLabelValues("expired_while_connected").Inc()
+	s.log.Info("token expired while connected: told expired_token", zap.Duration("grace", s.h.cfg.AuthGrace))
+	s.emit(protocol.EventExpiredToken)
+}
+
+func (s *session) onUpgrade() {
+	s.mu.Lock()
+	old := s.transport
+	s.transport = s.sock.Conn().Transport().Name()
+	now, gone := s.transport, s.gone
+	s.mu.Unlock()
+	if gone || old == now {
+		return
+	}
+	s.h.m.Connections.WithLabelValues(s.clientTyp, old).Dec()
+	s.h.m.Connections.WithLabelValues(s.clientTyp, now).Inc()
+	s.log.Debug("transport upgraded", zap.String("transport", now))
+}
+
+func (s *session) onDisconnect(reason string) {
+	s.mu.Lock()
+	if s.gone {
+		s.mu.Unlock()
+		return
+	}
+	s.gone = true
+	if s.expTimer != nil {
+		s.expTimer.Stop()
+	}
+	if s.kickTimer != nil {
+		s.kickTimer.Stop()
+	}
+	transport := s.transport
+	s.mu.Unlock()
+
+	h := s.h
+	h.mu.Lock()
+	delete(h.sessions, s.sock.Id())
+	h.mu.Unlock()
+	h.m.Connections.WithLabelValues(s.clientTyp, transport).Dec()
+
+	if s.id == nil {
+		s.log.Debug("unauthenticated socket disconnected", zap.String("reason", reason))
+		return
+	}
+	for _, r := range s.rooms {
+		if rooms.Announced(r) {
+			s.announce(r, fmt.Sprintf("%s left room %s", s.id.Name, r))
+		}
+	}
+	if s.id.Kind == rooms.KindNode {
+		if err := h.presence.Disconnect(context.Background(), s.node().Key, string(s.sock.Id())); err != nil {
+			s.log.Error("presence disconnect", zap.Error(err))
+		}
+	}
+	s.log.Info("client disconnected", zap.String("reason", reason),
+		zap.Duration("connected_for", h.cfg.Now().Sub(s.since)))
+}

@@ -1,0 +1,66 @@
+// Package metrics defines eventserver's Prometheus metrics on a registry of
+// its own, so that tests can build several servers in one process.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the collectors of one server.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Connections     *prometheus.GaugeVec   // client_type, transport
+	EventsIn        *prometheus.CounterVec // event
+	EventsOut       *prometheus.CounterVec // event
+	EventsRefused   *prometheus.CounterVec // event, reason
+	AuthFailures    *prometheus.CounterVec // reason
+	PublishRequests *prometheus.CounterVec // status
+	NodesOnline     prometheus.Gauge
+	NodeTransitions *prometheus.CounterVec // transition
+}
+
+// New registers every collector, plus the Go and process collectors, on a new registry.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		Connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eventserver_connections",
+			Help: "Open /tasks connections by client type (node, user, unauthenticated) and transport.",
+		}, []string{"client_type", "transport"}),
+		EventsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventserver_events_received_total",
+			Help: "Events received from clients, by event name (unknown names are counted as \"other\").",
+		}, []string{"event"}),
+		EventsOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventserver_events_sent_total",
+			Help: "Events emitted by the server (one per emit, whatever the number of receivers), by event name.",
+		}, []string{"event"}),
+		EventsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventserver_events_refused_total",
+			Help: "Client events not acted on, by event and reason (malformed, not_own, not_node, unauthenticated).",
+		}, []string{"event", "reason"}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventserver_auth_failures_total",
+			Help: "Failed authentications, by reason (missing, expired, invalid, refresh_*).",
+		}, []string{"reason"}),
+		PublishRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventserver_publish_requests_total",
+			Help: "Publish API requests by HTTP status.",
+		}, []string{"status"}),
+		NodesOnline: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventserver_nodes_online",
+			Help: "Nodes with at least one live connection.",
+		}),
+		NodeTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventserver_node_transitions_total",
+			Help: "Node presence transitions (online, offline).",
+		}, []string{"transition"}),
+	}
+	r.MustRegister(m.Connections, m.EventsIn, m.EventsOut, m.EventsRefused, m.AuthFailures,
+		m.PublishRequests, m.NodesOnline, m.NodeTransitions,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
