@@ -1,0 +1,189 @@
+#!/usr/bin/env node
+// A scripted vantage6 UI for the end-to-end tests.
+//
+// It connects to the /tasks namespace with socket.io-client 4.8 (what the
+// vantage6 UI uses) and is driven through stdin/stdout with one JSON object a
+// line. Run it from the repository root after `npm ci`:
+//   node integration/clients/ui.js --url http://127.0.0.1:PORT --token T
+//
+// Output lines (stdout):
+//   {"type":"connect","sid":"...","transport":"polling|websocket"}
+//   {"type":"upgrade","transport":"websocket"}
+//   {"type":"event","event":"node-online","args":[{...}]}   every event, all its arguments
+//   {"type":"disconnect","reason":"..."}
+//   {"type":"connect_error","message":"...","data":...}
+//   {"type":"error","message":"..."}
+//   {"type":"ready"}                                       stdin is being read
+//   {"type":"sent","event":"..."}                          an emit returned
+//   {"type":"ack","id":7,"args":[...]}                     the server answered an ack request
+//   {"type":"disconnected"}                                the disconnect command returned
+//
+// Input lines (stdin):
+//   {"cmd":"emit","event":"ping","args":[]}                exact positional arguments
+//   {"cmd":"emit","event":"x","args":[{}],"ack":7}         request an ack, reported with id 7
+//   {"cmd":"connect"} / {"cmd":"connect","token":"T"}      connect again (optionally new token)
+//   {"cmd":"disconnect"}
+//   {"cmd":"exit"}
+// On stdin EOF the client closes the socket and exits 0.
+"use strict";
+
+const path = require("path");
+const readline = require("readline");
+
+// Resolve socket.io-client from the repository root's node_modules even when
+// the script is started from another working directory.
+const { io } = require(require.resolve("socket.io-client", {
+  paths: [process.cwd(), path.resolve(__dirname, "..", "..")],
+}));
+
+function out(obj) {
+  // Writes to pipes and files are synchronous on Linux, so lines keep their
+  // order and are complete before process.exit().
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+function usage(msg) {
+  process.stderr.write(
+    (msg ? msg + "\n" : "") +
+      "usage: ui.js --url URL [--token T] [--auth-mode header|auth|none]\n" +
+      "             [--transports polling,websocket] [--no-reconnect] [--origin ORIGIN]\n",
+  );
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const opts = {
+    url: "",
+    token: "",
+    authMode: "header",
+    transports: ["polling", "websocket"],
+    reconnect: true,
+    origin: "",
+  };
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let value;
+    const eq = arg.indexOf("=");
+    if (arg.startsWith("--") && eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const next = () => {
+      if (value !== undefined) return value;
+      if (i + 1 >= argv.length) usage("missing value for " + arg);
+      return argv[++i];
+    };
+    switch (arg) {
+      case "--url": opts.url = next(); break;
+      case "--token": opts.token = next(); break;
+      case "--auth-mode": opts.authMode = next(); break;
+      case "--transports":
+        opts.transports = next().split(",").map((s) => s.trim()).filter(Boolean);
+        break;
+      case "--no-reconnect": opts.reconnect = false; break;
+      case "--origin": opts.origin = next(); break;
+      case "-h": case "--help": usage(); break;
+      default: usage("unknown argument " + arg);
+    }
+  }
+  if (!opts.url) usage("--url is required");
+  if (!["header", "auth", "none"].includes(opts.authMode)) usage("bad --auth-mode");
+  const okTransports = opts.transports.length > 0 &&
+    opts.transports.every((t) => t === "polling" || t === "websocket");
+  if (!okTransports) usage("bad --transports");
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+
+const extraHeaders = {};
+if (opts.authMode === "header") extraHeaders.Authorization = "Bearer " + opts.token;
+if (opts.origin) extraHeaders.Origin = opts.origin;
+
+const clientOpts = {
+  transports: opts.transports,
+  reconnection: opts.reconnect,
+  withCredentials: true, // as the UI does (only matters in a browser)
+  extraHeaders, // the Node polling transport sets these on every request, websocket on the upgrade
+};
+if (opts.authMode === "auth") clientOpts.auth = { token: opts.token };
+
+const socket = io(opts.url.replace(/\/+$/, "") + "/tasks", clientOpts);
+
+// Each (re)connection makes a new Engine.IO socket: watch each one's upgrade.
+socket.io.on("open", () => {
+  const engine = socket.io.engine;
+  engine.on("upgrade", (transport) => out({ type: "upgrade", transport: transport.name }));
+});
+
+socket.on("connect", () => {
+  out({ type: "connect", sid: socket.id, transport: socket.io.engine.transport.name });
+});
+socket.on("disconnect", (reason) => out({ type: "disconnect", reason }));
+socket.on("connect_error", (err) => {
+  out({
+    type: "connect_error",
+    message: err && err.message !== undefined ? err.message : String(err),
+    data: err && err.data !== undefined ? err.data : null,
+  });
+});
+socket.onAny((event, ...args) => out({ type: "event", event, args }));
+
+process.on("uncaughtException", (err) => out({ type: "error", message: String(err && err.stack || err) }));
+
+function emit(cmd) {
+  const event = cmd.event;
+  let args = cmd.args === undefined || cmd.args === null ? [] : cmd.args;
+  if (!Array.isArray(args)) args = [args];
+  if (Object.prototype.hasOwnProperty.call(cmd, "ack")) {
+    const id = cmd.ack;
+    socket.emit(event, ...args, (...ackArgs) => out({ type: "ack", id, args: ackArgs }));
+  } else {
+    socket.emit(event, ...args);
+  }
+  out({ type: "sent", event });
+}
+
+function finish() {
+  socket.close();
+  // Give the close packet a moment to leave, then exit.
+  setTimeout(() => process.exit(0), 50);
+}
+
+const rl = readline.createInterface({ input: process.stdin, terminal: false });
+rl.on("line", (raw) => {
+  const line = raw.trim();
+  if (!line) return;
+  try {
+    const cmd = JSON.parse(line);
+    switch (cmd.cmd) {
+      case "emit":
+        emit(cmd);
+        break;
+      case "disconnect":
+        socket.disconnect();
+        out({ type: "disconnected" });
+        break;
+      case "connect":
+        if (Object.prototype.hasOwnProperty.call(cmd, "token")) {
+          opts.token = String(cmd.token);
+          if (opts.authMode === "header") {
+            extraHeaders.Authorization = "Bearer " + opts.token; // read at each (re)connection
+          } else if (opts.authMode === "auth") {
+            socket.auth = { token: opts.token };
+          }
+        }
+        socket.connect();
+        break;
+      case "exit":
+        rl.close();
+        break;
+      default:
+        out({ type: "error", message: "unknown command: " + JSON.stringify(cmd.cmd) });
+    }
+  } catch (err) {
+    out({ type: "error", message: String(err && err.message || err) });
+  }
+});
+rl.on("close", finish);
+out({ type: "ready" });
