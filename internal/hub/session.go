@@ -106,12 +106,13 @@ func (h *Hub) onConnection(s *socket.Socket) {
 		res = &authResult{reason: "invalid"}
 	}
 	s.SetData(nil)
+	transport := s.Conn().Transport().Name()
 	sess := &session{
 		h:         h,
 		sock:      s,
 		id:        res.id,
 		since:     h.cfg.Now(),
-		transport: s.Conn().Transport().Name(),
+		transport: transport,
 		clientTyp: "unauthenticated",
 	}
 	fields := []zap.Field{zap.String("socket_id", string(s.Id()))}
@@ -125,7 +126,7 @@ func (h *Hub) onConnection(s *socket.Socket) {
 	h.mu.Lock()
 	h.sessions[s.Id()] = sess
 	h.mu.Unlock()
-	h.m.Connections.WithLabelValues(sess.clientTyp, sess.transport).Inc()
+	h.m.Connections.WithLabelValues(sess.clientTyp, transport).Inc()
 
 	_ = s.Conn().On("upgrade", func(...any) { sess.onUpgrade() })
 	_ = s.On("disconnect", func(args ...any) {
@@ -157,7 +158,7 @@ func (h *Hub) onConnection(s *socket.Socket) {
 			sess.announce(r, fmt.Sprintf("%s %s joined room %s", title(sess.id.Kind), sess.id.Name, r))
 		}
 	}
-	sess.log.Info("client connected", zap.Strings("rooms", sess.rooms), zap.String("transport", sess.transport),
+	sess.log.Info("client connected", zap.Strings("rooms", sess.rooms), zap.String("transport", transport),
 		zap.String("name", sess.id.Name))
 }
 
