@@ -29,6 +29,8 @@ require (
 	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
 	github.com/xo/terminfo v1.2.0 // indirect
+	github.com/zishang520/socket.io/clients/engine/v3 v3.0.6 // indirect
+	github.com/zishang520/socket.io/clients/socket/v3 v3.0.6 // indirect
 	github.com/zishang520/socket.io/parsers/engine/v3 v3.0.6 // indirect
 	github.com/zishang520/socket.io/parsers/socket/v3 v3.0.6 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
@@ -37,4 +39,5 @@ require (
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
+	resty.dev/v3 v3.0.0-rc.4 // indirect
 )
