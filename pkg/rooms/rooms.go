@@ -13,6 +13,7 @@ package rooms
 import (
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // AllNodes is the room every node joins. Nothing but node-online and
@@ -42,15 +43,9 @@ const (
 // ParseScope accepts the scope names in any case (vantage6 writes them in
 // capitals). It reports false for an unknown name.
 func ParseScope(s string) (Scope, bool) {
-	switch s {
-	case "":
-		return ScopeNone, true
-	case "global", "GLOBAL", "Global":
-		return ScopeGlobal, true
-	case "collaboration", "COLLABORATION", "Collaboration":
-		return ScopeCollaboration, true
-	case "organization", "ORGANIZATION", "Organization":
-		return ScopeOrganization, true
+	switch sc := Scope(strings.ToLower(s)); sc {
+	case ScopeNone, ScopeGlobal, ScopeCollaboration, ScopeOrganization:
+		return sc, true
 	}
 	return ScopeNone, false
 }
