@@ -315,6 +315,18 @@ func TestAuthFailures(t *testing.T) {
 	if n := len(watcher.events("node-online")); n != 0 {
 		t.Errorf("a node with a bad token came online (%d)", n)
 	}
+	// Tokens never reach the logs, not even bad ones.
+	logs := s.logText()
+	if !strings.Contains(logs, "authentication failed") {
+		t.Fatalf("no auth failure logged:\n%s", logs)
+	}
+	for _, secret := range []string{expired, wrong, "garbage", testSecret, testPublishToken} {
+		for _, part := range strings.Split(secret, ".") {
+			if len(part) > 8 && strings.Contains(logs, part) {
+				t.Errorf("the logs contain (part of) a token or secret: %q", part)
+			}
+		}
+	}
 	if got := s.metric(`eventserver_auth_failures_total{reason="expired"}`); got != 2 {
 		t.Errorf("expired failures %v, want 2", got)
 	}

@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/eventserver/eventserver/internal/app"
 	"github.com/eventserver/eventserver/internal/auth"
@@ -51,10 +53,25 @@ func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 
 // server is one in-process eventserver on a random port.
 type server struct {
-	t   testing.TB
-	app *app.App
-	URL string
-	cfg *config.Config
+	t    testing.TB
+	app  *app.App
+	URL  string
+	cfg  *config.Config
+	logs *observer.ObservedLogs
+}
+
+// logText renders every log entry the server wrote, with its fields.
+func (s *server) logText() string {
+	var b strings.Builder
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	for _, e := range s.logs.All() {
+		buf, err := enc.EncodeEntry(e.Entry, e.Context)
+		if err == nil {
+			b.Write(buf.Bytes())
+			buf.Free()
+		}
+	}
+	return b.String()
 }
 
 // startServer starts a server; mutate adjusts the configuration first.
@@ -78,11 +95,12 @@ func startServer(t testing.TB, mutate func(*config.Config)) *server {
 	if mutate != nil {
 		mutate(cfg)
 	}
-	var log *zap.Logger
+	// Every entry is kept (to check what reaches the logs); with
+	// EVENTSERVER_TEST_LOGS set they are also printed.
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
 	if os.Getenv("EVENTSERVER_TEST_LOGS") != "" {
-		log = zaptest.NewLogger(t)
-	} else {
-		log = zap.NewNop()
+		log = zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core()))
 	}
 	a, err := app.New(cfg, log)
 	if err != nil {
@@ -90,7 +108,7 @@ func startServer(t testing.TB, mutate func(*config.Config)) *server {
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run() }()
-	s := &server{t: t, app: a, URL: "http://" + a.Addr().String(), cfg: cfg}
+	s := &server{t: t, app: a, URL: "http://" + a.Addr().String(), cfg: cfg, logs: logs}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
