@@ -13,8 +13,10 @@ import (
 type Memory struct {
 	handler Handler
 
-	mu    sync.Mutex
-	nodes map[string]*memNode
+	mu         sync.Mutex
+	nodes      map[string]*memNode
+	pending    []Transition // decided, not yet delivered
+	delivering bool
 }
 
 type memNode struct {
@@ -25,14 +27,52 @@ type memNode struct {
 var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty Store that reports transitions to h (which may
-// be nil). h runs while the Store holds its lock, so that the transitions of
-// one node are reported in order; it must be quick and must not call the Store.
+// be nil). Transitions are delivered one at a time, in the order they were
+// decided, never while the Store's lock is held: h may cause a call to the
+// Store (a broadcast that closes a socket), whose transition is then
+// delivered after h returns. Usually the call that decides a transition
+// delivers it before returning.
 func NewMemory(h Handler) *Memory {
 	return &Memory{handler: h, nodes: map[string]*memNode{}}
 }
 
+// decide queues a transition; the caller holds m.mu and calls deliver after
+// releasing it.
+func (m *Memory) decide(tr Transition) {
+	if m.handler != nil {
+		m.pending = append(m.pending, tr)
+	}
+}
+
+// deliver hands the queued transitions to the handler, unless another call
+// is doing so already (it will deliver them too).
+func (m *Memory) deliver() {
+	for {
+		m.mu.Lock()
+		if m.delivering || len(m.pending) == 0 {
+			m.mu.Unlock()
+			return
+		}
+		m.delivering = true
+		batch := m.pending
+		m.pending = nil
+		m.mu.Unlock()
+		func() {
+			defer func() {
+				m.mu.Lock()
+				m.delivering = false
+				m.mu.Unlock()
+			}()
+			for _, tr := range batch {
+				m.handler(tr)
+			}
+		}()
+	}
+}
+
 // Connect implements Store.
 func (m *Memory) Connect(_ context.Context, c Conn) error {
+	defer m.deliver()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n, ok := m.nodes[c.Node.Key]
@@ -48,14 +88,15 @@ func (m *Memory) Connect(_ context.Context, c Conn) error {
 	}
 	n.conns[c.ID] = struct{}{}
 	n.state.Connections = len(n.conns)
-	if !ok && m.handler != nil {
-		m.handler(Transition{Online: true, Node: c.Node})
+	if !ok {
+		m.decide(Transition{Online: true, Node: c.Node})
 	}
 	return nil
 }
 
 // Disconnect implements Store.
 func (m *Memory) Disconnect(_ context.Context, nodeKey, connID string) error {
+	defer m.deliver()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n, ok := m.nodes[nodeKey]
@@ -71,9 +112,7 @@ func (m *Memory) Disconnect(_ context.Context, nodeKey, connID string) error {
 		return nil
 	}
 	delete(m.nodes, nodeKey)
-	if m.handler != nil {
-		m.handler(Transition{Online: false, Node: n.state.Node})
-	}
+	m.decide(Transition{Online: false, Node: n.state.Node})
 	return nil
 }
 

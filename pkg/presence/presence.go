@@ -41,7 +41,7 @@ type Transition struct {
 	Node   Node
 }
 
-// Handler receives transitions. It must not call back into the Store.
+// Handler receives transitions, one at a time and in order.
 type Handler func(Transition)
 
 // State is what the Store knows of an online node.
