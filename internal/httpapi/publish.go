@@ -198,8 +198,8 @@ func (a *API) emit(w http.ResponseWriter, r *http.Request) int {
 	if err := dec.Decode(&req); err != nil {
 		return writeError(w, http.StatusBadRequest, jsonField(err), "invalid JSON body: "+err.Error())
 	}
-	if dec.More() {
-		return writeError(w, http.StatusBadRequest, "", "invalid JSON body: more than one value")
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return writeError(w, http.StatusBadRequest, "", "invalid JSON body: data after the object")
 	}
 	rooms, args, err := req.parse()
 	if err != nil {

@@ -59,6 +59,13 @@ func New() *Metrics {
 			Help: "Node presence transitions (online, offline).",
 		}, []string{"transition"}),
 	}
+	// Idle series read 0 rather than "no data".
+	for _, ct := range []string{"node", "user", "unauthenticated"} {
+		for _, tr := range []string{"polling", "websocket"} {
+			m.Connections.WithLabelValues(ct, tr)
+		}
+	}
+	m.NodesOnline.Set(0)
 	r.MustRegister(m.Connections, m.EventsIn, m.EventsOut, m.EventsRefused, m.AuthFailures,
 		m.PublishRequests, m.NodesOnline, m.NodeTransitions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

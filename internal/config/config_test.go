@@ -1,0 +1,308 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// env turns a map into a getenv function.
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"Listen", c.Listen, ":7600"},
+		{"PingInterval", c.PingInterval, 25 * time.Second},
+		{"PingTimeout", c.PingTimeout, 60 * time.Second},
+		{"MaxPayload", c.MaxPayload, int64(1000000)},
+		{"LogFormat", c.LogFormat, "json"},
+		{"LogLevel", c.LogLevel, "info"},
+		{"ShutdownDelay", c.ShutdownDelay, 5 * time.Second},
+		{"DrainTimeout", c.DrainTimeout, 10 * time.Second},
+		{"AuthGrace", c.AuthGrace, 5 * time.Second},
+		{"JWTLeeway", c.JWTLeeway, 10 * time.Second},
+		{"JWTSecret", c.JWTSecret, ""},
+		{"JWTPublicKeyFile", c.JWTPublicKeyFile, ""},
+		{"PublishToken", c.PublishToken, ""},
+		{"CORSOrigins empty", len(c.CORSOrigins), 0},
+		{"InstanceID set", c.InstanceID != "", true},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestLoadOverrides(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "key.pem")
+	if err := os.WriteFile(keyFile, []byte("not checked here"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(*Config) bool
+	}{
+		{"env listen", nil, map[string]string{"EVENTSERVER_LISTEN": "127.0.0.1:9000"}, func(c *Config) bool { return c.Listen == "127.0.0.1:9000" }},
+		{"env instance id", nil, map[string]string{"EVENTSERVER_INSTANCE_ID": "es-1"}, func(c *Config) bool { return c.InstanceID == "es-1" }},
+		{"env secret", nil, map[string]string{"EVENTSERVER_JWT_SECRET": "s3cret"}, func(c *Config) bool { return c.JWTSecret == "s3cret" }},
+		{"env key file", nil, map[string]string{"EVENTSERVER_JWT_PUBLIC_KEY_FILE": keyFile}, func(c *Config) bool { return c.JWTPublicKeyFile == keyFile }},
+		{"env leeway", nil, map[string]string{"EVENTSERVER_JWT_LEEWAY": "0s"}, func(c *Config) bool { return c.JWTLeeway == 0 }},
+		{"env auth grace", nil, map[string]string{"EVENTSERVER_AUTH_GRACE": "1m"}, func(c *Config) bool { return c.AuthGrace == time.Minute }},
+		{"env publish token", nil, map[string]string{"EVENTSERVER_PUBLISH_TOKEN": "0123456789abcdef"}, func(c *Config) bool { return c.PublishToken == "0123456789abcdef" }},
+		{"env ping interval", nil, map[string]string{"EVENTSERVER_PING_INTERVAL": "5s"}, func(c *Config) bool { return c.PingInterval == 5*time.Second }},
+		{"env ping timeout", nil, map[string]string{"EVENTSERVER_PING_TIMEOUT": "2m"}, func(c *Config) bool { return c.PingTimeout == 2*time.Minute }},
+		{"env max payload", nil, map[string]string{"EVENTSERVER_MAX_PAYLOAD": "2048"}, func(c *Config) bool { return c.MaxPayload == 2048 }},
+		{"env log format", nil, map[string]string{"EVENTSERVER_LOG_FORMAT": "console"}, func(c *Config) bool { return c.LogFormat == "console" }},
+		{"env log format capitals", nil, map[string]string{"EVENTSERVER_LOG_FORMAT": "CONSOLE"}, func(c *Config) bool { return c.LogFormat == "console" }},
+		{"env log level", nil, map[string]string{"EVENTSERVER_LOG_LEVEL": "debug"}, func(c *Config) bool { return c.LogLevel == "debug" }},
+		{"env shutdown delay", nil, map[string]string{"EVENTSERVER_SHUTDOWN_DELAY": "0s"}, func(c *Config) bool { return c.ShutdownDelay == 0 }},
+		{"env drain timeout", nil, map[string]string{"EVENTSERVER_DRAIN_TIMEOUT": "30s"}, func(c *Config) bool { return c.DrainTimeout == 30*time.Second }},
+		{"flag listen", []string{"--listen", "127.0.0.1:1"}, nil, func(c *Config) bool { return c.Listen == "127.0.0.1:1" }},
+		{"flag with =", []string{"--ping-interval=3s"}, nil, func(c *Config) bool { return c.PingInterval == 3*time.Second }},
+		{"single dash flag", []string{"-log-level", "warn"}, nil, func(c *Config) bool { return c.LogLevel == "warn" }},
+		{"flag beats env", []string{"--ping-interval", "7s"}, map[string]string{"EVENTSERVER_PING_INTERVAL": "9s"}, func(c *Config) bool { return c.PingInterval == 7*time.Second }},
+		{"flag beats env listen", []string{"--listen", ":1"}, map[string]string{"EVENTSERVER_LISTEN": ":2"}, func(c *Config) bool { return c.Listen == ":1" }},
+		{"flag beats env secret", []string{"--jwt-secret", "flag"}, map[string]string{"EVENTSERVER_JWT_SECRET": "env"}, func(c *Config) bool { return c.JWTSecret == "flag" }},
+		{"flag beats invalid env", []string{"--log-format", "json"}, map[string]string{"EVENTSERVER_LOG_FORMAT": "xml"}, func(c *Config) bool { return c.LogFormat == "json" }},
+		{"empty env is unset", nil, map[string]string{"EVENTSERVER_LISTEN": ""}, func(c *Config) bool { return c.Listen == ":7600" }},
+		{"size 1MB", nil, map[string]string{"EVENTSERVER_MAX_PAYLOAD": "1MB"}, func(c *Config) bool { return c.MaxPayload == 1000000 }},
+		{"size 1MiB", nil, map[string]string{"EVENTSERVER_MAX_PAYLOAD": "1MiB"}, func(c *Config) bool { return c.MaxPayload == 1<<20 }},
+		{"size 64KiB", nil, map[string]string{"EVENTSERVER_MAX_PAYLOAD": "64KiB"}, func(c *Config) bool { return c.MaxPayload == 64<<10 }},
+		{"size 2KB", nil, map[string]string{"EVENTSERVER_MAX_PAYLOAD": "2KB"}, func(c *Config) bool { return c.MaxPayload == 2000 }},
+		{"size 4096B", nil, map[string]string{"EVENTSERVER_MAX_PAYLOAD": "4096B"}, func(c *Config) bool { return c.MaxPayload == 4096 }},
+		{"size with space", nil, map[string]string{"EVENTSERVER_MAX_PAYLOAD": " 2 MiB "}, func(c *Config) bool { return c.MaxPayload == 2<<20 }},
+		{"size flag", []string{"--max-payload", "1MiB"}, nil, func(c *Config) bool { return c.MaxPayload == 1<<20 }},
+		{"cors list trimmed", nil, map[string]string{"EVENTSERVER_CORS_ORIGINS": " https://a.example , http://b.example:8080 "},
+			func(c *Config) bool {
+				return slices.Equal(c.CORSOrigins, []string{"https://a.example", "http://b.example:8080"})
+			}},
+		{"cors trailing slash removed", nil, map[string]string{"EVENTSERVER_CORS_ORIGINS": "https://a.example/,https://b.example/"},
+			func(c *Config) bool {
+				return slices.Equal(c.CORSOrigins, []string{"https://a.example", "https://b.example"})
+			}},
+		{"cors empty items skipped", nil, map[string]string{"EVENTSERVER_CORS_ORIGINS": ",https://a.example,, ,"},
+			func(c *Config) bool { return slices.Equal(c.CORSOrigins, []string{"https://a.example"}) }},
+		{"cors star", nil, map[string]string{"EVENTSERVER_CORS_ORIGINS": "*"},
+			func(c *Config) bool { return slices.Equal(c.CORSOrigins, []string{"*"}) }},
+		{"cors flag", []string{"--cors-origins", "https://ui.example/"}, nil,
+			func(c *Config) bool { return slices.Equal(c.CORSOrigins, []string{"https://ui.example"}) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(tt.args, env(tt.env), &bytes.Buffer{})
+			if err != nil {
+				t.Fatalf("Load(%q, %v): %v", tt.args, tt.env, err)
+			}
+			if !tt.check(c) {
+				t.Errorf("Load(%q, %v) = %+v: check failed", tt.args, tt.env, c)
+			}
+		})
+	}
+}
+
+func TestLoadInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		// wantIn are substrings of the error message.
+		wantIn []string
+	}{
+		{"ping interval abc", nil, map[string]string{"EVENTSERVER_PING_INTERVAL": "abc"}, []string{"EVENTSERVER_PING_INTERVAL", "abc"}},
+		{"ping interval zero", nil, map[string]string{"EVENTSERVER_PING_INTERVAL": "0s"}, []string{"EVENTSERVER_PING_INTERVAL"}},
+		{"ping timeout negative", nil, map[string]string{"EVENTSERVER_PING_TIMEOUT": "-1s"}, []string{"EVENTSERVER_PING_TIMEOUT"}},
+		{"leeway negative", nil, map[string]string{"EVENTSERVER_JWT_LEEWAY": "-1s"}, []string{"EVENTSERVER_JWT_LEEWAY"}},
+		{"auth grace abc", nil, map[string]string{"EVENTSERVER_AUTH_GRACE": "soon"}, []string{"EVENTSERVER_AUTH_GRACE"}},
+		{"shutdown delay abc", nil, map[string]string{"EVENTSERVER_SHUTDOWN_DELAY": "5"}, []string{"EVENTSERVER_SHUTDOWN_DELAY"}},
+		{"drain timeout abc", nil, map[string]string{"EVENTSERVER_DRAIN_TIMEOUT": "x"}, []string{"EVENTSERVER_DRAIN_TIMEOUT"}},
+		{"max payload too small", nil, map[string]string{"EVENTSERVER_MAX_PAYLOAD": "12"}, []string{"EVENTSERVER_MAX_PAYLOAD", "1024"}},
+		{"max payload not a size", nil, map[string]string{"EVENTSERVER_MAX_PAYLOAD": "big"}, []string{"EVENTSERVER_MAX_PAYLOAD"}},
+		{"max payload negative", nil, map[string]string{"EVENTSERVER_MAX_PAYLOAD": "-5MB"}, []string{"EVENTSERVER_MAX_PAYLOAD"}},
+		{"max payload fraction", nil, map[string]string{"EVENTSERVER_MAX_PAYLOAD": "1.5MB"}, []string{"EVENTSERVER_MAX_PAYLOAD"}},
+		// 17592186044417 MiB is 2^64 + 1 MiB: it must not wrap around to 1 MiB.
+		{"max payload overflow", nil, map[string]string{"EVENTSERVER_MAX_PAYLOAD": "17592186044417MiB"}, []string{"EVENTSERVER_MAX_PAYLOAD"}},
+		{"log format xml", nil, map[string]string{"EVENTSERVER_LOG_FORMAT": "xml"}, []string{"EVENTSERVER_LOG_FORMAT", "xml"}},
+		{"log level trace", nil, map[string]string{"EVENTSERVER_LOG_LEVEL": "trace"}, []string{"EVENTSERVER_LOG_LEVEL"}},
+		{"listen nope", nil, map[string]string{"EVENTSERVER_LISTEN": "nope"}, []string{"EVENTSERVER_LISTEN", "nope"}},
+		{"cors ftp", nil, map[string]string{"EVENTSERVER_CORS_ORIGINS": "ftp://x"}, []string{"EVENTSERVER_CORS_ORIGINS", "ftp://x"}},
+		{"cors bare host", nil, map[string]string{"EVENTSERVER_CORS_ORIGINS": "https://ok.example,ui.example"}, []string{"EVENTSERVER_CORS_ORIGINS", "ui.example"}},
+		{"publish token short", nil, map[string]string{"EVENTSERVER_PUBLISH_TOKEN": "short"}, []string{"EVENTSERVER_PUBLISH_TOKEN", "16"}},
+		{"key file missing", nil, map[string]string{"EVENTSERVER_JWT_PUBLIC_KEY_FILE": "/nonexistent"}, []string{"EVENTSERVER_JWT_PUBLIC_KEY_FILE", "/nonexistent"}},
+		{"flag ping interval", []string{"--ping-interval", "abc"}, nil, []string{"--ping-interval", "abc"}},
+		{"flag listen", []string{"--listen=nope"}, nil, []string{"--listen"}},
+		{"flag empty listen", []string{"--listen="}, nil, []string{"--listen"}},
+		{"flag max payload", []string{"--max-payload", "12"}, nil, []string{"--max-payload"}},
+		{"flag publish token", []string{"--publish-token", "short"}, nil, []string{"--publish-token"}},
+		{"flag wins and is named", []string{"--ping-interval", "abc"}, map[string]string{"EVENTSERVER_PING_INTERVAL": "5s"}, []string{"--ping-interval"}},
+		{"unknown flag", []string{"--nope"}, nil, []string{"nope"}},
+		{"positional argument", []string{"serve-now"}, nil, []string{"serve-now"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(tt.args, env(tt.env), &bytes.Buffer{})
+			if err == nil {
+				t.Fatalf("Load(%q, %v) = %+v, want an error", tt.args, tt.env, c)
+			}
+			if errors.Is(err, ErrHelp) {
+				t.Fatalf("Load(%q, %v) = ErrHelp", tt.args, tt.env)
+			}
+			for _, w := range tt.wantIn {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestLoadFlagErrorNamesOnlyTheFlag checks that an invalid flag is reported
+// as the flag, not as the variable.
+func TestLoadFlagErrorNamesOnlyTheFlag(t *testing.T) {
+	_, err := Load([]string{"--ping-interval", "abc"}, env(nil), &bytes.Buffer{})
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	if strings.Contains(err.Error(), "EVENTSERVER_PING_INTERVAL") {
+		t.Errorf("error %q names the variable, but the value came from the flag", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "key.pem")
+	if err := os.WriteFile(keyFile, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr []string // substrings; nil means valid
+	}{
+		{"no key", nil, []string{"EVENTSERVER_JWT_SECRET", "EVENTSERVER_JWT_PUBLIC_KEY_FILE"}},
+		{"secret", map[string]string{"EVENTSERVER_JWT_SECRET": "s"}, nil},
+		{"key file", map[string]string{"EVENTSERVER_JWT_PUBLIC_KEY_FILE": keyFile}, nil},
+		{"both", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_JWT_PUBLIC_KEY_FILE": keyFile}, nil},
+		{"ping timeout too short", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_PING_INTERVAL": "60s", "EVENTSERVER_PING_TIMEOUT": "10s"},
+			[]string{"EVENTSERVER_PING_TIMEOUT", "EVENTSERVER_PING_INTERVAL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(nil, env(tt.env), &bytes.Buffer{})
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			err = c.Validate()
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Validate: want an error")
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %s", err, w)
+				}
+			}
+		})
+	}
+}
+
+// allVariables lists every EVENTSERVER_ variable that Config reads.
+var allVariables = []string{
+	"EVENTSERVER_LISTEN",
+	"EVENTSERVER_INSTANCE_ID",
+	"EVENTSERVER_JWT_SECRET",
+	"EVENTSERVER_JWT_PUBLIC_KEY_FILE",
+	"EVENTSERVER_JWT_LEEWAY",
+	"EVENTSERVER_AUTH_GRACE",
+	"EVENTSERVER_PUBLISH_TOKEN",
+	"EVENTSERVER_CORS_ORIGINS",
+	"EVENTSERVER_PING_INTERVAL",
+	"EVENTSERVER_PING_TIMEOUT",
+	"EVENTSERVER_MAX_PAYLOAD",
+	"EVENTSERVER_LOG_FORMAT",
+	"EVENTSERVER_LOG_LEVEL",
+	"EVENTSERVER_SHUTDOWN_DELAY",
+	"EVENTSERVER_DRAIN_TIMEOUT",
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"-help"}} {
+		t.Run(args[0], func(t *testing.T) {
+			var out bytes.Buffer
+			c, err := Load(args, env(nil), &out)
+			if !errors.Is(err, ErrHelp) {
+				t.Fatalf("Load(%q) = %v, %v; want ErrHelp", args, c, err)
+			}
+			for _, v := range allVariables {
+				if !strings.Contains(out.String(), v) {
+					t.Errorf("help does not mention %s", v)
+				}
+			}
+			// And every variable mentioned in the help is one we know of.
+			for _, v := range regexp.MustCompile(`EVENTSERVER_[A-Z_]+`).FindAllString(out.String(), -1) {
+				if !slices.Contains(allVariables, v) {
+					t.Errorf("help mentions %s, which the test does not know about", v)
+				}
+			}
+			for _, want := range []string{"--ping-interval", ":7600", "25s", "1000000"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("help does not mention %q", want)
+				}
+			}
+		})
+	}
+}
+
+func TestUsageListsEveryVariable(t *testing.T) {
+	var out bytes.Buffer
+	Usage(&out)
+	for _, v := range allVariables {
+		if !strings.Contains(out.String(), v) {
+			t.Errorf("Usage does not mention %s", v)
+		}
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	var out bytes.Buffer
+	Markdown(&out)
+	md := out.String()
+	for _, v := range allVariables {
+		if n := strings.Count(md, "`"+v+"`"); n != 1 {
+			t.Errorf("Markdown lists %s %d times, want once", v, n)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(md), "\n")
+	if len(lines) != 2+len(allVariables) {
+		t.Errorf("Markdown has %d lines, want a header, a separator and %d rows:\n%s", len(lines), len(allVariables), md)
+	}
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "|") || !strings.HasSuffix(l, "|") {
+			t.Errorf("line %d is not a table row: %q", i, l)
+		}
+		if got := strings.Count(l, "|"); got != 5 {
+			t.Errorf("line %d has %d pipes, want 5 (4 columns): %q", i, got, l)
+		}
+	}
+}
