@@ -189,7 +189,10 @@ func TestCORSPreflight(t *testing.T) {
 // TestDrain: on shutdown the instance reports not ready, disconnects its
 // clients and stops serving.
 func TestDrain(t *testing.T) {
-	s := startServer(t, func(c *config.Config) { c.ShutdownDelay = 300 * time.Millisecond; c.DrainTimeout = 300 * time.Millisecond })
+	s := startServer(t, func(c *config.Config) {
+		c.ShutdownDelay = 300 * time.Millisecond
+		c.DrainTimeout = 300 * time.Millisecond
+	})
 	var cs []*client
 	for i := int64(1); i <= 3; i++ {
 		c := startPyNode(t, s, fmt.Sprint("n", i), clientOpts{token: nodeToken(t, i, 1, i, time.Hour), transports: "websocket"})
