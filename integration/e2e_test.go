@@ -1,12 +1,20 @@
 package integration
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/eventserver/eventserver/internal/config"
 )
@@ -422,5 +430,40 @@ func TestPublishAPIEndToEnd(t *testing.T) {
 	code, body := s.publish(`{"event":"x","room":7}`)
 	if code != http.StatusBadRequest || !strings.Contains(body, `"field":"room"`) {
 		t.Errorf("bad room: %d %s", code, body)
+	}
+}
+
+// TestPublicKeyTokens: with EVENTSERVER_JWT_PUBLIC_KEY_FILE only (as with
+// Keycloak for vantage6 5), RS256 tokens with a string sub are accepted and
+// HS256 tokens are refused.
+func TestPublicKeyTokens(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemFile := filepath.Join(t.TempDir(), "kc.pem")
+	if err := os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, func(c *config.Config) { c.JWTSecret = ""; c.JWTPublicKeyFile = pemFile })
+	now := time.Now()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"client_type": "node", "sub": "3f2c9a4e-kc", "name": "kc-node", "collaboration_id": 1, "organization_id": 2,
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(), "typ": "Bearer",
+	}).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ui := startUI(t, s, "ui", clientOpts{token: tok, transports: "websocket"})
+	ui.waitEvent("sync", wait) // a node, as far as the server is concerned
+	hs := startUI(t, s, "hs256", clientOpts{token: nodeToken(t, 4, 1, 2, time.Hour), transports: "websocket"})
+	hs.waitEvent("invalid_token", wait)
+	code, body := s.do("GET", "/api/v1/nodes", testPublishToken, "")
+	if code != 200 || !strings.Contains(body, `"id":"3f2c9a4e-kc"`) {
+		t.Fatalf("nodes: %d %s", code, body)
 	}
 }
