@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -60,34 +59,14 @@ func TestBinarySIGTERM(t *testing.T) {
 		<-exited
 	})
 	s := &server{t: t, URL: "http://" + addr}
-	checkFor(t, wait, func() error {
-		resp, err := http.Get(s.URL + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
-	})
+	waitReadyz(t, s.URL, http.StatusOK)
 	node := startPyNode(t, s, "node", clientOpts{token: nodeToken(t, 3, 1, 2, time.Hour)})
 	node.waitEvent("sync", wait)
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, wait, func() error {
-		resp, err := http.Get(s.URL + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusServiceUnavailable {
-			return fmt.Errorf("readyz %d after SIGTERM", resp.StatusCode)
-		}
-		return nil
-	})
+	waitReadyz(t, s.URL, http.StatusServiceUnavailable)
 	node.waitType("disconnect", wait)
 	select {
 	case err := <-exited:

@@ -119,18 +119,24 @@ func startServer(t testing.TB, mutate func(*config.Config)) *server {
 			t.Errorf("run: %v", err)
 		}
 	})
-	checkFor(t, 5*time.Second, func() error {
-		resp, err := http.Get(s.URL + "/readyz")
+	waitReadyz(t, s.URL, http.StatusOK)
+	return s
+}
+
+// waitReadyz waits until GET /readyz answers status.
+func waitReadyz(t testing.TB, base string, status int) {
+	t.Helper()
+	checkFor(t, wait, func() error {
+		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			return err
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz: %d", resp.StatusCode)
+		if resp.StatusCode != status {
+			return fmt.Errorf("readyz: %d, want %d", resp.StatusCode, status)
 		}
 		return nil
 	})
-	return s
 }
 
 // nodeToken mints a vantage6-style node token (numeric sub).

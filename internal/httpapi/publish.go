@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/presence"
@@ -91,7 +92,7 @@ func (a *API) guard(h func(http.ResponseWriter, *http.Request) int) http.Handler
 			if len(want) == 0 {
 				return writeError(w, http.StatusNotFound, "", "the publish API is off: set EVENTSERVER_PUBLISH_TOKEN to turn it on")
 			}
-			got := []byte(bearerToken(r.Header.Get("Authorization")))
+			got := []byte(auth.BearerToken(r.Header.Get("Authorization")))
 			if len(got) == 0 || subtle.ConstantTimeCompare(got, want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="eventserver"`)
 				return writeError(w, http.StatusUnauthorized, "", "missing or wrong bearer token")
@@ -100,13 +101,6 @@ func (a *API) guard(h func(http.ResponseWriter, *http.Request) int) http.Handler
 		}()
 		a.cfg.Metrics.PublishRequests.WithLabelValues(strconv.Itoa(status)).Inc()
 	})
-}
-
-func bearerToken(h string) string {
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
 }
 
 // EmitRequest is the body of POST /api/v1/emit.

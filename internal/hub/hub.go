@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -199,15 +198,6 @@ func first[T any](args []any) (T, bool) {
 	}
 	v, ok := args[0].(T)
 	return v, ok
-}
-
-// bearer returns the token of an Authorization header value.
-func bearer(h string) string {
-	h = strings.TrimSpace(h)
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
 }
 
 var knownEvents = map[string]bool{

@@ -58,7 +58,7 @@ func (h *Hub) authenticate(s *socket.Socket, next func(*socket.ExtendedError)) {
 		res.reason = "draining"
 		return
 	}
-	token := bearer(s.Request().Request().Header.Get("Authorization"))
+	token := auth.BearerToken(s.Request().Request().Header.Get("Authorization"))
 	if token == "" {
 		if a := s.Handshake().Auth; a != nil {
 			token, _ = a["token"].(string)
@@ -197,6 +197,13 @@ func (s *session) announce(room, msg string) {
 // refuse tells the client why it is not authenticated and disconnects it
 // after the grace.
 func (s *session) refuse(reason string) {
+	if reason == "draining" {
+		// Not the client's fault: close the connection so that it
+		// reconnects, to another instance.
+		s.log.Info("instance is draining: closing new connection")
+		s.sock.Disconnect(true)
+		return
+	}
 	s.h.m.AuthFailures.WithLabelValues(reason).Inc()
 	event := protocol.EventInvalidToken
 	if reason == "expired" {
