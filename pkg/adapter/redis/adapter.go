@@ -1,0 +1,912 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+	"go.uber.org/zap"
+)
+
+// Adapter is the Redis adapter of one namespace. It is the library's
+// in-memory adapter (embedded) plus what @socket.io/redis-adapter 8.3.0
+// adds: broadcasts are published for the other servers, and fetchSockets,
+// socketsJoin, socketsLeave, disconnectSockets, serverSideEmit and
+// broadcasts with acknowledgements reach every server of the cluster.
+//
+// Beyond socket.Adapter it offers AllRooms, ClusterSockets, RemoteJoin,
+// RemoteLeave and RemoteDisconnect (reach it with
+// nsp.Adapter().(*redis.Adapter)).
+type Adapter struct {
+	socket.Adapter
+
+	b    *Builder
+	nsp  socket.Namespace
+	name string
+	uid  string
+	ch   channels
+	log  *zap.Logger
+
+	mu       sync.Mutex
+	closed   bool
+	requests map[string]*pending
+	acks     map[string]*ackRequest
+	timers   map[*time.Timer]struct{}
+}
+
+var _ socket.Adapter = (*Adapter)(nil)
+
+// pending is a request waiting for the other servers' answers. Its fields
+// are written under Adapter.mu while it is in Adapter.requests, and read by
+// the waiter once done is closed.
+type pending struct {
+	typ       requestType
+	expected  int // answers that complete it
+	got       int
+	sids      []string
+	rooms     []string
+	sockets   []socket.SocketDetails
+	responses []any
+	err       error
+	done      chan struct{}
+}
+
+// ackRequest is a broadcast with acknowledgements this server published:
+// the other servers' client counts and client acks go to its callbacks
+// until its timer removes it.
+type ackRequest struct {
+	clientCount func(uint64)
+	ack         socket.Ack
+	timer       *time.Timer
+}
+
+// TimeoutError is the error of a request that did not get every answer
+// in time (a server died, or is too slow).
+type TimeoutError struct {
+	Op       string        // the request: fetchSockets, allRooms, serverSideEmit...
+	Answered int           // servers that answered, this one excluded
+	Expected int           // servers that were expected to, this one excluded
+	Timeout  time.Duration // how long the request waited
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("redis adapter: %s: timeout reached after %s: %d of %d servers answered",
+		e.Op, e.Timeout, e.Answered, e.Expected)
+}
+
+func newAdapter(b *Builder, nsp socket.Namespace) *Adapter {
+	a := &Adapter{
+		Adapter:  socket.MakeAdapter(),
+		b:        b,
+		nsp:      nsp,
+		name:     nsp.Name(),
+		uid:      newID(),
+		requests: map[string]*pending{},
+		acks:     map[string]*ackRequest{},
+		timers:   map[*time.Timer]struct{}{},
+	}
+	a.Prototype(a)
+	a.Construct(nsp)
+	a.ch = newChannels(b.cfg.Prefix, a.name, a.uid)
+	a.log = b.log.With(zap.String("namespace", a.name))
+	return a
+}
+
+// keys are the subscriptions the adapter needs.
+func (a *Adapter) keys() []string {
+	return []string{
+		patternKey(a.ch.pattern),
+		channelKey(a.ch.request),
+		channelKey(a.ch.response),
+		channelKey(a.ch.specific),
+	}
+}
+
+// UID is the adapter's id on the wire: messages carrying it are its own.
+func (a *Adapter) UID() string { return a.uid }
+
+// Close cancels the pending requests (they fail with ErrClosed), stops
+// the subscriptions of the namespace and closes the in-memory adapter. The
+// library calls it when the server closes, or when it drops an empty
+// dynamic namespace.
+func (a *Adapter) Close() {
+	a.shutdown()
+	a.b.unregister(a)
+	a.Adapter.Close()
+}
+
+// shutdown fails the pending requests and stops publishing.
+func (a *Adapter) shutdown() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
+	a.closed = true
+	for id, p := range a.requests {
+		p.err = ErrClosed
+		close(p.done)
+		delete(a.requests, id)
+	}
+	for id, ar := range a.acks {
+		ar.timer.Stop()
+		delete(a.acks, id)
+	}
+	for t := range a.timers {
+		t.Stop()
+		delete(a.timers, t)
+	}
+}
+
+func (a *Adapter) isClosed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.closed
+}
+
+// publish sends a message unless the adapter is closed.
+func (a *Adapter) publish(channel string, payload []byte, kind string) {
+	if !a.isClosed() {
+		a.b.publish(channel, payload, kind)
+	}
+}
+
+func (a *Adapter) publishJSON(channel string, v any, kind string) {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		a.dropUnencodable(kind, err)
+		return
+	}
+	a.publish(channel, payload, kind)
+}
+
+func (a *Adapter) dropUnencodable(kind string, err error) {
+	a.b.metrics.dropped.WithLabelValues(dropEncode).Inc()
+	if a.b.limit.allow(dropEncode) {
+		a.log.Warn("redis adapter: cannot encode a message; not published", zap.String("type", kind), zap.Error(err))
+	}
+}
+
+func (a *Adapter) dropMalformed(what string, err error) {
+	a.b.metrics.dropped.WithLabelValues(dropMalformed).Inc()
+	if a.b.limit.allow(dropMalformed) {
+		a.log.Warn("redis adapter: malformed message ignored", zap.String("channel", what), zap.Error(err))
+	}
+}
+
+// ---- socket.Adapter ----
+
+// ServerCount is the number of servers with this namespace (PUBSUB
+// NUMSUB of its request channel). It is on the path of an emit with
+// acknowledgements, so it waits at most PublishTimeout; when Redis cannot
+// tell, it is 1: no other server can be reached anyway.
+func (a *Adapter) ServerCount() int64 {
+	n, err := a.serverCount(context.Background(), a.b.cfg.PublishTimeout)
+	if err != nil {
+		if a.b.limit.allow(opNumSub) {
+			a.log.Warn("redis adapter: server count unknown; counting this server only", zap.Error(err))
+		}
+		return 1
+	}
+	return max(n, 1)
+}
+
+func (a *Adapter) serverCount(ctx context.Context, timeout time.Duration) (int64, error) {
+	n, err := a.b.serverCount(ctx, a.ch.request, timeout)
+	if err == nil {
+		a.b.metrics.serverCount.WithLabelValues(a.name).Set(float64(n))
+	}
+	return n, err
+}
+
+// Broadcast delivers a packet locally and, unless flagged local, publishes
+// it for the other servers: on the room's channel for exactly one room,
+// on the namespace's channel otherwise.
+func (a *Adapter) Broadcast(packet *parser.Packet, opts *socket.BroadcastOptions) {
+	packet.Nsp = a.name
+	if !isLocal(opts) {
+		rooms, except := optsRooms(opts)
+		var flags *socket.BroadcastFlags
+		if opts != nil {
+			flags = opts.Flags
+		}
+		payload, err := encodeBroadcast(make([]byte, 0, 256), a.uid, packet, rooms, except, flags)
+		if err != nil {
+			a.dropUnencodable(kindBroadcast, err)
+		} else {
+			a.publish(a.ch.roomChannel(rooms), payload, kindBroadcast)
+		}
+	}
+	a.Adapter.Broadcast(packet, opts)
+}
+
+// BroadcastWithAck delivers a packet locally and, unless flagged local,
+// sends a BROADCAST request to the other servers; their client counts and
+// their clients' acknowledgements come back to clientCountCallback and ack
+// until the broadcast's timeout. The request is encoded, and registered,
+// before the local delivery gives the packet its id and before Redis can
+// echo it, so this server never delivers it twice.
+func (a *Adapter) BroadcastWithAck(packet *parser.Packet, opts *socket.BroadcastOptions, clientCountCallback func(uint64), ack socket.Ack) {
+	packet.Nsp = a.name
+	timeout := a.ackTimeout(opts)
+	if !isLocal(opts) {
+		rooms, except := optsRooms(opts)
+		var flags *socket.BroadcastFlags
+		if opts != nil {
+			flags = opts.Flags
+		}
+		id := newID()
+		payload, err := encodeBroadcastRequest(a.uid, id, packet, rooms, except, flags)
+		if err != nil {
+			a.dropUnencodable(typeBroadcast.String(), err)
+		} else if a.addAck(id, clientCountCallback, ack, timeout) {
+			a.publish(a.ch.request, payload, typeBroadcast.String())
+		}
+	}
+	a.broadcastWithAckLocally(packet, opts, clientCountCallback, ack, timeout)
+}
+
+// ackTimeout is the timeout of a broadcast with acknowledgements: its
+// flag, else RequestTimeout.
+func (a *Adapter) ackTimeout(opts *socket.BroadcastOptions) time.Duration {
+	if opts != nil && opts.Flags != nil && opts.Flags.Timeout != nil && *opts.Flags.Timeout > 0 {
+		return *opts.Flags.Timeout
+	}
+	return a.b.cfg.RequestTimeout
+}
+
+// broadcastWithAckLocally delivers a broadcast with acknowledgements to
+// the local sockets. The in-memory adapter gives the packet its ack id;
+// it does so on a copy, because the library's BroadcastOperator reads
+// packet.Id from its timeout timer with no synchronisation, which would
+// race with that write. The copy's id is what the operator's timer would
+// have removed from the sockets' pending acks; after the timeout, this
+// removes it instead, so a client that never answers leaks nothing.
+func (a *Adapter) broadcastWithAckLocally(packet *parser.Packet, opts *socket.BroadcastOptions, clientCountCallback func(uint64), ack socket.Ack, timeout time.Duration) {
+	local := *packet
+	local.Id = nil
+	a.Adapter.BroadcastWithAck(&local, opts, clientCountCallback, ack)
+	if local.Id == nil {
+		return
+	}
+	id := *local.Id
+	a.after(timeout, func() {
+		a.nsp.Sockets().Range(func(_ socket.SocketId, s *socket.Socket) bool {
+			s.Acks().Delete(id)
+			return true
+		})
+	})
+}
+
+// after runs f after d, unless the adapter is closed first.
+func (a *Adapter) after(d time.Duration, f func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		a.mu.Lock()
+		_, live := a.timers[t]
+		delete(a.timers, t)
+		a.mu.Unlock()
+		if live {
+			f()
+		}
+	})
+	a.timers[t] = struct{}{}
+}
+
+func (a *Adapter) addAck(id string, clientCount func(uint64), ack socket.Ack, timeout time.Duration) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	ar := &ackRequest{clientCount: clientCount, ack: ack}
+	// As in Node: there is no telling when every client has answered, so
+	// the request is forgotten after the broadcast's timeout.
+	ar.timer = time.AfterFunc(timeout, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.acks[id] == ar {
+			delete(a.acks, id)
+		}
+	})
+	a.acks[id] = ar
+	return true
+}
+
+// FetchSockets returns the matching sockets of every server. The callback
+// runs in the caller's goroutine, once every server answered or after
+// RequestTimeout; on a timeout it gets the sockets that did arrive and a
+// *TimeoutError. When the servers cannot be counted (Redis down), it gets
+// the local sockets and the error.
+func (a *Adapter) FetchSockets(opts *socket.BroadcastOptions) func(func([]socket.SocketDetails, error)) {
+	return func(callback func([]socket.SocketDetails, error)) {
+		var local []socket.SocketDetails
+		a.Adapter.FetchSockets(opts)(func(sockets []socket.SocketDetails, _ error) { local = sockets })
+		if isLocal(opts) {
+			callback(local, nil)
+			return
+		}
+		id := newID()
+		payload, err := json.Marshal(fetchRequest{UID: a.uid, RequestID: id, Type: typeRemoteFetch, Opts: newWireOpts(opts)})
+		if err != nil {
+			callback(local, err)
+			return
+		}
+		p, err := a.ask(context.Background(), "fetchSockets", typeRemoteFetch, id, payload)
+		if p != nil {
+			local = append(local, p.sockets...)
+		}
+		callback(local, err)
+	}
+}
+
+// AddSockets makes the matching sockets of every server join rooms.
+func (a *Adapter) AddSockets(opts *socket.BroadcastOptions, rooms []socket.Room) {
+	a.Adapter.AddSockets(opts, rooms)
+	if !isLocal(opts) {
+		a.publishJSON(a.ch.request, roomsRequest{UID: a.uid, Type: typeRemoteJoin, Opts: newWireOpts(opts), Rooms: roomStrings(rooms)}, typeRemoteJoin.String())
+	}
+}
+
+// DelSockets makes the matching sockets of every server leave rooms.
+func (a *Adapter) DelSockets(opts *socket.BroadcastOptions, rooms []socket.Room) {
+	a.Adapter.DelSockets(opts, rooms)
+	if !isLocal(opts) {
+		a.publishJSON(a.ch.request, roomsRequest{UID: a.uid, Type: typeRemoteLeave, Opts: newWireOpts(opts), Rooms: roomStrings(rooms)}, typeRemoteLeave.String())
+	}
+}
+
+// DisconnectSockets disconnects the matching sockets of every server.
+func (a *Adapter) DisconnectSockets(opts *socket.BroadcastOptions, close bool) {
+	a.Adapter.DisconnectSockets(opts, close)
+	if !isLocal(opts) {
+		a.publishJSON(a.ch.request, disconnectRequest{UID: a.uid, Type: typeRemoteDisconnect, Opts: newWireOpts(opts), Close: close}, typeRemoteDisconnect.String())
+	}
+}
+
+// ServerSideEmit sends [event, args...] to the other servers. With a
+// socket.Ack last, each other server's listener gets an acknowledgement
+// callback, and ack gets one response per server (the first argument of
+// its callback, as in Node) once all answered, or what arrived with a
+// *TimeoutError after RequestTimeout. ack runs in a goroutine of the
+// Builder. The error is about the message itself (it cannot be encoded).
+func (a *Adapter) ServerSideEmit(packet []any) error {
+	if n := len(packet); n > 0 {
+		if ack, ok := packet[n-1].(socket.Ack); ok {
+			return a.serverSideEmitWithAck(packet[:n-1], ack)
+		}
+	}
+	payload, err := json.Marshal(serverSideEmitRequest{UID: a.uid, Type: typeServerSideEmit, Data: nonNil(packet)})
+	if err != nil {
+		return fmt.Errorf("redis adapter: serverSideEmit: %w", err)
+	}
+	a.publish(a.ch.request, payload, typeServerSideEmit.String())
+	return nil
+}
+
+func (a *Adapter) serverSideEmitWithAck(data []any, ack socket.Ack) error {
+	id := newID()
+	payload, err := json.Marshal(serverSideEmitRequest{UID: a.uid, RequestID: id, Type: typeServerSideEmit, Data: nonNil(data)})
+	if err != nil {
+		return fmt.Errorf("redis adapter: serverSideEmit: %w", err)
+	}
+	if a.isClosed() || !a.b.spawn(func() {
+		responses := []any{}
+		p, err := a.ask(context.Background(), "serverSideEmit", typeServerSideEmit, id, payload)
+		if p != nil && p.responses != nil {
+			responses = p.responses
+		}
+		ack(responses, err)
+	}) {
+		return ErrClosed
+	}
+	return nil
+}
+
+// ---- requests beyond socket.Adapter ----
+
+// AllRooms returns the rooms of every server.
+func (a *Adapter) AllRooms(ctx context.Context) (*types.Set[socket.Room], error) {
+	rooms := types.NewSet(a.Rooms().Keys()...)
+	id := newID()
+	payload, err := json.Marshal(allRoomsRequest{UID: a.uid, RequestID: id, Type: typeAllRooms})
+	if err != nil {
+		return rooms, err
+	}
+	p, err := a.ask(ctx, "allRooms", typeAllRooms, id, payload)
+	if p != nil {
+		for _, r := range p.rooms {
+			rooms.Add(socket.Room(r))
+		}
+	}
+	return rooms, err
+}
+
+// ClusterSockets returns the ids of the sockets in any of rooms (all
+// sockets when rooms is empty) on every server: the SOCKETS request.
+func (a *Adapter) ClusterSockets(ctx context.Context, rooms *types.Set[socket.Room]) (*types.Set[socket.SocketId], error) {
+	sids := a.Sockets(rooms)
+	id := newID()
+	payload, err := json.Marshal(socketsRequest{UID: a.uid, RequestID: id, Type: typeSockets, Rooms: sortedRooms(rooms)})
+	if err != nil {
+		return sids, err
+	}
+	p, err := a.ask(ctx, "sockets", typeSockets, id, payload)
+	if p != nil {
+		for _, s := range p.sids {
+			sids.Add(socket.SocketId(s))
+		}
+	}
+	return sids, err
+}
+
+// RemoteJoin makes the socket sid, wherever it is, join room. It returns
+// once the socket's server confirmed, or a *TimeoutError.
+func (a *Adapter) RemoteJoin(ctx context.Context, sid socket.SocketId, room socket.Room) error {
+	if s, ok := a.nsp.Sockets().Load(sid); ok {
+		s.Join(room)
+		return nil
+	}
+	id := newID()
+	return a.askOne(ctx, "remoteJoin", typeRemoteJoin, id,
+		sidRoomRequest{UID: a.uid, RequestID: id, Type: typeRemoteJoin, Sid: string(sid), Room: string(room)})
+}
+
+// RemoteLeave makes the socket sid, wherever it is, leave room.
+func (a *Adapter) RemoteLeave(ctx context.Context, sid socket.SocketId, room socket.Room) error {
+	if s, ok := a.nsp.Sockets().Load(sid); ok {
+		s.Leave(room)
+		return nil
+	}
+	id := newID()
+	return a.askOne(ctx, "remoteLeave", typeRemoteLeave, id,
+		sidRoomRequest{UID: a.uid, RequestID: id, Type: typeRemoteLeave, Sid: string(sid), Room: string(room)})
+}
+
+// RemoteDisconnect disconnects the socket sid, wherever it is; close also
+// closes its connection.
+func (a *Adapter) RemoteDisconnect(ctx context.Context, sid socket.SocketId, close bool) error {
+	if s, ok := a.nsp.Sockets().Load(sid); ok {
+		s.Disconnect(close)
+		return nil
+	}
+	id := newID()
+	return a.askOne(ctx, "remoteDisconnect", typeRemoteDisconnect, id,
+		sidDisconnectRequest{UID: a.uid, RequestID: id, Type: typeRemoteDisconnect, Sid: string(sid), Close: close})
+}
+
+func (a *Adapter) askOne(ctx context.Context, op string, typ requestType, id string, request any) error {
+	payload, err := json.Marshal(request)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.b.cfg.RequestTimeout)
+	defer cancel()
+	start := time.Now()
+	_, err = a.await(ctx, op, typ, id, payload, 1, start)
+	return err
+}
+
+// ask sends a request to every other server and waits for their answers,
+// RequestTimeout at most in all.
+func (a *Adapter) ask(ctx context.Context, op string, typ requestType, id string, payload []byte) (*pending, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, a.b.cfg.RequestTimeout)
+	defer cancel()
+	n, err := a.serverCount(ctx, a.b.cfg.RequestTimeout)
+	if err != nil {
+		a.b.metrics.requestSeconds.WithLabelValues(typ.String()).Observe(time.Since(start).Seconds())
+		return nil, fmt.Errorf("redis adapter: %s: %w", op, err)
+	}
+	if n <= 1 {
+		// Node's rule: nobody else to ask.
+		a.b.metrics.requestSeconds.WithLabelValues(typ.String()).Observe(time.Since(start).Seconds())
+		return &pending{}, nil
+	}
+	return a.await(ctx, op, typ, id, payload, int(n)-1, start)
+}
+
+// await registers a request, publishes it and waits for expected answers
+// until ctx is done.
+func (a *Adapter) await(ctx context.Context, op string, typ requestType, id string, payload []byte, expected int, start time.Time) (*pending, error) {
+	defer func() {
+		a.b.metrics.requestSeconds.WithLabelValues(typ.String()).Observe(time.Since(start).Seconds())
+	}()
+	p := &pending{typ: typ, expected: expected, done: make(chan struct{})}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil, ErrClosed
+	}
+	a.requests[id] = p
+	a.mu.Unlock()
+	a.publish(a.ch.request, payload, typ.String())
+
+	var stop <-chan struct{} = a.b.ctx.Done()
+	select {
+	case <-p.done:
+		return p, p.err
+	case <-ctx.Done():
+	case <-stop:
+	}
+	a.mu.Lock()
+	if _, waiting := a.requests[id]; !waiting {
+		// Completed (or closed) meanwhile.
+		a.mu.Unlock()
+		<-p.done
+		return p, p.err
+	}
+	delete(a.requests, id)
+	got := p.got
+	a.mu.Unlock()
+	if a.b.ctx.Err() != nil {
+		return p, ErrClosed
+	}
+	return p, &TimeoutError{Op: op, Answered: got, Expected: expected, Timeout: time.Since(start).Round(time.Millisecond)}
+}
+
+// ---- inbound messages ----
+
+// handle takes one message from the dispatcher.
+func (a *Adapter) handle(in inbound) {
+	if a.isClosed() {
+		return
+	}
+	switch {
+	case in.pattern != "":
+		a.onBroadcast(in.channel, in.payload)
+	case in.channel == a.ch.request:
+		a.onRequest(in.payload)
+	case in.channel == a.ch.response || in.channel == a.ch.specific:
+		a.onResponse(in.payload)
+	}
+}
+
+// onBroadcast delivers another server's broadcast locally. As Node, it
+// skips without decoding a room channel of a room this server does not
+// have, and skips its own messages and packets of another namespace.
+func (a *Adapter) onBroadcast(channel, payload string) {
+	if !strings.HasPrefix(channel, a.ch.broadcast) {
+		return
+	}
+	if len(channel) > len(a.ch.broadcast) {
+		room := channel[len(a.ch.broadcast) : len(channel)-1]
+		if room != "" && !a.hasRoom(socket.Room(room)) {
+			return
+		}
+	}
+	m, err := decodeBroadcast(payload)
+	if err != nil {
+		a.dropMalformed(channel, err)
+		return
+	}
+	if m.uid == a.uid || m.packet == nil || m.packet.Nsp != a.name {
+		return
+	}
+	a.b.metrics.received.WithLabelValues(kindBroadcast).Inc()
+	a.Adapter.Broadcast(m.packet, m.opts)
+}
+
+func (a *Adapter) hasRoom(room socket.Room) bool {
+	_, ok := a.Rooms().Load(room)
+	return ok
+}
+
+func (a *Adapter) hasRequest(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.requests[id]
+	return ok
+}
+
+func (a *Adapter) hasAck(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.acks[id]
+	return ok
+}
+
+// respond publishes a JSON response on the namespace's response
+// channel, as Node does (publishOnSpecificResponseChannel is off by
+// default).
+func (a *Adapter) respond(typ requestType, v any) {
+	a.publishJSON(a.ch.response, v, responseLabel(typ))
+}
+
+// responseLabel is the metric label of a response to a request of type
+// typ; BROADCAST's responses have types of their own.
+func responseLabel(typ requestType) string {
+	if typ == typeBroadcastClientCount || typ == typeBroadcastAck {
+		return typ.String()
+	}
+	return typ.String() + "_response"
+}
+
+// onRequest answers another server's request.
+func (a *Adapter) onRequest(payload string) {
+	req, err := decodeObject(payload)
+	if err != nil {
+		a.dropMalformed(a.ch.request, err)
+		return
+	}
+	t, ok := toInt(req["type"])
+	if !ok {
+		a.dropMalformed(a.ch.request, fmt.Errorf("%w: request without a type", errMalformed))
+		return
+	}
+	typ := requestType(t)
+	uid, _ := req["uid"].(string)
+	own := uid != "" && uid == a.uid
+	id, _ := toStr(req["requestId"])
+	if own {
+		// Our own request, back from Redis: what it asks was done
+		// locally already.
+		return
+	}
+	a.b.metrics.received.WithLabelValues(typ.String()).Inc()
+
+	switch typ {
+	case typeSockets:
+		if a.hasRequest(id) {
+			return
+		}
+		rooms := types.NewSet[socket.Room]()
+		for _, r := range toStrings(req["rooms"]) {
+			rooms.Add(socket.Room(r))
+		}
+		sids := []string{}
+		for _, s := range a.Adapter.Sockets(rooms).Keys() {
+			sids = append(sids, string(s))
+		}
+		slices.Sort(sids)
+		a.respond(typ, socketsResponse{RequestID: id, Sockets: sids})
+
+	case typeAllRooms:
+		if a.hasRequest(id) {
+			return
+		}
+		rooms := []string{}
+		for _, r := range a.Rooms().Keys() {
+			rooms = append(rooms, string(r))
+		}
+		slices.Sort(rooms)
+		a.respond(typ, roomsResponse{RequestID: id, Rooms: rooms})
+
+	case typeRemoteJoin, typeRemoteLeave:
+		if req["opts"] != nil {
+			opts := wireOptsFrom(req["opts"])
+			rooms := toRooms(req["rooms"])
+			if typ == typeRemoteJoin {
+				a.Adapter.AddSockets(opts, rooms)
+			} else {
+				a.Adapter.DelSockets(opts, rooms)
+			}
+			return
+		}
+		sid, _ := req["sid"].(string)
+		s, ok := a.nsp.Sockets().Load(socket.SocketId(sid))
+		if !ok {
+			return
+		}
+		room, _ := toStr(req["room"])
+		if typ == typeRemoteJoin {
+			s.Join(socket.Room(room))
+		} else {
+			s.Leave(socket.Room(room))
+		}
+		a.respond(typ, doneResponse{RequestID: id})
+
+	case typeRemoteDisconnect:
+		closeConn, _ := req["close"].(bool)
+		if req["opts"] != nil {
+			a.Adapter.DisconnectSockets(wireOptsFrom(req["opts"]), closeConn)
+			return
+		}
+		sid, _ := req["sid"].(string)
+		s, ok := a.nsp.Sockets().Load(socket.SocketId(sid))
+		if !ok {
+			return
+		}
+		s.Disconnect(closeConn)
+		a.respond(typ, doneResponse{RequestID: id})
+
+	case typeRemoteFetch:
+		if a.hasRequest(id) {
+			return
+		}
+		var local []socket.SocketDetails
+		a.Adapter.FetchSockets(wireOptsFrom(req["opts"]))(func(s []socket.SocketDetails, _ error) { local = s })
+		a.respond(typ, fetchResponse{RequestID: id, Sockets: a.fetched(local)})
+
+	case typeServerSideEmit:
+		data, ok := req["data"].([]any)
+		if !ok {
+			a.dropMalformed(a.ch.request, fmt.Errorf("%w: serverSideEmit without a data array", errMalformed))
+			return
+		}
+		if req["requestId"] == nil {
+			a.nsp.OnServerSideEmit(data)
+			return
+		}
+		var once sync.Once
+		ack := socket.Ack(func(args []any, _ error) {
+			// Only one argument is sent back, as in Node.
+			once.Do(func() { a.respond(typ, serverSideEmitResponse{Type: typ, RequestID: id, Data: a.firstArgJSON(args)}) })
+		})
+		a.nsp.OnServerSideEmit(append(data, ack))
+
+	case typeBroadcast:
+		if a.hasAck(id) {
+			return
+		}
+		pm, ok := req["packet"].(map[string]any)
+		if !ok {
+			a.dropMalformed(a.ch.request, fmt.Errorf("%w: broadcast without a packet", errMalformed))
+			return
+		}
+		packet, err := packetFrom(pm)
+		if err != nil {
+			a.dropMalformed(a.ch.request, err)
+			return
+		}
+		om, _ := req["opts"].(map[string]any)
+		opts := optsFrom(om)
+		a.broadcastWithAckLocally(packet, opts, func(n uint64) {
+			a.respond(typeBroadcastClientCount, clientCountResponse{Type: typeBroadcastClientCount, RequestID: id, ClientCount: n})
+		}, func(args []any, _ error) {
+			payload, err := encodeBroadcastAck(id, args)
+			if err != nil {
+				a.dropUnencodable(typeBroadcastAck.String(), err)
+				return
+			}
+			a.publish(a.ch.response, payload, typeBroadcastAck.String())
+		}, a.ackTimeout(opts))
+	}
+}
+
+// firstArgJSON is the JSON of args[0]; nil (the key is left out) without
+// arguments, null when it cannot be encoded.
+func (a *Adapter) firstArgJSON(args []any) json.RawMessage {
+	if len(args) == 0 {
+		return nil
+	}
+	raw, err := json.Marshal(args[0])
+	if err != nil {
+		a.dropUnencodable(responseLabel(typeServerSideEmit), err)
+		return json.RawMessage("null")
+	}
+	return raw
+}
+
+// fetched describes local sockets for a REMOTE_FETCH response. A socket's
+// data that JSON cannot encode is sent as null (and counted), so that the
+// answer always goes out.
+func (a *Adapter) fetched(local []socket.SocketDetails) []fetchedSocket {
+	out := make([]fetchedSocket, 0, len(local))
+	for _, s := range local {
+		data, err := json.Marshal(s.Data())
+		if err != nil {
+			a.dropUnencodable("socket_data", err)
+			data = json.RawMessage("null")
+		}
+		out = append(out, fetchedSocket{
+			ID:        string(s.Id()),
+			Handshake: wireHandshakeOf(s.Handshake()),
+			Rooms:     sortedRooms(s.Rooms()),
+			Data:      data,
+		})
+	}
+	return out
+}
+
+// onResponse takes another server's answer to one of our requests.
+func (a *Adapter) onResponse(payload string) {
+	resp, err := decodeObject(payload)
+	if err != nil {
+		a.dropMalformed(a.ch.response, err)
+		return
+	}
+	id, _ := toStr(resp["requestId"])
+	t, _ := toInt(resp["type"])
+
+	a.mu.Lock()
+	ar := a.acks[id]
+	a.mu.Unlock()
+	if ar != nil {
+		// The callbacks end in the caller's acknowledgement callback,
+		// which may wait for a request of its own: they run on a goroutine
+		// of their own, not on the response dispatcher. The
+		// BroadcastOperator takes them in any order.
+		switch requestType(t) {
+		case typeBroadcastClientCount:
+			a.b.metrics.received.WithLabelValues(typeBroadcastClientCount.String()).Inc()
+			n, _ := toInt(resp["clientCount"])
+			a.b.spawn(func() { ar.clientCount(uint64(max(n, 0))) })
+		case typeBroadcastAck:
+			a.b.metrics.received.WithLabelValues(typeBroadcastAck.String()).Inc()
+			// One response per client, as Node's ack(response.packet).
+			packet := resp["packet"]
+			a.b.spawn(func() { ar.ack([]any{packet}, nil) })
+		}
+		return
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.requests[id]
+	if id == "" || p == nil {
+		return
+	}
+	a.b.metrics.received.WithLabelValues(responseLabel(p.typ)).Inc()
+	switch p.typ {
+	case typeSockets, typeRemoteFetch:
+		p.got++
+		arr, ok := resp["sockets"].([]any)
+		if !ok {
+			return // as Node: counted, but it cannot complete the request
+		}
+		for _, e := range arr {
+			if p.typ == typeSockets {
+				if sid, ok := toStr(e); ok {
+					p.sids = append(p.sids, sid)
+				}
+			} else if rs, ok := remoteSocketFrom(e); ok {
+				p.sockets = append(p.sockets, rs)
+			}
+		}
+	case typeAllRooms:
+		p.got++
+		arr, ok := resp["rooms"].([]any)
+		if !ok {
+			return
+		}
+		p.rooms = append(p.rooms, toStrings(arr)...)
+	case typeRemoteJoin, typeRemoteLeave, typeRemoteDisconnect:
+		p.got++
+	case typeServerSideEmit:
+		p.got++
+		p.responses = append(p.responses, resp["data"])
+	}
+	if p.got >= p.expected {
+		delete(a.requests, id)
+		close(p.done)
+	}
+}
+
+// ---- helpers ----
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func roomStrings(rooms []socket.Room) []string {
+	out := make([]string, len(rooms))
+	for i, r := range rooms {
+		out[i] = string(r)
+	}
+	return out
+}
+
+func toRooms(v any) []socket.Room {
+	ss := toStrings(v)
+	out := make([]socket.Room, len(ss))
+	for i, s := range ss {
+		out[i] = socket.Room(s)
+	}
+	return out
+}

@@ -1,0 +1,738 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"go.uber.org/zap"
+)
+
+// ErrClosed is the error of a request cut short because its adapter or
+// Builder was closed.
+var ErrClosed = errors.New("redis adapter: closed")
+
+// Builder makes the Redis adapter of each namespace of a Socket.IO server
+// (it is the server's socket.AdapterConstructor) and owns what they share:
+// one subscription connection and five goroutines: a reader, a dispatcher
+// of broadcasts and requests, a dispatcher of responses, a publisher and
+// a supervisor. Use one Builder per socket.io Server.
+type Builder struct {
+	cfg     Config
+	log     *zap.Logger
+	metrics *metrics
+	limit   limiter
+
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+
+	inbound   chan inbound  // reader → dispatcher: broadcasts and requests
+	responses chan inbound  // reader → response dispatcher
+	respPfx   string        // prefix of the response channels
+	outbound  chan outbound // callers → publisher
+	kick      chan struct{} // wakes the supervisor to sync subscriptions
+	calls     chan struct{} // semaphore of helper calls
+
+	mu       sync.Mutex
+	closed   bool
+	adapters map[*Adapter]struct{}
+	routes   map[string][]*Adapter // subscription key → adapters; slices are copied on write
+	desired  map[string]int        // subscription key → number of adapters
+	sess     *session              // nil between sessions
+	wasReady bool
+
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+var _ socket.AdapterConstructor = (*Builder)(nil)
+
+// inbound is a message read from Redis.
+type inbound struct {
+	channel string
+	pattern string // set for pattern (broadcast) messages
+	payload string
+}
+
+// outbound is a message waiting to be published.
+type outbound struct {
+	channel string
+	payload []byte
+	kind    string // metric label
+	at      time.Time
+}
+
+// session is one subscription connection, from its creation to its loss.
+type session struct {
+	ps        *goredis.PubSub
+	activity  atomic.Int64    // unix nanoseconds of the last sign of life
+	requested map[string]bool // keys sent to Redis (under Builder.mu)
+	confirmed map[string]bool // keys Redis confirmed (under Builder.mu)
+}
+
+func (s *session) touch() { s.activity.Store(time.Now().UnixNano()) }
+
+func (s *session) idle() time.Duration {
+	return time.Since(time.Unix(0, s.activity.Load()))
+}
+
+// Subscription keys: a channel or a pattern.
+func channelKey(ch string) string { return "c:" + ch }
+func patternKey(p string) string  { return "p:" + p }
+
+// NewBuilder checks cfg and starts the Builder's goroutines. It does not
+// wait for Redis: the subscriptions are made, and remade after every
+// connection loss, in the background; Ready tells when they hold.
+func NewBuilder(cfg Config) (*Builder, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("redis adapter: metrics: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Builder{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		metrics:   m,
+		limit:     limiter{every: 10 * time.Second},
+		ctx:       ctx,
+		cancel:    cancel,
+		inbound:   make(chan inbound, cfg.QueueSize),
+		responses: make(chan inbound, cfg.QueueSize),
+		respPfx:   cfg.Prefix + "-response#",
+		outbound:  make(chan outbound, cfg.QueueSize),
+		kick:      make(chan struct{}, 1),
+		calls:     make(chan struct{}, maxCalls),
+		adapters:  map[*Adapter]struct{}{},
+		routes:    map[string][]*Adapter{},
+		desired:   map[string]int{},
+	}
+	b.metrics.subscribed.Set(0)
+	b.wg.Add(5)
+	go b.readLoop()
+	go b.superviseLoop()
+	go b.dispatchLoop(b.inbound)
+	go b.dispatchLoop(b.responses)
+	go b.publishLoop()
+	return b, nil
+}
+
+// New returns the adapter of nsp; it implements socket.AdapterConstructor.
+// After Close, the adapter it returns delivers locally only.
+func (b *Builder) New(nsp socket.Namespace) socket.Adapter {
+	a := newAdapter(b, nsp)
+	if !b.register(a) {
+		a.shutdown()
+		b.log.Warn("redis adapter: namespace created after Close; it delivers locally only",
+			zap.String("namespace", nsp.Name()))
+	}
+	return a
+}
+
+// Ready reports whether every namespace's subscriptions are confirmed by
+// Redis on a connection that is alive now (it answered within the last two
+// health intervals; an idle connection is pinged every half interval).
+func (b *Builder) Ready() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.readyLocked()
+}
+
+func (b *Builder) readyLocked() bool {
+	s := b.sess
+	if b.closed || s == nil || s.idle() >= 2*b.cfg.healthInterval {
+		return false
+	}
+	for key := range b.desired {
+		if !s.confirmed[key] {
+			return false
+		}
+	}
+	return true
+}
+
+// Close closes every adapter (their pending requests fail with ErrClosed),
+// stops the goroutines and waits for them. Messages still queued for
+// publishing get one last attempt. It is idempotent, and does not close
+// Config.Client.
+func (b *Builder) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		adapters := make([]*Adapter, 0, len(b.adapters))
+		for a := range b.adapters {
+			adapters = append(adapters, a)
+		}
+		s := b.sess
+		b.mu.Unlock()
+		for _, a := range adapters {
+			a.shutdown()
+		}
+		b.cancel()
+		if s != nil {
+			_ = s.ps.Close() // unblocks the reader; an error means it was closed already
+		}
+		b.wg.Wait()
+		b.metrics.subscribed.Set(0)
+	})
+	return nil
+}
+
+// spawn runs f in a goroutine that Close waits for; false after Close.
+func (b *Builder) spawn(f func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// register routes a's channels to it and asks for their subscription.
+func (b *Builder) register(a *Adapter) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.adapters[a] = struct{}{}
+	for _, key := range a.keys() {
+		b.routes[key] = append(append([]*Adapter(nil), b.routes[key]...), a)
+		b.desired[key]++
+	}
+	b.kickSupervisor()
+	return true
+}
+
+// unregister undoes register.
+func (b *Builder) unregister(a *Adapter) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.adapters[a]; !ok {
+		return
+	}
+	delete(b.adapters, a)
+	for _, key := range a.keys() {
+		var kept []*Adapter
+		for _, other := range b.routes[key] {
+			if other != a {
+				kept = append(kept, other)
+			}
+		}
+		if len(kept) == 0 {
+			delete(b.routes, key)
+		} else {
+			b.routes[key] = kept
+		}
+		if b.desired[key]--; b.desired[key] <= 0 {
+			delete(b.desired, key)
+		}
+	}
+	b.kickSupervisor()
+}
+
+func (b *Builder) kickSupervisor() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// ---- reader: one subscription connection per session ----
+
+// readLoop owns the sessions: it opens one, reads it until it fails, then
+// pauses RetryPause and opens the next, until Close.
+func (b *Builder) readLoop() {
+	defer b.wg.Done()
+	pause := time.NewTimer(b.cfg.RetryPause)
+	pause.Stop()
+	defer pause.Stop()
+	for {
+		s := &session{
+			ps:        b.cfg.Client.Subscribe(b.ctx), // no channel yet: no I/O
+			requested: map[string]bool{},
+			confirmed: map[string]bool{},
+		}
+		s.touch()
+		if !b.startSession(s) {
+			_ = s.ps.Close()
+			return
+		}
+		err := b.receive(s)
+		b.endSession(s, err)
+		_ = s.ps.Close() // an error means the supervisor or Close closed it first
+		if b.ctx.Err() != nil {
+			return
+		}
+		pause.Reset(b.cfg.RetryPause)
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-pause.C:
+		}
+	}
+}
+
+func (b *Builder) startSession(s *session) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.sess = s
+	b.kickSupervisor()
+	return true
+}
+
+func (b *Builder) endSession(s *session, err error) {
+	b.mu.Lock()
+	if b.sess == s {
+		b.sess = nil
+	}
+	closing := b.closed
+	b.mu.Unlock()
+	if closing {
+		return
+	}
+	b.metrics.redisErrors.WithLabelValues(opReceive).Inc()
+	if b.limit.allow("session") {
+		b.log.Warn("redis adapter: subscription connection lost; resubscribing",
+			zap.Error(err), zap.Duration("retry_pause", b.cfg.RetryPause))
+	}
+	b.refreshState()
+}
+
+// receive reads s until it fails. Messages go to the inbound queue, which
+// never blocks: a full queue drops the message.
+func (b *Builder) receive(s *session) error {
+	for {
+		msg, err := s.ps.Receive(b.ctx)
+		if err != nil {
+			return err
+		}
+		s.touch()
+		switch m := msg.(type) {
+		case *goredis.Message:
+			queue := b.inbound
+			if m.Pattern == "" && strings.HasPrefix(m.Channel, b.respPfx) {
+				queue = b.responses
+			}
+			select {
+			case queue <- inbound{channel: m.Channel, pattern: m.Pattern, payload: m.Payload}:
+			default:
+				b.metrics.dropped.WithLabelValues(dropInboundFull).Inc()
+				if b.limit.allow(dropInboundFull) {
+					b.log.Warn("redis adapter: inbound queue full; dropping messages", zap.Int("queue_size", b.cfg.QueueSize))
+				}
+			}
+		case *goredis.Subscription:
+			b.onSubscription(s, m)
+		}
+	}
+}
+
+// onSubscription records Redis's confirmation of a (un)subscription.
+func (b *Builder) onSubscription(s *session, m *goredis.Subscription) {
+	b.mu.Lock()
+	switch m.Kind {
+	case "subscribe":
+		s.confirmed[channelKey(m.Channel)] = true
+	case "psubscribe":
+		s.confirmed[patternKey(m.Channel)] = true
+	case "unsubscribe":
+		delete(s.confirmed, channelKey(m.Channel))
+	case "punsubscribe":
+		delete(s.confirmed, patternKey(m.Channel))
+	}
+	b.mu.Unlock()
+	b.refreshState()
+}
+
+// refreshState keeps the subscription gauge and the logs in step with
+// Ready.
+func (b *Builder) refreshState() {
+	b.mu.Lock()
+	ready := b.readyLocked()
+	changed := ready != b.wasReady
+	b.wasReady = ready
+	b.mu.Unlock()
+	if !changed {
+		return
+	}
+	if ready {
+		b.metrics.subscribed.Set(1)
+		b.log.Info("redis adapter: subscriptions confirmed")
+	} else {
+		b.metrics.subscribed.Set(0)
+		b.log.Warn("redis adapter: not ready: subscriptions unconfirmed or Redis unreachable")
+	}
+}
+
+// ---- supervisor: subscriptions and health ----
+
+// superviseLoop subscribes what the adapters need on the current session
+// and checks the session's health every half health interval: an idle
+// connection is pinged, and one silent for staleIntervals intervals (a
+// hung server, a cut the kernel has not noticed) is closed, so that the
+// reader opens a new one.
+func (b *Builder) superviseLoop() {
+	defer b.wg.Done()
+	tick := time.NewTicker(b.cfg.healthInterval / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.kick:
+			b.syncSubscriptions()
+		case <-tick.C:
+			b.checkHealth()
+			b.syncSubscriptions()
+		}
+	}
+}
+
+func (b *Builder) syncSubscriptions() {
+	b.mu.Lock()
+	s := b.sess
+	if s == nil {
+		b.mu.Unlock()
+		return
+	}
+	var sub, psub, unsub, punsub []string
+	for key := range b.desired {
+		if !s.requested[key] {
+			s.requested[key] = true
+			if key[0] == 'p' {
+				psub = append(psub, key[2:])
+			} else {
+				sub = append(sub, key[2:])
+			}
+		}
+	}
+	for key := range s.requested {
+		if b.desired[key] == 0 {
+			delete(s.requested, key)
+			if key[0] == 'p' {
+				punsub = append(punsub, key[2:])
+			} else {
+				unsub = append(unsub, key[2:])
+			}
+		}
+	}
+	b.mu.Unlock()
+
+	ctx := b.ctx
+	var err error
+	if len(sub) > 0 {
+		err = errors.Join(err, s.ps.Subscribe(ctx, sub...))
+	}
+	if len(psub) > 0 {
+		err = errors.Join(err, s.ps.PSubscribe(ctx, psub...))
+	}
+	if len(unsub) > 0 {
+		err = errors.Join(err, s.ps.Unsubscribe(ctx, unsub...))
+	}
+	if len(punsub) > 0 {
+		err = errors.Join(err, s.ps.PUnsubscribe(ctx, punsub...))
+	}
+	if err != nil && b.ctx.Err() == nil && b.current(s) {
+		// The connection is unusable; closing the session makes the
+		// reader start a new one, which subscribes everything again.
+		b.metrics.redisErrors.WithLabelValues(opSubscribe).Inc()
+		if b.limit.allow(opSubscribe) {
+			b.log.Warn("redis adapter: subscribe failed", zap.Error(err))
+		}
+		_ = s.ps.Close()
+	}
+}
+
+// current reports whether s is the current session.
+func (b *Builder) current(s *session) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sess == s
+}
+
+func (b *Builder) checkHealth() {
+	b.mu.Lock()
+	s := b.sess
+	b.mu.Unlock()
+	if s != nil {
+		switch idle := s.idle(); {
+		case idle >= staleIntervals*b.cfg.healthInterval:
+			b.metrics.redisErrors.WithLabelValues(opPing).Inc()
+			if b.limit.allow(opPing) {
+				b.log.Warn("redis adapter: no answer from Redis; reconnecting", zap.Duration("silent_for", idle))
+			}
+			_ = s.ps.Close()
+		case idle >= b.cfg.healthInterval/2:
+			// The answer comes back through the reader, as any message.
+			if err := s.ps.Ping(b.ctx); err != nil && b.ctx.Err() == nil {
+				b.metrics.redisErrors.WithLabelValues(opPing).Inc()
+				if b.limit.allow(opPing) {
+					b.log.Warn("redis adapter: ping failed; reconnecting", zap.Error(err))
+				}
+				_ = s.ps.Close()
+			}
+		}
+	}
+	b.refreshState()
+}
+
+// ---- dispatcher ----
+
+// dispatchLoop hands each message of a queue to the adapters of its
+// channel, one message at a time, in the order Redis delivered them.
+//
+// Responses have a queue and a goroutine of their own: a request handler
+// or a server-side event listener may wait for a request of its own
+// (fetchSockets in a disconnect handler, say), whose responses must not
+// queue up behind it.
+func (b *Builder) dispatchLoop(queue <-chan inbound) {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case in := <-queue:
+			b.dispatch(in)
+		}
+	}
+}
+
+func (b *Builder) dispatch(in inbound) {
+	key := channelKey(in.channel)
+	if in.pattern != "" {
+		key = patternKey(in.pattern)
+	}
+	b.mu.Lock()
+	targets := b.routes[key]
+	b.mu.Unlock()
+	for _, a := range targets {
+		b.handleSafely(a, in)
+	}
+}
+
+// handleSafely keeps the dispatcher alive when a handler (a server-side
+// event listener, say) panics.
+func (b *Builder) handleSafely(a *Adapter, in inbound) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.log.Error("redis adapter: panic while handling a message",
+				zap.String("namespace", a.name), zap.String("channel", in.channel), zap.Any("panic", r))
+		}
+	}()
+	a.handle(in)
+}
+
+// ---- publisher ----
+
+// publish queues a message for Redis. It never blocks: a full queue, or a
+// closed Builder, drops the message.
+func (b *Builder) publish(channel string, payload []byte, kind string) {
+	if b.ctx.Err() != nil {
+		return
+	}
+	select {
+	case b.outbound <- outbound{channel: channel, payload: payload, kind: kind, at: time.Now()}:
+	default:
+		b.metrics.dropped.WithLabelValues(dropOutboundFull).Inc()
+		if b.limit.allow(dropOutboundFull) {
+			b.log.Warn("redis adapter: publish queue full; dropping messages", zap.Int("queue_size", b.cfg.QueueSize))
+		}
+	}
+}
+
+// publishLoop publishes queued messages in order, in pipelines of up to
+// maxBatch.
+func (b *Builder) publishLoop() {
+	defer b.wg.Done()
+	batch := make([]outbound, 0, maxBatch)
+	for {
+		select {
+		case <-b.ctx.Done():
+			b.flush(batch[:0])
+			return
+		case m := <-b.outbound:
+			batch = append(batch[:0], m)
+		}
+		b.send(b.fill(batch))
+	}
+}
+
+// fill adds queued messages to batch without waiting.
+func (b *Builder) fill(batch []outbound) []outbound {
+	for len(batch) < maxBatch {
+		select {
+		case m := <-b.outbound:
+			batch = append(batch, m)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// flush makes one last attempt at what is queued when Close is called.
+func (b *Builder) flush(batch []outbound) {
+	for {
+		batch = b.fill(batch[:0])
+		if len(batch) == 0 {
+			return
+		}
+		b.send(batch)
+	}
+}
+
+// send publishes a batch. Messages that waited longer than PublishTimeout
+// are dropped instead.
+func (b *Builder) send(batch []outbound) {
+	now := time.Now()
+	live := batch[:0]
+	for _, m := range batch {
+		if now.Sub(m.at) > b.cfg.PublishTimeout {
+			b.metrics.dropped.WithLabelValues(dropStale).Inc()
+			if b.limit.allow(dropStale) {
+				b.log.Warn("redis adapter: message not published within the publish timeout; dropped",
+					zap.Duration("publish_timeout", b.cfg.PublishTimeout), zap.String("type", m.kind))
+			}
+			continue
+		}
+		live = append(live, m)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
+	defer cancel()
+	_, cluster := b.cfg.Client.(*goredis.ClusterClient)
+	if len(live) == 1 || cluster {
+		// A Cluster pipeline may spread keyless commands over nodes; one
+		// at a time keeps the order.
+		for _, m := range live {
+			b.published(m, b.cfg.Client.Publish(ctx, m.channel, m.payload).Err())
+		}
+		return
+	}
+	pipe := b.cfg.Client.Pipeline()
+	cmds := make([]*goredis.IntCmd, len(live))
+	for i, m := range live {
+		cmds[i] = pipe.Publish(ctx, m.channel, m.payload)
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	for i, m := range live {
+		b.published(m, cmds[i].Err())
+	}
+}
+
+func (b *Builder) published(m outbound, err error) {
+	if err == nil {
+		b.metrics.published.WithLabelValues(m.kind).Inc()
+		return
+	}
+	b.metrics.redisErrors.WithLabelValues(opPublish).Inc()
+	if b.limit.allow(opPublish) {
+		b.log.Warn("redis adapter: publish failed; message lost", zap.String("type", m.kind), zap.Error(err))
+	}
+}
+
+// ---- PUBSUB NUMSUB ----
+
+// serverCount is the number of subscribers of a request channel, that is
+// of servers with the namespace (summed over the nodes of a Cluster). It
+// waits at most timeout, whatever the client's own timeouts.
+func (b *Builder) serverCount(ctx context.Context, channel string, timeout time.Duration) (int64, error) {
+	select {
+	case b.calls <- struct{}{}:
+	default:
+		return 0, errors.New("redis adapter: too many PUBSUB NUMSUB calls under way")
+	}
+	type result struct {
+		n   int64
+		err error
+	}
+	res := make(chan result, 1)
+	callCtx, cancel := context.WithTimeout(b.ctx, timeout)
+	if !b.spawn(func() {
+		defer func() { <-b.calls }()
+		defer cancel()
+		n, err := b.numSub(callCtx, channel)
+		res <- result{n, err}
+	}) {
+		cancel()
+		<-b.calls
+		return 0, ErrClosed
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case r := <-res:
+		if r.err != nil {
+			b.metrics.redisErrors.WithLabelValues(opNumSub).Inc()
+			return 0, fmt.Errorf("redis adapter: PUBSUB NUMSUB: %w", r.err)
+		}
+		return r.n, nil
+	case <-timer.C:
+		b.metrics.redisErrors.WithLabelValues(opNumSub).Inc()
+		return 0, fmt.Errorf("redis adapter: PUBSUB NUMSUB: no answer within %s", timeout)
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-b.ctx.Done():
+		return 0, ErrClosed
+	}
+}
+
+func (b *Builder) numSub(ctx context.Context, channel string) (int64, error) {
+	if cc, ok := b.cfg.Client.(*goredis.ClusterClient); ok {
+		// Subscribers are counted by the node they are connected to.
+		var total atomic.Int64
+		err := cc.ForEachShard(ctx, func(ctx context.Context, c *goredis.Client) error {
+			m, err := c.PubSubNumSub(ctx, channel).Result()
+			total.Add(m[channel])
+			return err
+		})
+		return total.Load(), err
+	}
+	m, err := b.cfg.Client.PubSubNumSub(ctx, channel).Result()
+	return m[channel], err
+}
+
+// ---- log rate limiting ----
+
+// limiter lets a kind of log line through at most once per interval, so
+// that an outage logs a few lines rather than one per message. Metrics
+// count every occurrence.
+type limiter struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  map[string]time.Time
+}
+
+func (l *limiter) allow(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if t, ok := l.last[key]; ok && now.Sub(t) < l.every {
+		return false
+	}
+	if l.last == nil {
+		l.last = map[string]time.Time{}
+	}
+	l.last[key] = now
+	return true
+}

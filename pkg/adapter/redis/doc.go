@@ -1,0 +1,91 @@
+// Package redis is a Socket.IO adapter for github.com/zishang520/socket.io
+// (servers/socket/v3) that links servers through Redis pub/sub, speaking
+// the wire format of Node's @socket.io/redis-adapter 8.3.0 (classic
+// pub/sub, not sharded) and @socket.io/redis-emitter 5.1.0, so Go and
+// Node servers and Node emitters can share one cluster.
+//
+// Use:
+//
+//	b, err := redis.NewBuilder(redis.Config{Client: client, Logger: log, Registerer: reg})
+//	...
+//	opts := socket.DefaultServerOptions()
+//	opts.SetAdapter(b)
+//	io := socket.NewServer(nil, opts)
+//	...
+//	io.Close(nil) // closes every namespace's adapter
+//	b.Close()     // stops the Builder's goroutines
+//
+// One Builder serves one socket.io Server: it holds one subscription
+// connection for all namespaces, a reader, a dispatcher that handles
+// broadcasts and requests one at a time in Redis's order, another for
+// responses, a publisher and a supervisor. Listeners of server-side
+// events, and socket handlers run by remote requests (disconnect, say),
+// run on the first dispatcher: they may make requests of their own and
+// wait for them, but one that blocks holds up the broadcasts behind it.
+//
+// # Wire format
+//
+// Channels, with prefix P (Config.Prefix, Node's `key`) and namespace N:
+//
+//	P#N#          broadcasts to no room or to several rooms
+//	P#N#room#     broadcasts to exactly one room
+//	P-request#N#  requests (subscribers counted with PUBSUB NUMSUB)
+//	P-response#N# responses (where this adapter answers, as Node does by default)
+//	P-response#N#uid#  responses for one server (Node's publishOnSpecificResponseChannel)
+//
+// The adapter subscribes to the pattern P#N#* (glob characters of P#N#
+// escaped) and to the three other channels.
+//
+// A broadcast is msgpack [uid, packet, {rooms, except, flags}], the packet
+// {type, data, nsp} (id when it has one). Requests are JSON {uid,
+// requestId, type, ...}, types 0 to 9 as in Node (SOCKETS, ALL_ROOMS,
+// REMOTE_JOIN, REMOTE_LEAVE, REMOTE_DISCONNECT, REMOTE_FETCH,
+// SERVER_SIDE_EMIT, BROADCAST, BROADCAST_CLIENT_COUNT, BROADCAST_ACK);
+// BROADCAST requests and BROADCAST_ACK responses are msgpack, all other
+// responses JSON. A received request or response is JSON when its first
+// byte is '{', msgpack otherwise. Lists are [] when empty, never absent or
+// null; flags.timeout is in milliseconds.
+//
+// The msgpack codec makes notepack.io's choices: a number is an integer in
+// the smallest format when integral, a float 64 otherwise; []byte is bin;
+// Go maps are encoded with sorted keys; structs and values with their own
+// JSON encoding are encoded as encoding/json sees them. It decodes what
+// notepack decodes, including fixext 1 of type 0 (JS undefined, as nil),
+// ext type 0 (ArrayBuffer, as []byte) and dates (as time.Time). Decoded
+// integers are int64, other numbers float64, whichever codec carried
+// them.
+//
+// A server ignores its own messages, broadcasts on the channel of a room
+// it does not have, and packets of another namespace, as Node does.
+//
+// # Differences from Node, all compatible on the wire
+//
+//   - socketsJoin, socketsLeave and disconnectSockets act on the local
+//     sockets at once and skip the request when it comes back from Redis;
+//     Node acts only when its own request comes back, so nothing happens
+//     while Redis is down.
+//   - The BROADCAST request is registered before it is published, and a
+//     server skips BROADCAST requests with its own uid as well as its own
+//     request ids: it never delivers its own broadcast twice.
+//   - Remote BROADCAST requests are delivered with their volatile and
+//     compress flags (Node drops the flags), and pending client acks of a
+//     broadcast are forgotten after its timeout on every server.
+//   - A request waits RequestTimeout in all, PUBSUB NUMSUB included, and
+//     its error is a *TimeoutError that says how many of how many servers
+//     answered.
+//   - Publishing never blocks: messages go through a bounded queue to one
+//     publisher (pipelined, so in order), and are dropped and counted when
+//     the queue is full or when they could not be published within
+//     PublishTimeout.
+//
+// Beyond socket.Adapter, *Adapter has AllRooms, ClusterSockets (SOCKETS),
+// RemoteJoin, RemoteLeave and RemoteDisconnect (the one-socket forms of
+// REMOTE_JOIN, REMOTE_LEAVE and REMOTE_DISCONNECT).
+//
+// # Metrics
+//
+// With Config.Registerer: eventserver_redis_adapter_messages_published_total
+// and _messages_received_total by type, _messages_dropped_total by reason,
+// _request_duration_seconds by request type, _redis_errors_total by
+// operation, _server_count by namespace and _subscribed (1 when Ready).
+package redis

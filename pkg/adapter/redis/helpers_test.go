@@ -1,0 +1,473 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	goredis "github.com/redis/go-redis/v9"
+	gosio "github.com/zishang520/socket.io/clients/socket/v3"
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/eventserver/eventserver/pkg/redistest"
+)
+
+// wait is how long a test waits for something that should happen at once.
+const wait = 10 * time.Second
+
+var prefixSeq atomic.Int64
+
+// uniquePrefix is a channel prefix no other test uses.
+func uniquePrefix(t testing.TB) string {
+	return fmt.Sprintf("t%d-%s", prefixSeq.Add(1), strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()))
+}
+
+// eventually polls cond every 10ms until it holds or d passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stays checks that cond holds, every 10ms, for all of d.
+func stays(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if !cond() {
+			t.Fatalf("%s: stopped holding", what)
+		}
+	}
+}
+
+// testCounter reads a counter.
+func testCounter(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
+
+// cluster is several Socket.IO servers sharing one Redis.
+type cluster struct {
+	t       testing.TB
+	redis   *redistest.Server
+	prefix  string
+	servers []*server
+	mutate  func(*Config) // applied to every server's Config first
+	// newClient makes each server's Redis client; nil: a standalone
+	// client of redis.
+	newClient func() goredis.UniversalClient
+}
+
+// server is one Socket.IO server with its own Redis client and Builder.
+type server struct {
+	t       testing.TB
+	name    string
+	io      *socket.Server
+	http    *httptest.Server
+	builder *Builder
+	client  goredis.UniversalClient
+	reg     *prometheus.Registry
+	closed  atomic.Bool
+}
+
+// newCluster starts Redis and n servers. mutate may adjust each Config.
+func newCluster(t testing.TB, n int, mutate func(*Config)) *cluster {
+	t.Helper()
+	c := &cluster{t: t, redis: redistest.Start(t), prefix: uniquePrefix(t), mutate: mutate}
+	for range n {
+		c.add(nil)
+	}
+	return c
+}
+
+// newBenchCluster is a one-server cluster that logs nothing and queues a
+// lot.
+func newBenchCluster(b *testing.B) *cluster {
+	return newCluster(b, 1, func(cfg *Config) {
+		cfg.Logger = zap.NewNop()
+		cfg.QueueSize = 1 << 20
+	})
+}
+
+func newClient(addr string) *goredis.Client {
+	return goredis.NewClient(&goredis.Options{
+		Addr:         addr,
+		DialTimeout:  time.Second,
+		ReadTimeout:  time.Second,
+		WriteTimeout: time.Second,
+		MaxRetries:   -1,
+	})
+}
+
+// add starts one more server; its namespaces "/" and "/tasks" exist.
+func (c *cluster) add(mutate func(*Config)) *server {
+	t := c.t
+	t.Helper()
+	s := &server{t: t, name: fmt.Sprintf("s%d", len(c.servers)), reg: prometheus.NewRegistry()}
+	if c.newClient != nil {
+		s.client = c.newClient()
+	} else {
+		s.client = newClient(c.redis.Addr())
+	}
+	cfg := Config{
+		Client:         s.client,
+		Prefix:         c.prefix,
+		RequestTimeout: 2 * time.Second,
+		PublishTimeout: 500 * time.Millisecond,
+		RetryPause:     100 * time.Millisecond,
+		Logger:         zaptest.NewLogger(t).Named(s.name),
+		Registerer:     s.reg,
+	}
+	for _, f := range []func(*Config){c.mutate, mutate} {
+		if f != nil {
+			f(&cfg)
+		}
+	}
+	b, err := NewBuilder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.builder = b
+	opts := socket.DefaultServerOptions()
+	opts.SetAdapter(b)
+	s.io = socket.NewServer(nil, opts)
+	for _, nsp := range []string{"/", "/tasks"} {
+		s.io.Of(nsp, nil).Use(joinFromAuth)
+	}
+	s.http = httptest.NewServer(s.io.ServeHandler(nil))
+	t.Cleanup(s.close)
+	c.servers = append(c.servers, s)
+	eventually(t, wait, s.name+" ready", b.Ready)
+	return s
+}
+
+// joinFromAuth joins the rooms a test client names in its auth, before
+// the client is told it is connected, and keeps its name as socket data.
+func joinFromAuth(s *socket.Socket, next func(*socket.ExtendedError)) {
+	auth := s.Handshake().Auth
+	if rooms, ok := auth["rooms"].([]any); ok {
+		for _, r := range rooms {
+			s.Join(socket.Room(fmt.Sprint(r)))
+		}
+	}
+	s.SetData(map[string]any{"name": auth["name"]})
+	next(nil)
+}
+
+// close stops the server: the socket.io server (which closes its
+// adapters), the Builder, the HTTP server and the Redis client.
+func (s *server) close() {
+	if s.closed.Swap(true) {
+		return
+	}
+	s.io.Close(nil)
+	if err := s.builder.Close(); err != nil {
+		s.t.Error(err)
+	}
+	s.http.Close()
+	_ = s.client.Close()
+}
+
+func (s *server) nsp(name string) socket.Namespace { return s.io.Of(name, nil) }
+
+func (s *server) adapter(name string) *Adapter { return s.nsp(name).Adapter().(*Adapter) }
+
+// counter reads a counter of the server's registry.
+func (s *server) counter(name string, labels ...string) float64 {
+	for _, mf := range mustGather(s.t, s.reg) {
+		if mf.GetName() != metricPrefix+name {
+			continue
+		}
+		total := 0.0
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				total += m.Counter.GetValue()
+			case m.Gauge != nil:
+				total += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				total += float64(m.Histogram.GetSampleCount())
+			}
+		}
+		return total
+	}
+	return 0
+}
+
+func mustGather(t testing.TB, reg *prometheus.Registry) []*dto.MetricFamily {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
+}
+
+// client is a Socket.IO client that records the events it receives.
+type client struct {
+	t    testing.TB
+	name string
+	sock *gosio.Socket
+
+	mu     sync.Mutex
+	events []event
+	acks   bool // answer every event with an ack
+	ackArg any
+}
+
+type event struct {
+	name string
+	args []any
+}
+
+type clientOpt func(*client)
+
+// acking makes the client acknowledge every event that asks for it, with
+// arg.
+func acking(arg any) clientOpt {
+	return func(c *client) { c.acks = true; c.ackArg = arg }
+}
+
+// connect connects a client to nsp on s, in rooms.
+//
+// The Go client (v3.0.6) races with itself while its Manager opens: the
+// Manager may miss the engine's "open"; it emits "open" (and a socket
+// sends CONNECT) before it listens to the engine's data, so the answer
+// can be lost; and Socket.Connect can send CONNECT twice, which makes a
+// ghost socket on the server. So the Manager is opened first, alone (and
+// thrown away for a new one if it misses its "open"; no socket exists
+// yet), and the socket connects on the open Manager, which has none of
+// these races.
+func (s *server) connect(nsp, name string, rooms []string, opts ...clientOpt) *client {
+	t := s.t
+	t.Helper()
+	c := &client{t: t, name: name}
+	for _, o := range opts {
+		o(c)
+	}
+	o := gosio.DefaultOptions()
+	o.SetTransports(types.NewSet(gosio.WebSocket))
+	o.SetReconnection(false)
+	o.SetForceNew(true)
+	o.SetAutoConnect(false)
+	o.SetAuth(map[string]any{"rooms": rooms, "name": name})
+	var m *gosio.Manager
+	for attempt := 1; m == nil; attempt++ {
+		candidate := gosio.NewManager(s.http.URL, o)
+		opened := make(chan error, 1)
+		candidate.Open(func(err error) {
+			select {
+			case opened <- err:
+			default:
+			}
+		})
+		select {
+		case err := <-opened:
+			if err != nil {
+				t.Fatal(err)
+			}
+			m = candidate
+		case <-time.After(2 * time.Second):
+			if e := candidate.Engine(); e != nil {
+				e.Close()
+			}
+			if attempt == 5 {
+				t.Fatalf("%s: the client's engine never opened", name)
+			}
+		}
+	}
+	sock := m.Socket(nsp, o)
+	c.sock = sock
+	sock.OnAny(func(args ...any) {
+		ev := event{args: args[1:]}
+		ev.name, _ = args[0].(string)
+		if n := len(ev.args); n > 0 {
+			if ack, ok := ev.args[n-1].(func([]any, error)); ok {
+				ev.args = ev.args[:n-1]
+				c.mu.Lock()
+				answer, arg := c.acks, c.ackArg
+				c.mu.Unlock()
+				if answer {
+					ack([]any{arg}, nil)
+				}
+			}
+		}
+		c.mu.Lock()
+		c.events = append(c.events, ev)
+		c.mu.Unlock()
+	})
+	_ = sock.On("disconnect", func(args ...any) {
+		c.mu.Lock()
+		c.events = append(c.events, event{name: "disconnect", args: args})
+		c.mu.Unlock()
+	})
+	t.Cleanup(func() { sock.Disconnect() })
+	sock.Connect()
+	eventually(t, wait, name+" connected", func() bool {
+		if !sock.Connected() || sock.Id() == "" {
+			return false
+		}
+		_, ok := s.nsp(nsp).Sockets().Load(c.id())
+		return ok
+	})
+	return c
+}
+
+func (c *client) id() socket.SocketId { return socket.SocketId(c.sock.Id()) }
+
+// count is how many times the client got event name.
+func (c *client) count(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, e := range c.events {
+		if e.name == name {
+			n++
+		}
+	}
+	return n
+}
+
+// args are the arguments of the first event name.
+func (c *client) args(name string) []any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.events {
+		if e.name == name {
+			return e.args
+		}
+	}
+	return nil
+}
+
+func (c *client) waitCount(name string, n int) {
+	c.t.Helper()
+	eventually(c.t, wait, fmt.Sprintf("%s to get %q %d times", c.name, name, n), func() bool { return c.count(name) >= n })
+}
+
+// spy is a raw Redis subscriber that records what is published.
+type spy struct {
+	ps   *goredis.PubSub
+	mu   sync.Mutex
+	msgs []*goredis.Message
+	done chan struct{}
+}
+
+// newSpy subscribes to channels (patterns when they contain '*') on the
+// Redis at addr.
+func newSpy(t testing.TB, addr string, channels ...string) *spy {
+	t.Helper()
+	cl := newClient(addr)
+	t.Cleanup(func() { _ = cl.Close() })
+	ctx := context.Background()
+	s := &spy{ps: cl.Subscribe(ctx), done: make(chan struct{})}
+	for _, ch := range channels {
+		var err error
+		if strings.Contains(ch, "*") {
+			err = s.ps.PSubscribe(ctx, ch)
+		} else {
+			err = s.ps.Subscribe(ctx, ch)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range channels {
+		if _, err := s.ps.ReceiveTimeout(ctx, wait); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() {
+		defer close(s.done)
+		for {
+			m, err := s.ps.Receive(ctx)
+			if err != nil {
+				return
+			}
+			if msg, ok := m.(*goredis.Message); ok {
+				s.mu.Lock()
+				s.msgs = append(s.msgs, msg)
+				s.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { _ = s.ps.Close(); <-s.done })
+	return s
+}
+
+// find returns the first message whose payload satisfies ok.
+func (s *spy) find(ok func(*goredis.Message) bool) *goredis.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.msgs {
+		if ok(m) {
+			return m
+		}
+	}
+	return nil
+}
+
+func (s *spy) wait(t testing.TB, what string, ok func(*goredis.Message) bool) *goredis.Message {
+	t.Helper()
+	var m *goredis.Message
+	eventually(t, wait, what, func() bool { m = s.find(ok); return m != nil })
+	return m
+}
+
+// builderGoroutines counts the goroutines running a Builder method.
+func builderGoroutines() int {
+	n, _ := builderStacks()
+	return n
+}
+
+// builderStacks also returns the stacks, for failure messages.
+func builderStacks() (int, string) {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	var stacks []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "pkg/adapter/redis.(*Builder)") {
+			count++
+			stacks = append(stacks, g)
+		}
+	}
+	return count, strings.Join(stacks, "\n\n")
+}

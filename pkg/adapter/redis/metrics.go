@@ -1,0 +1,109 @@
+package redis
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const metricPrefix = "eventserver_redis_adapter_"
+
+// kindBroadcast is the type label of broadcast messages; requests and
+// responses are labelled by their request type.
+const kindBroadcast = "broadcast"
+
+// Reasons a message is dropped (label reason of dropped_total).
+const (
+	dropInboundFull  = "inbound_queue_full"
+	dropOutboundFull = "outbound_queue_full"
+	dropStale        = "publish_timeout"
+	dropMalformed    = "malformed"
+	dropEncode       = "unencodable"
+)
+
+// Redis operations (label op of redis_errors_total).
+const (
+	opPublish   = "publish"
+	opSubscribe = "subscribe"
+	opReceive   = "receive"
+	opPing      = "ping"
+	opNumSub    = "numsub"
+)
+
+// metrics are the adapter's collectors. They always exist, so the code
+// never checks; they are registered only when a Registerer is given.
+type metrics struct {
+	published      *prometheus.CounterVec
+	received       *prometheus.CounterVec
+	dropped        *prometheus.CounterVec
+	requestSeconds *prometheus.HistogramVec
+	redisErrors    *prometheus.CounterVec
+	serverCount    *prometheus.GaugeVec
+	subscribed     prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricPrefix + "messages_published_total",
+			Help: "Messages handed to Redis, by type (broadcast, a request type, or <request type>_response).",
+		}, []string{"type"}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricPrefix + "messages_received_total",
+			Help: "Messages received from Redis and handled, by type.",
+		}, []string{"type"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricPrefix + "messages_dropped_total",
+			Help: "Messages dropped, by reason (inbound_queue_full, outbound_queue_full, publish_timeout, malformed, unencodable).",
+		}, []string{"reason"}),
+		requestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    metricPrefix + "request_duration_seconds",
+			Help:    "Time until a request to the other servers completed or timed out, by request type.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"type"}),
+		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricPrefix + "redis_errors_total",
+			Help: "Failed Redis operations, by operation (publish, subscribe, receive, ping, numsub).",
+		}, []string{"op"}),
+		serverCount: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: metricPrefix + "server_count",
+			Help: "Servers subscribed to the namespace's request channel at the last PUBSUB NUMSUB.",
+		}, []string{"namespace"}),
+		subscribed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: metricPrefix + "subscribed",
+			Help: "1 while every subscription is confirmed on a healthy Redis connection, else 0.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	m.published = register(reg, m.published, &err)
+	m.received = register(reg, m.received, &err)
+	m.dropped = register(reg, m.dropped, &err)
+	m.requestSeconds = register(reg, m.requestSeconds, &err)
+	m.redisErrors = register(reg, m.redisErrors, &err)
+	m.serverCount = register(reg, m.serverCount, &err)
+	m.subscribed = register(reg, m.subscribed, &err)
+	return m, err
+}
+
+// register registers c, or returns the collector already registered under
+// its name (several Builders may share one registry). The first error
+// other than "already registered" is kept in *errp.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	if *errp == nil {
+		*errp = err
+	}
+	return c
+}
