@@ -427,7 +427,24 @@ func TestPublishAPIEndToEnd(t *testing.T) {
 			t.Errorf("%s: namespace-wide: %+v", c.name, ev)
 		}
 	}
-	code, body := s.publish(`{"event":"x","room":7}`)
+	// The sockets API says who is in a room.
+	code, body := s.do("GET", "/api/v1/sockets?room=collaboration_1&room=collaboration_2", testPublishToken, "")
+	var socks struct {
+		Sockets []struct {
+			ID    string            `json:"id"`
+			Rooms []string          `json:"rooms"`
+			Data  map[string]string `json:"data"`
+		} `json:"sockets"`
+	}
+	if err := json.Unmarshal([]byte(body), &socks); code != 200 || err != nil || len(socks.Sockets) != 2 {
+		t.Fatalf("sockets: %d %s", code, body)
+	}
+	for _, sk := range socks.Sockets {
+		if sk.Data["client_type"] != "node" || (sk.Data["client_id"] != "1" && sk.Data["client_id"] != "2") || sk.Data["instance"] != "test" {
+			t.Errorf("socket data %v", sk.Data)
+		}
+	}
+	code, body = s.publish(`{"event":"x","room":7}`)
 	if code != http.StatusBadRequest || !strings.Contains(body, `"field":"room"`) {
 		t.Errorf("bad room: %d %s", code, body)
 	}

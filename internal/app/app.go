@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	goredis "github.com/redis/go-redis/v9"
 	engine "github.com/zishang520/socket.io/servers/engine/v3"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/servers/socket/v3"
@@ -28,6 +29,8 @@ import (
 	"github.com/eventserver/eventserver/internal/hub"
 	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/metrics"
+	"github.com/eventserver/eventserver/internal/redisconn"
+	redisadapter "github.com/eventserver/eventserver/pkg/adapter/redis"
 )
 
 // App is one eventserver instance.
@@ -39,6 +42,10 @@ type App struct {
 	hub     *hub.Hub
 	http    *http.Server
 	ln      net.Listener
+
+	// Cluster mode only.
+	redis   goredis.UniversalClient
+	adapter *redisadapter.Builder
 
 	ready    atomic.Bool
 	shutOnce sync.Once
@@ -95,6 +102,28 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	opts.SetTransports(types.NewSet[transports.TransportCtor](engine.Polling, engine.WebSocket))
 	opts.SetAllowUpgrades(true)
 	opts.SetCleanupEmptyChildNamespaces(false)
+	if cfg.RedisURL != "" {
+		redisconn.SetLogger(log)
+		client, mode, err := redisconn.NewClient(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("app: EVENTSERVER_REDIS_URL: %w", err)
+		}
+		a.adapter, err = redisadapter.NewBuilder(redisadapter.Config{
+			Client:         client,
+			Prefix:         cfg.RedisPrefix,
+			RequestTimeout: cfg.RedisRequestTimeout,
+			Logger:         log.Named("redis-adapter"),
+			Registerer:     a.metrics.Registry,
+		})
+		if err != nil {
+			_ = client.Close()
+			return nil, fmt.Errorf("app: %w", err)
+		}
+		a.redis = client
+		opts.SetAdapter(a.adapter)
+		log.Info("cluster mode", zap.String("redis", redisconn.Redact(cfg.RedisURL)),
+			zap.String("redis_mode", string(mode)), zap.String("prefix", cfg.RedisPrefix))
+	}
 	a.io = socket.NewServer(nil, opts)
 
 	a.hub, err = hub.New(hub.Config{
@@ -115,6 +144,7 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 		MaxBody:  cfg.MaxPayload,
 		Emitter:  a.hub,
 		Presence: a.hub.Presence(),
+		Cluster:  a.hub,
 		Logger:   log,
 		Metrics:  a.metrics,
 	})
@@ -129,7 +159,12 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 		w.Header().Set("Content-Type", "text/plain")
 		if !a.ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready\n"))
+			_, _ = w.Write([]byte("not ready: draining\n"))
+			return
+		}
+		if a.adapter != nil && !a.adapter.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: Redis subscriptions not confirmed\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
@@ -194,6 +229,12 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.shutErr = a.http.Shutdown(ctx)
 		if a.shutErr != nil {
 			_ = a.http.Close()
+		}
+		if a.adapter != nil {
+			if err := a.adapter.Close(); err != nil {
+				a.log.Warn("closing the Redis adapter", zap.Error(err))
+			}
+			_ = a.redis.Close()
 		}
 		a.log.Info("shut down")
 	})

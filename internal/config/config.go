@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/eventserver/eventserver/internal/redisconn"
 )
 
 // Config is the whole configuration of one instance.
@@ -48,6 +50,17 @@ type Config struct {
 	// LogFormat is "json" (default) or "console"; LogLevel debug|info|warn|error (default info).
 	LogFormat string
 	LogLevel  string
+
+	// RedisURL makes the instance a cluster member: rooms and broadcasts are
+	// shared through this Redis (see internal/redisconn for the schemes).
+	// Empty: a single instance with in-memory rooms and presence.
+	RedisURL string
+	// RedisPrefix prefixes Redis channels and keys, as the Node adapter's
+	// "key" option. Default "socket.io".
+	RedisPrefix string
+	// RedisRequestTimeout bounds cluster requests (fetchSockets,
+	// serverSideEmit with ack, ...). Default 5s.
+	RedisRequestTimeout time.Duration
 
 	// ShutdownDelay is how long the instance reports not-ready before it
 	// starts to disconnect clients. Default 5s.
@@ -123,6 +136,23 @@ func settings() []setting {
 			c.MaxPayload = n
 			return nil
 		}},
+		{"redis-url", "EVENTSERVER_REDIS_URL", "", "Redis of the cluster (redis://, rediss://, redis+sentinel://, redis+cluster://); empty: one instance, in memory", func(c *Config, v string) error {
+			if v != "" {
+				if _, err := redisconn.Parse(v); err != nil {
+					return err
+				}
+			}
+			c.RedisURL = v
+			return nil
+		}},
+		{"redis-prefix", "EVENTSERVER_REDIS_PREFIX", "socket.io", "prefix of Redis channels and keys (the Node adapter's key), so that clusters can share a Redis", func(c *Config, v string) error {
+			if v == "" || strings.ContainsAny(v, "#*?[] \t\n") {
+				return fmt.Errorf("want a non-empty prefix without #, *, ?, [, ] or spaces, got %q", v)
+			}
+			c.RedisPrefix = v
+			return nil
+		}},
+		{"redis-request-timeout", "EVENTSERVER_REDIS_REQUEST_TIMEOUT", "5s", "how long a cluster request (fetchSockets, serverSideEmit with ack) waits for the other instances", durationAtLeast(10*time.Millisecond, func(c *Config) *time.Duration { return &c.RedisRequestTimeout })},
 		{"log-format", "EVENTSERVER_LOG_FORMAT", "json", "json or console", oneOf(func(c *Config) *string { return &c.LogFormat }, "json", "console")},
 		{"log-level", "EVENTSERVER_LOG_LEVEL", "info", "debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 		{"shutdown-delay", "EVENTSERVER_SHUTDOWN_DELAY", "5s", "on SIGTERM, how long to report not-ready before disconnecting clients", durationAtLeast(0, func(c *Config) *time.Duration { return &c.ShutdownDelay })},

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/internal/auth"
+	"github.com/eventserver/eventserver/internal/hub"
 	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/presence"
@@ -28,6 +29,12 @@ import (
 // the sockets in the except rooms.
 type Emitter interface {
 	Emit(rooms, except []string, event string, args ...any) error
+}
+
+// Cluster answers for every instance of the cluster.
+type Cluster interface {
+	FetchSockets(ctx context.Context, rooms []string) ([]hub.SocketInfo, error)
+	Instances(ctx context.Context) ([]any, error)
 }
 
 // Config configures the API.
@@ -40,8 +47,11 @@ type Config struct {
 	Emitter Emitter
 	// Presence lists the online nodes.
 	Presence presence.Store
-	Logger   *zap.Logger
-	Metrics  *metrics.Metrics
+	// Cluster lists sockets and instances (GET /api/v1/sockets and
+	// /api/v1/instances); nil: those routes are off.
+	Cluster Cluster
+	Logger  *zap.Logger
+	Metrics *metrics.Metrics
 }
 
 // API serves /api/v1/.
@@ -62,6 +72,10 @@ func New(cfg Config) *API {
 func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST /api/v1/emit", a.guard(a.emit))
 	mux.Handle("GET /api/v1/nodes", a.guard(a.nodes))
+	if a.cfg.Cluster != nil {
+		mux.Handle("GET /api/v1/sockets", a.guard(a.sockets))
+		mux.Handle("GET /api/v1/instances", a.guard(a.instances))
+	}
 	mux.Handle("/api/", a.guard(func(w http.ResponseWriter, r *http.Request) int {
 		return writeError(w, http.StatusNotFound, "", "no such route: "+r.Method+" "+r.URL.Path)
 	}))
@@ -253,4 +267,32 @@ func (a *API) nodes(w http.ResponseWriter, r *http.Request) int {
 		}
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"nodes": out})
+}
+
+// sockets answers GET /api/v1/sockets[?room=R&room=S]: the sockets of the
+// whole cluster in those rooms (all when none), with who they are.
+func (a *API) sockets(w http.ResponseWriter, r *http.Request) int {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	list, err := a.cfg.Cluster.FetchSockets(ctx, r.URL.Query()["room"])
+	if err != nil {
+		a.log.Warn("fetch sockets", zap.Error(err))
+		return writeError(w, http.StatusGatewayTimeout, "", "fetching the sockets of the cluster: "+err.Error())
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"sockets": list})
+}
+
+// instances answers GET /api/v1/instances: every instance of the cluster
+// that answered, this one first. When some did not answer in time the list
+// is partial and "incomplete" says why.
+func (a *API) instances(w http.ResponseWriter, r *http.Request) int {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	list, err := a.cfg.Cluster.Instances(ctx)
+	resp := map[string]any{"instances": list}
+	if err != nil {
+		a.log.Warn("instances", zap.Error(err))
+		resp["incomplete"] = err.Error()
+	}
+	return writeJSON(w, http.StatusOK, resp)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,6 +95,9 @@ func New(cfg Config) (*Hub, error) {
 	}
 	h.nsp = cfg.Server.Of(protocol.Namespace, nil)
 	h.nsp.Use(h.authenticate)
+	if err := h.nsp.On(EventInstance, h.onInstanceRequest); err != nil {
+		return nil, err
+	}
 	if err := h.nsp.On("connection", func(args ...any) {
 		if s, ok := first[*socket.Socket](args); ok {
 			h.onConnection(s)
@@ -215,4 +219,88 @@ func metricEvent(ev string) string {
 		return ev
 	}
 	return "other"
+}
+
+// SocketInfo is one socket of the cluster, as fetchSockets reports it.
+type SocketInfo struct {
+	ID    string   `json:"id"`
+	Rooms []string `json:"rooms"`
+	Data  any      `json:"data"`
+}
+
+// FetchSockets lists the sockets in rooms (every socket when rooms is
+// empty) on every instance of the cluster. In cluster mode it waits for the
+// other instances up to the adapter's request timeout, or ctx.
+func (h *Hub) FetchSockets(ctx context.Context, roomList []string) ([]SocketInfo, error) {
+	type result struct {
+		sockets []*socket.RemoteSocket
+		err     error
+	}
+	done := make(chan result, 1)
+	h.nsp.In(toRooms(roomList)...).FetchSockets()(func(s []*socket.RemoteSocket, err error) {
+		done <- result{s, err}
+	})
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, r.err
+		}
+		out := make([]SocketInfo, 0, len(r.sockets))
+		for _, s := range r.sockets {
+			info := SocketInfo{ID: string(s.Id()), Rooms: []string{}, Data: s.Data()}
+			if s.Rooms() != nil {
+				for _, room := range s.Rooms().Keys() {
+					info.Rooms = append(info.Rooms, string(room))
+				}
+				slices.Sort(info.Rooms)
+			}
+			out = append(out, info)
+		}
+		slices.SortFunc(out, func(a, b SocketInfo) int { return strings.Compare(a.ID, b.ID) })
+		return out, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// EventInstance is the server-side event by which instances of a cluster
+// ask each other who they are (GET /api/v1/instances).
+const EventInstance = "eventserver:instance"
+
+func (h *Hub) onInstanceRequest(args ...any) {
+	if len(args) == 0 {
+		return
+	}
+	info := map[string]any{"instance": h.cfg.Instance, "connections": h.Connections()}
+	switch ack := args[len(args)-1].(type) {
+	case socket.Ack:
+		ack([]any{info}, nil)
+	case func(...any):
+		ack(info)
+	}
+}
+
+// Instances asks every other instance of the cluster who it is and adds this
+// one. Instances that do not answer within the adapter's request timeout are
+// missing, and the error says how many answered.
+func (h *Hub) Instances(ctx context.Context) ([]any, error) {
+	type result struct {
+		answers []any
+		err     error
+	}
+	done := make(chan result, 1)
+	err := h.nsp.ServerSideEmitWithAck(EventInstance)(func(answers []any, err error) {
+		done <- result{answers, err}
+	})
+	self := map[string]any{"instance": h.cfg.Instance, "connections": h.Connections()}
+	if err != nil {
+		// A single instance without a cluster adapter: only itself.
+		return []any{self}, nil
+	}
+	select {
+	case r := <-done:
+		return append([]any{self}, r.answers...), r.err
+	case <-ctx.Done():
+		return []any{self}, ctx.Err()
+	}
 }

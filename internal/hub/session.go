@@ -105,7 +105,6 @@ func (h *Hub) onConnection(s *socket.Socket) {
 	if res == nil {
 		res = &authResult{reason: "invalid"}
 	}
-	s.SetData(nil)
 	transport := s.Conn().Transport().Name()
 	sess := &session{
 		h:         h,
@@ -122,6 +121,8 @@ func (h *Hub) onConnection(s *socket.Socket) {
 		fields = append(fields, zap.String("client_type", sess.clientTyp), zap.String("client_id", sess.id.ID.String()))
 	}
 	sess.log = h.log.With(fields...)
+	// What fetchSockets shows of this socket, on any instance of the cluster.
+	s.SetData(sess.summary())
 
 	h.mu.Lock()
 	h.sessions[s.Id()] = sess
@@ -160,6 +161,17 @@ func (h *Hub) onConnection(s *socket.Socket) {
 	}
 	sess.log.Info("client connected", zap.Strings("rooms", sess.rooms), zap.String("transport", transport),
 		zap.String("name", sess.id.Name))
+}
+
+// summary is the socket's data: who it is, as plain values that every
+// instance of the cluster (and a Node peer) can decode from fetchSockets.
+func (s *session) summary() map[string]any {
+	d := map[string]any{"client_type": s.clientTyp, "instance": s.h.cfg.Instance}
+	if s.id != nil {
+		d["client_id"] = s.id.ID.String()
+		d["name"] = s.id.Name
+	}
+	return d
 }
 
 func title(k rooms.Kind) string {
