@@ -18,15 +18,27 @@ import (
 // startGoClient connects the Go Socket.IO client to /tasks.
 func startGoClient(t *testing.T, s *server, name, token string) *client {
 	t.Helper()
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+token)
+	return goClient(t, s.URL, name, h, nil)
+}
+
+// goClient connects the Go client to url's /tasks with the given headers and
+// auth. When the server asks for an ack, the client answers with its name.
+func goClient(t *testing.T, url, name string, headers http.Header, auth map[string]any) *client {
+	t.Helper()
 	c := &client{t: t, name: name}
 	opts := gosio.DefaultOptions()
 	opts.SetTransports(types.NewSet(gosio.Polling, gosio.WebSocket))
 	opts.SetReconnection(false)
 	opts.SetForceNew(true)
-	h := http.Header{}
-	h.Set("Authorization", "Bearer "+token)
-	opts.SetExtraHeaders(h)
-	sock, err := gosio.Connect(s.URL+"/tasks", opts)
+	if headers != nil {
+		opts.SetExtraHeaders(headers)
+	}
+	if auth != nil {
+		opts.SetAuth(auth)
+	}
+	sock, err := gosio.Connect(url+"/tasks", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +47,10 @@ func startGoClient(t *testing.T, s *server, name, token string) *client {
 	sock.OnAny(func(args ...any) {
 		m := msg{Type: "event", Args: []json.RawMessage{}}
 		m.Event, _ = args[0].(string)
+		if ack, ok := args[len(args)-1].(func([]any, error)); ok {
+			args = args[:len(args)-1]
+			ack([]any{name}, nil)
+		}
 		for _, a := range args[1:] {
 			b, _ := json.Marshal(a)
 			m.Args = append(m.Args, b)

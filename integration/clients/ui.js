@@ -5,6 +5,8 @@
 // vantage6 UI uses) and is driven through stdin/stdout with one JSON object a
 // line. Run it from the repository root after `npm ci`:
 //   node integration/clients/ui.js --url http://127.0.0.1:PORT --token T
+// --auth-json '{"rooms":["r1"]}' sends that object as the handshake auth (with
+// --auth-mode auth the token is added to it as "token").
 //
 // Output lines (stdout):
 //   {"type":"connect","sid":"...","transport":"polling|websocket"}
@@ -46,7 +48,8 @@ function usage(msg) {
   process.stderr.write(
     (msg ? msg + "\n" : "") +
       "usage: ui.js --url URL [--token T] [--auth-mode header|auth|none]\n" +
-      "             [--transports polling,websocket] [--no-reconnect] [--origin ORIGIN]\n",
+      "             [--transports polling,websocket] [--no-reconnect] [--origin ORIGIN]\n" +
+      "             [--auth-json JSON]\n",
   );
   process.exit(2);
 }
@@ -59,6 +62,7 @@ function parseArgs(argv) {
     transports: ["polling", "websocket"],
     reconnect: true,
     origin: "",
+    authJSON: null,
   };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
@@ -82,6 +86,18 @@ function parseArgs(argv) {
         break;
       case "--no-reconnect": opts.reconnect = false; break;
       case "--origin": opts.origin = next(); break;
+      case "--auth-json": {
+        const raw = next();
+        try {
+          opts.authJSON = JSON.parse(raw);
+        } catch (err) {
+          usage("bad --auth-json: " + err.message);
+        }
+        if (!opts.authJSON || typeof opts.authJSON !== "object" || Array.isArray(opts.authJSON)) {
+          usage("--auth-json must be a JSON object");
+        }
+        break;
+      }
       case "-h": case "--help": usage(); break;
       default: usage("unknown argument " + arg);
     }
@@ -106,7 +122,14 @@ const clientOpts = {
   withCredentials: true, // as the UI does (only matters in a browser)
   extraHeaders, // the Node polling transport sets these on every request, websocket on the upgrade
 };
-if (opts.authMode === "auth") clientOpts.auth = { token: opts.token };
+// authFor is the handshake auth object (undefined: none).
+function authFor(token) {
+  if (opts.authMode === "auth") return Object.assign({}, opts.authJSON, { token });
+  if (opts.authJSON) return Object.assign({}, opts.authJSON);
+  return undefined;
+}
+const auth = authFor(opts.token);
+if (auth !== undefined) clientOpts.auth = auth;
 
 const socket = io(opts.url.replace(/\/+$/, "") + "/tasks", clientOpts);
 
@@ -170,7 +193,7 @@ rl.on("line", (raw) => {
           if (opts.authMode === "header") {
             extraHeaders.Authorization = "Bearer " + opts.token; // read at each (re)connection
           } else if (opts.authMode === "auth") {
-            socket.auth = { token: opts.token };
+            socket.auth = authFor(opts.token);
           }
         }
         socket.connect();

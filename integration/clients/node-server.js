@@ -1,0 +1,433 @@
+#!/usr/bin/env node
+// A reference Socket.IO cluster member for the cluster-mode tests.
+//
+// It is a Node socket.io 4.8 server with @socket.io/redis-adapter 8.3 on
+// node-redis 4 clients: what the Go Redis adapter must interoperate with.
+// It serves the namespaces "/" and "/tasks" WITHOUT any authentication, prints
+// what happens as JSON lines on stdout and runs the commands it reads as JSON
+// lines on stdin. Run it from anywhere once `npm ci` has run at the root:
+//   node integration/clients/node-server.js --redis redis://127.0.0.1:6379 \
+//        [--prefix socket.io] [--port 0] [--host 127.0.0.1] \
+//        [--requests-timeout 5000] [--sse-events a,b]
+//
+// Output lines (stdout) without an "id" are events:
+//   {"type":"listening","port":N}        once, when the adapters' Redis subscriptions
+//                                        are confirmed and the HTTP server listens
+//   {"type":"connection","nsp":"/tasks","sid":"...","auth":{...},"rooms":[...]}
+//   {"type":"disconnect","nsp":"/tasks","sid":"...","reason":"..."}
+//   {"type":"client_event","nsp":"/tasks","sid":"...","event":"e","args":[...],"acked":bool}
+//   {"type":"server_side_emit","nsp":"/tasks","event":"e","args":[...],"acked":bool,
+//    "reply":...,"via":"listener|catchall"}
+//                                        another server's serverSideEmit; when the last
+//                                        argument is an ack it is answered (with
+//                                        {"from":"node","event":E} unless sseAck changed it)
+//                                        and left out of "args"
+//   {"type":"redis_error","client":"pub|sub","message":"..."}
+//   {"type":"error","message":"..."}
+// Every command line gets exactly one answer line carrying the command's "id":
+//   {"id":1,"ok":true,...} or {"id":1,"ok":false,"error":"..."}
+// Commands ("nsp" defaults to "/tasks"; "rooms"/"except" are optional arrays):
+//   {"id":1,"cmd":"emit","rooms":[..],"except":[..],"event":"e","args":[..],
+//    "local":false,"volatile":false,"compress":true}
+//   {"id":2,"cmd":"emitWithAck","rooms":[..],"event":"e","args":[..],"timeout":2000}
+//        -> {"id":2,"ok":true,"responses":[..]} / {"ok":false,"error":..,"responses":[..]}
+//   {"id":3,"cmd":"fetchSockets","rooms":[..],"except":[..],"local":false}
+//        -> {"id":3,"ok":true,"sockets":[{"id":..,"rooms":[..],"data":..,"auth":..,"local":bool}]}
+//   {"id":4,"cmd":"serverSideEmit","event":"e","args":[..]}
+//   {"id":5,"cmd":"serverSideEmitWithAck","event":"e","args":[..],"timeout":3000}
+//        -> {"id":5,"ok":true,"responses":[..]} / {"ok":false,"error":..,"responses":[..]}
+//   {"id":6,"cmd":"allRooms"}                    -> {"id":6,"ok":true,"rooms":[..]} (sorted)
+//   {"id":7,"cmd":"socketsJoin","rooms":[..],"except":[..],"join":["x"]}
+//   {"id":7,"cmd":"socketsLeave","rooms":[..],"except":[..],"leave":["x"]}
+//   {"id":8,"cmd":"disconnectSockets","rooms":[..],"except":[..],"close":true}
+//   {"id":9,"cmd":"serverCount"}                  -> {"id":9,"ok":true,"count":N}
+//   {"id":10,"cmd":"join","sid":"..","rooms":["a"]}   a local socket joins (leave: likewise)
+//   {"id":11,"cmd":"localSockets"}               -> {"ok":true,"sockets":[{"id","rooms","data"}]}
+//   {"id":12,"cmd":"sseAck","event":"e","mode":"reply|undefined|none","reply":X}
+//        how later serverSideEmit acks for event e ("*": every event) are answered
+//   {"id":13,"cmd":"ping"}                       -> {"id":13,"ok":true}
+//   {"cmd":"exit"}                               same as stdin EOF
+// Fire-and-forget commands (emit, serverSideEmit, socketsJoin, socketsLeave,
+// disconnectSockets) answer after a PING on the publishing Redis connection has
+// returned, i.e. after Redis has handed the message to every subscriber.
+//
+// JSON mapping: an argument {"$binary":"<base64>"} becomes a Buffer and a
+// Buffer is printed as {"$binary":"<base64>"}; undefined prints as null in
+// arrays and is left out of objects (plain JSON.stringify).
+//
+// On stdin EOF it closes Socket.IO (which unsubscribes the adapters) and the
+// Redis clients and exits 0.
+"use strict";
+
+const http = require("http");
+const path = require("path");
+const readline = require("readline");
+
+// Resolve the packages from the repository root's node_modules even when the
+// script is started from another working directory.
+function load(name) {
+  return require(require.resolve(name, {
+    paths: [process.cwd(), path.resolve(__dirname, "..", "..")],
+  }));
+}
+const { Server } = load("socket.io");
+const { createAdapter } = load("@socket.io/redis-adapter");
+const { createClient } = load("redis");
+
+function replacer(key, value) {
+  const orig = this[key];
+  if (Buffer.isBuffer(orig) || orig instanceof ArrayBuffer || ArrayBuffer.isView(orig)) {
+    const bytes = orig instanceof ArrayBuffer ? new Uint8Array(orig) : new Uint8Array(orig.buffer, orig.byteOffset, orig.byteLength);
+    return { $binary: Buffer.from(bytes).toString("base64") };
+  }
+  if (typeof value === "bigint") return value.toString();
+  return value;
+}
+
+function out(obj) {
+  // Writes to pipes and files are synchronous on Linux, so lines keep their
+  // order and are complete before process.exit().
+  process.stdout.write(JSON.stringify(obj, replacer) + "\n");
+}
+
+// decodeArg turns {"$binary":"base64"} (anywhere) into a Buffer.
+function decodeArg(v) {
+  if (Array.isArray(v)) return v.map(decodeArg);
+  if (v && typeof v === "object") {
+    const keys = Object.keys(v);
+    if (keys.length === 1 && keys[0] === "$binary" && typeof v.$binary === "string") {
+      return Buffer.from(v.$binary, "base64");
+    }
+    const o = {};
+    for (const k of keys) o[k] = decodeArg(v[k]);
+    return o;
+  }
+  return v;
+}
+
+function usage(msg) {
+  process.stderr.write(
+    (msg ? msg + "\n" : "") +
+      "usage: node-server.js --redis URL [--prefix socket.io] [--port 0] [--host 127.0.0.1]\n" +
+      "                      [--requests-timeout 5000] [--sse-events a,b]\n",
+  );
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const opts = {
+    redis: "",
+    prefix: "socket.io",
+    port: 0,
+    host: "127.0.0.1",
+    requestsTimeout: 5000,
+    sseEvents: [],
+  };
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let value;
+    const eq = arg.indexOf("=");
+    if (arg.startsWith("--") && eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const next = () => {
+      if (value !== undefined) return value;
+      if (i + 1 >= argv.length) usage("missing value for " + arg);
+      return argv[++i];
+    };
+    switch (arg) {
+      case "--redis": opts.redis = next(); break;
+      case "--prefix": opts.prefix = next(); break;
+      case "--port": opts.port = Number(next()); break;
+      case "--host": opts.host = next(); break;
+      case "--requests-timeout": opts.requestsTimeout = Number(next()); break;
+      case "--sse-events":
+        opts.sseEvents = next().split(",").map((s) => s.trim()).filter(Boolean);
+        break;
+      case "-h": case "--help": usage(); break;
+      default: usage("unknown argument " + arg);
+    }
+  }
+  if (!opts.redis) usage("--redis is required");
+  if (!Number.isInteger(opts.port) || opts.port < 0) usage("bad --port");
+  if (!(opts.requestsTimeout > 0)) usage("bad --requests-timeout");
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+
+process.on("uncaughtException", (err) => out({ type: "error", message: String(err && err.stack || err) }));
+process.on("unhandledRejection", (err) => out({ type: "error", message: String(err && err.stack || err) }));
+
+const pub = createClient({ url: opts.redis });
+const sub = pub.duplicate();
+pub.on("error", (err) => out({ type: "redis_error", client: "pub", message: String(err && err.message || err) }));
+sub.on("error", (err) => out({ type: "redis_error", client: "sub", message: String(err && err.message || err) }));
+
+// The adapter calls subClient.subscribe/pSubscribe in its constructor and
+// drops the promises; keep them to know when the subscriptions are live.
+const subscriptions = [];
+for (const method of ["subscribe", "pSubscribe"]) {
+  const orig = sub[method].bind(sub);
+  sub[method] = (...a) => {
+    const p = orig(...a);
+    subscriptions.push(p);
+    return p;
+  };
+}
+
+// How serverSideEmit acks are answered, per event ("*" = default).
+const sseAcks = new Map();
+function sseReply(event) {
+  const cfg = sseAcks.get(event) || sseAcks.get("*");
+  if (!cfg) return { mode: "reply", reply: { from: "node", event } };
+  return cfg;
+}
+
+let io;
+const httpServer = http.createServer();
+
+function describeSocket(socket, local) {
+  return {
+    id: socket.id,
+    rooms: [...socket.rooms].sort(),
+    data: socket.data === undefined ? null : socket.data,
+    auth: socket.handshake ? socket.handshake.auth : null,
+    local,
+  };
+}
+
+function onConnection(nsp) {
+  return (socket) => {
+    const auth = socket.handshake.auth || {};
+    if (Array.isArray(auth.rooms)) socket.join(auth.rooms.map(String));
+    if (Object.prototype.hasOwnProperty.call(auth, "data")) socket.data = auth.data;
+    out({ type: "connection", nsp, sid: socket.id, auth, rooms: [...socket.rooms].sort() });
+    socket.on("disconnect", (reason) => out({ type: "disconnect", nsp, sid: socket.id, reason }));
+    socket.onAny((event, ...args) => {
+      let acked = false;
+      if (typeof args[args.length - 1] === "function") {
+        const ack = args.pop();
+        ack({ from: "node", event });
+        acked = true;
+      }
+      out({ type: "client_event", nsp, sid: socket.id, event, args, acked });
+    });
+  };
+}
+
+const RESERVED = new Set(["connect", "connection", "new_namespace"]);
+
+// Records (and acks) a serverSideEmit from another server.
+function handleServerSideEmit(nsp, via, event, args) {
+  args = args.slice();
+  let acked = false;
+  let reply;
+  if (typeof args[args.length - 1] === "function") {
+    const ack = args.pop();
+    const cfg = sseReply(event);
+    if (cfg.mode === "reply") {
+      reply = cfg.reply;
+      ack(reply);
+      acked = true;
+    } else if (cfg.mode === "undefined") {
+      ack(undefined);
+      acked = true;
+    }
+  }
+  const line = { type: "server_side_emit", nsp, event, args, acked, via };
+  if (reply !== undefined) line.reply = reply;
+  out(line);
+}
+
+function setupNamespace(name) {
+  const nsp = io.of(name);
+  nsp.on("connection", onConnection(name));
+  for (const ev of opts.sseEvents) {
+    if (RESERVED.has(ev)) continue;
+    nsp.on(ev, (...args) => handleServerSideEmit(name, "listener", ev, args));
+  }
+  // Catch-all: the adapter hands every serverSideEmit to _onServerSideEmit;
+  // events without a listener (or with a reserved name) are handled here.
+  const orig = nsp._onServerSideEmit.bind(nsp);
+  nsp._onServerSideEmit = (data) => {
+    const [event, ...args] = data;
+    if (!RESERVED.has(event) && nsp.listenerCount(event) > 0) return orig(data);
+    handleServerSideEmit(name, "catchall", event, args);
+  };
+  return nsp;
+}
+
+function operator(cmd) {
+  let op = io.of(cmd.nsp || "/tasks");
+  if (cmd.local) op = op.local;
+  if (cmd.volatile) op = op.volatile;
+  if (cmd.compress === false) op = op.compress(false);
+  if (Array.isArray(cmd.rooms) && cmd.rooms.length > 0) op = op.to(cmd.rooms.map(String));
+  if (Array.isArray(cmd.except) && cmd.except.length > 0) op = op.except(cmd.except.map(String));
+  return op;
+}
+
+function argsOf(cmd) {
+  let args = cmd.args === undefined || cmd.args === null ? [] : cmd.args;
+  if (!Array.isArray(args)) args = [args];
+  return decodeArg(args);
+}
+
+// withTimeout rejects when p takes longer than ms (when ms > 0).
+function withTimeout(p, ms, what) {
+  if (!(ms > 0)) return p;
+  let timer;
+  return Promise.race([
+    p,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(what + ": no answer within " + ms + " ms")), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+// flushed resolves once Redis has processed everything sent on pub before.
+const flushed = () => pub.ping();
+
+async function run(cmd) {
+  const nspName = cmd.nsp || "/tasks";
+  switch (cmd.cmd) {
+    case "ping":
+      return {};
+    case "emit":
+      operator(cmd).emit(cmd.event, ...argsOf(cmd));
+      await flushed();
+      return {};
+    case "emitWithAck": {
+      const timeout = cmd.timeout > 0 ? cmd.timeout : 2000;
+      try {
+        const responses = await operator(cmd).timeout(timeout).emitWithAck(cmd.event, ...argsOf(cmd));
+        return { responses };
+      } catch (err) {
+        return { ok: false, error: String(err && err.message || err), responses: err && err.responses || [] };
+      }
+    }
+    case "fetchSockets": {
+      const sockets = await operator(cmd).fetchSockets();
+      return { sockets: sockets.map((s) => describeSocket(s, !!s.server)) };
+    }
+    case "serverSideEmit":
+      io.of(nspName).serverSideEmit(cmd.event, ...argsOf(cmd));
+      await flushed();
+      return {};
+    case "serverSideEmitWithAck": {
+      // The adapter times out by itself after --requests-timeout; "timeout"
+      // only bounds how long this command waits.
+      try {
+        const p = io.of(nspName).serverSideEmitWithAck(cmd.event, ...argsOf(cmd));
+        const responses = await withTimeout(p, cmd.timeout, "serverSideEmitWithAck");
+        return { responses };
+      } catch (err) {
+        return { ok: false, error: String(err && err.message || err), responses: err && err.responses || [] };
+      }
+    }
+    case "allRooms": {
+      const rooms = await io.of(nspName).adapter.allRooms();
+      return { rooms: [...rooms].map(String).sort() };
+    }
+    case "socketsJoin":
+      operator(cmd).socketsJoin((cmd.join || []).map(String));
+      await flushed();
+      return {};
+    case "socketsLeave":
+      operator(cmd).socketsLeave((cmd.leave || []).map(String));
+      await flushed();
+      return {};
+    case "disconnectSockets":
+      operator(cmd).disconnectSockets(!!cmd.close);
+      await flushed();
+      return {};
+    case "serverCount":
+      return { count: await io.of(nspName).adapter.serverCount() };
+    case "join":
+    case "leave": {
+      const socket = io.of(nspName).sockets.get(cmd.sid);
+      if (!socket) return { ok: false, error: "no local socket " + cmd.sid + " on " + nspName };
+      const rooms = (cmd.rooms || []).map(String);
+      if (cmd.cmd === "join") socket.join(rooms);
+      else for (const r of rooms) socket.leave(r);
+      return { rooms: [...socket.rooms].sort() };
+    }
+    case "localSockets":
+      return { sockets: [...io.of(nspName).sockets.values()].map((s) => describeSocket(s, true)) };
+    case "sseAck": {
+      const mode = cmd.mode || "reply";
+      if (!["reply", "undefined", "none"].includes(mode)) return { ok: false, error: "bad mode " + mode };
+      sseAcks.set(cmd.event || "*", { mode, reply: cmd.reply === undefined ? null : cmd.reply });
+      return {};
+    }
+    default:
+      return { ok: false, error: "unknown command: " + JSON.stringify(cmd.cmd) };
+  }
+}
+
+let closing = false;
+async function shutdown() {
+  if (closing) return;
+  closing = true;
+  // Whatever happens (Redis gone, ...), exit 0 soon.
+  setTimeout(() => process.exit(0), 3000).unref();
+  try {
+    if (io) await io.close();
+  } catch (err) {
+    process.stderr.write("close: " + err + "\n");
+  }
+  for (const c of [sub, pub]) {
+    try {
+      if (c.isOpen) await c.quit();
+    } catch (err) {
+      process.stderr.write("redis quit: " + err + "\n");
+    }
+  }
+  process.exit(0);
+}
+
+async function main() {
+  await Promise.all([pub.connect(), sub.connect()]);
+  io = new Server(httpServer, {
+    adapter: createAdapter(pub, sub, { key: opts.prefix, requestsTimeout: opts.requestsTimeout }),
+    cors: { origin: true, credentials: true },
+  });
+  setupNamespace("/");
+  setupNamespace("/tasks");
+  await Promise.all(subscriptions);
+  await new Promise((resolve, reject) => {
+    httpServer.once("error", reject);
+    httpServer.listen(opts.port, opts.host, resolve);
+  });
+
+  const rl = readline.createInterface({ input: process.stdin, terminal: false });
+  rl.on("line", (raw) => {
+    const line = raw.trim();
+    if (!line) return;
+    let cmd;
+    try {
+      cmd = JSON.parse(line);
+    } catch (err) {
+      out({ type: "error", message: "bad JSON: " + String(err && err.message || err) });
+      return;
+    }
+    if (cmd.cmd === "exit") {
+      if (cmd.id !== undefined) out({ id: cmd.id, ok: true });
+      rl.close();
+      return;
+    }
+    run(cmd).then(
+      (res) => out(Object.assign({ id: cmd.id, ok: true }, res)),
+      (err) => out({ id: cmd.id, ok: false, error: String(err && err.message || err) }),
+    );
+  });
+  rl.on("close", shutdown);
+  out({ type: "listening", port: httpServer.address().port });
+}
+
+main().catch((err) => {
+  process.stderr.write("node-server: " + String(err && err.stack || err) + "\n");
+  process.exit(1);
+});
