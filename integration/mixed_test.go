@@ -66,13 +66,15 @@ func TestMixedCluster(t *testing.T) {
 	em.mustCall(map[string]any{"cmd": "emit", "rooms": []string{"collaboration_1"}, "event": "em-room", "args": []any{8}})
 	em.mustCall(map[string]any{"cmd": "emit", "rooms": []string{pySid}, "event": "em-sid", "args": []any{9}})
 	em.mustCall(map[string]any{"cmd": "emit", "except": []string{"all_nodes"}, "event": "em-except", "args": []any{10}})
+	em.mustCall(map[string]any{"cmd": "emit", "rooms": []string{"all_nodes", "collaboration_1_organization_2"}, "event": "em-multi", "args": []any{11}})
+	em.mustCall(map[string]any{"cmd": "emit", "event": "em-all", "args": []any{}})
 	barrier(t, g2.server, all...)
 
 	want := map[*client][]string{
-		py:   {"go-room", "go-multi", "go-all", "node-room", "node-multi", "node-all", "em-room", "em-sid"},
-		user: {"go-room", "go-multi", "go-except", "go-all", "node-room", "node-multi", "node-except", "node-all", "em-room", "em-except"},
-		nc:   {"go-room", "go-multi", "go-except", "go-all", "node-room", "node-multi", "node-except", "node-all", "em-room", "em-except"},
-		nco:  {"go-multi", "go-all", "node-multi", "node-all", "em-except"},
+		py:   {"go-room", "go-multi", "go-all", "node-room", "node-multi", "node-all", "em-room", "em-sid", "em-multi", "em-all"},
+		user: {"go-room", "go-multi", "go-except", "go-all", "node-room", "node-multi", "node-except", "node-all", "em-room", "em-except", "em-all"},
+		nc:   {"go-room", "go-multi", "go-except", "go-all", "node-room", "node-multi", "node-except", "node-all", "em-room", "em-except", "em-all"},
+		nco:  {"go-multi", "go-all", "node-multi", "node-all", "em-except", "em-multi", "em-all"},
 	}
 	for c, events := range want {
 		var got []string
@@ -90,6 +92,18 @@ func TestMixedCluster(t *testing.T) {
 	}
 	jsonEq(t, mustMarshal(t, nc.events("go-all")[0].Args), `[4,"four"]`)
 	jsonEq(t, mustMarshal(t, py.events("node-all")[0].Args), `[{"x":[1,"y",null]}]`)
+	jsonEq(t, mustMarshal(t, py.events("em-all")[0].Args), `[]`)
+
+	// The emitter's serverSideEmit reaches every Go instance.
+	sse := `eventserver_redis_adapter_messages_received_total{type="server_side_emit"}`
+	before := g1.metric(sse) + g2.metric(sse)
+	em.mustCall(map[string]any{"cmd": "serverSideEmit", "event": "from-emitter", "args": []any{"z"}})
+	checkFor(t, wait, func() error {
+		if got := g1.metric(sse) + g2.metric(sse); got != before+2 {
+			return fmt.Errorf("server-side emits received by g1 and g2: %v, want %v", got, before+2)
+		}
+		return nil
+	})
 	for _, c := range []*client{nc, nco, user} {
 		if n := len(c.events("node-online")); n != 1 {
 			t.Errorf("%s: node-online %d times", c.name, n)
