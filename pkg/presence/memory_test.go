@@ -159,7 +159,7 @@ func TestMemoryTransitions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var rec recorder
-			m := NewMemory(rec.handle)
+			m := newMemory(t, rec.handle)
 			for i, o := range tt.ops {
 				if i == len(tt.ops)-1 {
 					rec.take()
@@ -201,7 +201,7 @@ func TestMemoryTransitions(t *testing.T) {
 func TestMemoryOfflineCarriesNodeData(t *testing.T) {
 	ctx := context.Background()
 	var rec recorder
-	m := NewMemory(rec.handle)
+	m := newMemory(t, rec.handle)
 	n := Node{Key: "3", ID: json.RawMessage(`3`), Name: "org1-node", OrganizationID: 2, CollaborationID: 1}
 	if err := m.Connect(ctx, Conn{Node: n, ID: "a", Instance: "i1", Since: time.Now()}); err != nil {
 		t.Fatal(err)
@@ -223,7 +223,7 @@ func TestMemoryOfflineCarriesNodeData(t *testing.T) {
 
 func TestMemoryNilHandler(t *testing.T) {
 	ctx := context.Background()
-	m := NewMemory(nil)
+	m := newMemory(t, nil)
 	if err := m.Connect(ctx, conn("1", "a")); err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestMemoryUpdates(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var rec recorder
-			m := NewMemory(rec.handle)
+			m := newMemory(t, rec.handle)
 			if err := m.Connect(ctx, conn("3", "a")); err != nil {
 				t.Fatal(err)
 			}
@@ -323,7 +323,7 @@ func TestMemoryUpdates(t *testing.T) {
 
 func TestMemoryUpdateForgottenAfterOffline(t *testing.T) {
 	ctx := context.Background()
-	m := NewMemory(nil)
+	m := newMemory(t, nil)
 	_ = m.Connect(ctx, conn("3", "a"))
 	_ = m.Ping(ctx, "3", time.Now())
 	_ = m.SetConfig(ctx, "3", json.RawMessage(`{}`), time.Now())
@@ -354,7 +354,7 @@ func TestMemoryOnlineSorted(t *testing.T) {
 	ctx := context.Background()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := NewMemory(nil)
+			m := newMemory(t, nil)
 			for _, k := range tt.keys {
 				if err := m.Connect(ctx, conn(k, "c-"+k)); err != nil {
 					t.Fatal(err)
@@ -388,7 +388,7 @@ func TestMemoryConcurrent(t *testing.T) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	seq := map[string][]bool{}
-	m := NewMemory(func(tr Transition) {
+	m := newMemory(t, func(tr Transition) {
 		mu.Lock()
 		seq[tr.Node.Key] = append(seq[tr.Node.Key], tr.Online)
 		mu.Unlock()

@@ -13,7 +13,7 @@ func TestMemoryHandlerMayCallStore(t *testing.T) {
 	ctx := context.Background()
 	var got []Transition
 	var m *Memory
-	m = NewMemory(func(tr Transition) {
+	m = newMemory(t, func(tr Transition) {
 		got = append(got, tr)
 		if tr.Online && tr.Node.Key == "1" {
 			if err := m.Disconnect(ctx, "2", "b"); err != nil {
