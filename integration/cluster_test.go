@@ -86,6 +86,9 @@ func startInstance(t *testing.T, name, redisURL, prefix string, extra ...string)
 		"EVENTSERVER_SHUTDOWN_DELAY=0s",
 		"EVENTSERVER_DRAIN_TIMEOUT=200ms",
 		"EVENTSERVER_LOG_LEVEL=debug",
+		"EVENTSERVER_PRESENCE_GRACE=1s",
+		"EVENTSERVER_PRESENCE_REFRESH=300ms",
+		"EVENTSERVER_PRESENCE_TTL=1200ms",
 	)
 	p.cmd.Env = append(p.cmd.Env, extra...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p

@@ -87,6 +87,7 @@ func startServer(t testing.TB, mutate func(*config.Config)) *server {
 		"EVENTSERVER_PING_INTERVAL":  "1s",
 		"EVENTSERVER_PING_TIMEOUT":   "2s",
 		"EVENTSERVER_INSTANCE_ID":    "test",
+		"EVENTSERVER_PRESENCE_GRACE": "300ms",
 	}
 	cfg, err := config.Load(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/internal/redisconn"
 	redisadapter "github.com/eventserver/eventserver/pkg/adapter/redis"
+	"github.com/eventserver/eventserver/pkg/presence"
 )
 
 // App is one eventserver instance.
@@ -127,15 +128,17 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	a.io = socket.NewServer(nil, opts)
 
 	a.hub, err = hub.New(hub.Config{
-		Server:    a.io,
-		Verifier:  verifier,
-		Resolver:  identity.ClaimsResolver{},
-		AuthGrace: cfg.AuthGrace,
-		Instance:  cfg.InstanceID,
-		Logger:    log,
-		Metrics:   a.metrics,
+		Server:      a.io,
+		Verifier:    verifier,
+		Resolver:    identity.ClaimsResolver{},
+		NewPresence: a.newPresence,
+		AuthGrace:   cfg.AuthGrace,
+		Instance:    cfg.InstanceID,
+		Logger:      log,
+		Metrics:     a.metrics,
 	})
 	if err != nil {
+		a.closeCluster()
 		return nil, err
 	}
 
@@ -178,9 +181,59 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	}
 	a.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		_ = a.hub.Presence().Shutdown(context.Background())
+		a.closeCluster()
 		return nil, fmt.Errorf("app: EVENTSERVER_LISTEN: %w", err)
 	}
 	return a, nil
+}
+
+// newPresence builds the presence store: in Redis in cluster mode, so that
+// online and offline are decided once for the whole cluster; in memory
+// otherwise.
+func (a *App) newPresence(h presence.Handler) (presence.Store, error) {
+	cfg := a.cfg
+	if a.redis == nil {
+		return presence.NewMemoryWithConfig(presence.MemoryConfig{
+			Handler:    h,
+			Grace:      graceOrNone(cfg.PresenceGrace),
+			StaleAfter: cfg.PresenceStale,
+			Logger:     a.log.Named("presence"),
+			Registerer: a.metrics.Registry,
+		})
+	}
+	return presence.NewRedis(presence.RedisConfig{
+		Client:          a.redis,
+		Handler:         h,
+		Instance:        cfg.InstanceID,
+		Prefix:          cfg.RedisPrefix + ":presence",
+		RefreshInterval: cfg.PresenceRefresh,
+		TTL:             cfg.PresenceTTL,
+		Grace:           graceOrNone(cfg.PresenceGrace),
+		StaleAfter:      cfg.PresenceStale,
+		Logger:          a.log.Named("presence"),
+		Registerer:      a.metrics.Registry,
+	})
+}
+
+// graceOrNone maps a configured zero grace to presence.NoGrace (zero means
+// the default there).
+func graceOrNone(d time.Duration) time.Duration {
+	if d == 0 {
+		return presence.NoGrace
+	}
+	return d
+}
+
+// closeCluster closes the Redis adapter and client, in cluster mode.
+func (a *App) closeCluster() {
+	if a.adapter == nil {
+		return
+	}
+	if err := a.adapter.Close(); err != nil {
+		a.log.Warn("closing the Redis adapter", zap.Error(err))
+	}
+	_ = a.redis.Close()
 }
 
 // Addr is the address the instance listens on.
@@ -230,12 +283,11 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if a.shutErr != nil {
 			_ = a.http.Close()
 		}
-		if a.adapter != nil {
-			if err := a.adapter.Close(); err != nil {
-				a.log.Warn("closing the Redis adapter", zap.Error(err))
-			}
-			_ = a.redis.Close()
+		// Hands this instance's node connections over at once.
+		if err := a.hub.Presence().Shutdown(ctx); err != nil {
+			a.log.Warn("presence shutdown", zap.Error(err))
 		}
+		a.closeCluster()
 		a.log.Info("shut down")
 	})
 	return a.shutErr

@@ -81,7 +81,7 @@ func TestServeAndShutdown(t *testing.T) {
 		{"/readyz", http.StatusOK, []string{"ready"}},
 		// Series without labels are always there; see
 		// TestMetricsListConnectionsWhenIdle for the labelled ones.
-		{"/metrics", http.StatusOK, []string{"eventserver_nodes_online 0", "go_goroutines", "process_"}},
+		{"/metrics", http.StatusOK, []string{"eventserver_presence_online_nodes 0", "go_goroutines", "process_"}},
 		// The publish API is off without EVENTSERVER_PUBLISH_TOKEN.
 		{"/api/v1/nodes", http.StatusNotFound, []string{"EVENTSERVER_PUBLISH_TOKEN"}},
 	}

@@ -62,6 +62,18 @@ type Config struct {
 	// serverSideEmit with ack, ...). Default 5s.
 	RedisRequestTimeout time.Duration
 
+	// PresenceGrace is how long a node whose last connection closed stays
+	// online, waiting for a reconnect on any instance. Default 5s.
+	PresenceGrace time.Duration
+	// PresenceRefresh and PresenceTTL: in cluster mode each live node
+	// connection's heartbeat in Redis is refreshed every PresenceRefresh and
+	// expires after PresenceTTL (at least twice the refresh). Defaults 5s, 15s.
+	PresenceRefresh time.Duration
+	PresenceTTL     time.Duration
+	// PresenceStale: a connected node that has not pinged for longer is
+	// reported stale. Default 65s (vantage6's rule).
+	PresenceStale time.Duration
+
 	// ShutdownDelay is how long the instance reports not-ready before it
 	// starts to disconnect clients. Default 5s.
 	ShutdownDelay time.Duration
@@ -153,6 +165,10 @@ func settings() []setting {
 			return nil
 		}},
 		{"redis-request-timeout", "EVENTSERVER_REDIS_REQUEST_TIMEOUT", "5s", "how long a cluster request (fetchSockets, serverSideEmit with ack) waits for the other instances", durationAtLeast(10*time.Millisecond, func(c *Config) *time.Duration { return &c.RedisRequestTimeout })},
+		{"presence-grace", "EVENTSERVER_PRESENCE_GRACE", "5s", "how long a node whose last connection closed stays online, waiting for a reconnect on any instance", durationAtLeast(0, func(c *Config) *time.Duration { return &c.PresenceGrace })},
+		{"presence-refresh", "EVENTSERVER_PRESENCE_REFRESH", "5s", "cluster mode: how often an instance refreshes the Redis heartbeats of its node connections", durationAtLeast(10*time.Millisecond, func(c *Config) *time.Duration { return &c.PresenceRefresh })},
+		{"presence-ttl", "EVENTSERVER_PRESENCE_TTL", "15s", "cluster mode: how long a heartbeat lives without refresh (at least twice the refresh): a dead instance's nodes go offline after it", durationAtLeast(20*time.Millisecond, func(c *Config) *time.Duration { return &c.PresenceTTL })},
+		{"presence-stale", "EVENTSERVER_PRESENCE_STALE", "65s", "a connected node that has not sent ping for longer is reported stale in /api/v1/nodes", durationAtLeast(time.Second, func(c *Config) *time.Duration { return &c.PresenceStale })},
 		{"log-format", "EVENTSERVER_LOG_FORMAT", "json", "json or console", oneOf(func(c *Config) *string { return &c.LogFormat }, "json", "console")},
 		{"log-level", "EVENTSERVER_LOG_LEVEL", "info", "debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 		{"shutdown-delay", "EVENTSERVER_SHUTDOWN_DELAY", "5s", "on SIGTERM, how long to report not-ready before disconnecting clients", durationAtLeast(0, func(c *Config) *time.Duration { return &c.ShutdownDelay })},
@@ -256,6 +272,9 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 func (c *Config) Validate() error {
 	if c.JWTSecret == "" && c.JWTPublicKeyFile == "" {
 		return errors.New("config: no key to verify client tokens: set EVENTSERVER_JWT_SECRET (vantage6's jwt_secret_key, HS256) or EVENTSERVER_JWT_PUBLIC_KEY_FILE (a PEM public key, RS256/ES256), or the flags --jwt-secret / --jwt-public-key-file")
+	}
+	if c.PresenceTTL < 2*c.PresenceRefresh {
+		return fmt.Errorf("config: EVENTSERVER_PRESENCE_TTL (%s) must be at least twice EVENTSERVER_PRESENCE_REFRESH (%s)", c.PresenceTTL, c.PresenceRefresh)
 	}
 	if c.PingTimeout < c.PingInterval/2 {
 		return fmt.Errorf("config: EVENTSERVER_PING_TIMEOUT (%s) is too short for EVENTSERVER_PING_INTERVAL (%s)", c.PingTimeout, c.PingInterval)

@@ -241,9 +241,12 @@ type NodeView struct {
 	Name            string          `json:"name"`
 	OrganizationID  int64           `json:"organization_id"`
 	CollaborationID int64           `json:"collaboration_id"`
+	Instance        string          `json:"instance"`
 	Connections     int             `json:"connections"`
 	ConnectedSince  time.Time       `json:"connected_since"`
 	LastPing        *time.Time      `json:"last_ping"`
+	LastSeen        time.Time       `json:"last_seen"`
+	Stale           bool            `json:"stale"`
 	LastConfig      json.RawMessage `json:"last_config"`
 	LastConfigAt    *time.Time      `json:"last_config_at"`
 	LastMetrics     json.RawMessage `json:"last_metrics"`
@@ -262,7 +265,8 @@ func (a *API) nodes(w http.ResponseWriter, r *http.Request) int {
 	for i, s := range states {
 		out[i] = NodeView{
 			ID: s.ID, Name: s.Name, OrganizationID: s.OrganizationID, CollaborationID: s.CollaborationID,
-			Connections: s.Connections, ConnectedSince: s.ConnectedSince.UTC(), LastPing: s.LastPing,
+			Instance: s.Instance, Connections: s.Connections, ConnectedSince: s.ConnectedSince.UTC(), LastPing: s.LastPing,
+			LastSeen: s.LastSeen.UTC(), Stale: s.Stale,
 			LastConfig: s.LastConfig, LastConfigAt: s.LastConfigAt, LastMetrics: s.LastMetrics, LastMetricsAt: s.LastMetricsAt,
 		}
 	}

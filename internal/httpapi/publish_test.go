@@ -554,8 +554,9 @@ func TestNodes(t *testing.T) {
 				must(t, p.Ping(ctx, "3", ping))
 				must(t, p.SetConfig(ctx, "3", json.RawMessage(nodeCfg), cfgAt))
 			},
-			want: `[{"id":3,"name":"org1-node","organization_id":2,"collaboration_id":1,"connections":2,
+			want: `[{"id":3,"name":"org1-node","organization_id":2,"collaboration_id":1,"instance":"i1","connections":2,
 				"connected_since":"2026-03-04T04:06:07Z","last_ping":"2026-03-04T06:00:00Z",
+				"last_seen":"2026-03-04T06:00:00Z","stale":true,
 				"last_config":` + nodeCfg + `,"last_config_at":"2026-03-04T06:01:00Z",
 				"last_metrics":null,"last_metrics_at":null}]`,
 		},
@@ -566,8 +567,8 @@ func TestNodes(t *testing.T) {
 				must(t, p.Connect(ctx, presence.Conn{Node: n, ID: "s1", Since: since}))
 				must(t, p.SetMetrics(ctx, "node-uuid", json.RawMessage(`{"cpu":1}`), ping))
 			},
-			want: `[{"id":"node-uuid","name":"kc-node","organization_id":5,"collaboration_id":9,"connections":1,
-				"connected_since":"2026-03-04T04:06:07Z","last_ping":null,"last_config":null,"last_config_at":null,
+			want: `[{"id":"node-uuid","name":"kc-node","organization_id":5,"collaboration_id":9,"instance":"","connections":1,
+				"connected_since":"2026-03-04T04:06:07Z","last_ping":null,"last_seen":"2026-03-04T04:06:07Z","stale":true,"last_config":null,"last_config_at":null,
 				"last_metrics":{"cpu":1},"last_metrics_at":"2026-03-04T06:00:00Z"}]`,
 		},
 		{
@@ -579,8 +580,8 @@ func TestNodes(t *testing.T) {
 				}
 				must(t, p.Disconnect(ctx, "7", "s7"))
 			},
-			want: `[{"id":2,"name":"n2","organization_id":1,"collaboration_id":1,"connections":1,"connected_since":"2026-03-04T04:06:07Z","last_ping":null,"last_config":null,"last_config_at":null,"last_metrics":null,"last_metrics_at":null},
-				{"id":10,"name":"n10","organization_id":1,"collaboration_id":1,"connections":1,"connected_since":"2026-03-04T04:06:07Z","last_ping":null,"last_config":null,"last_config_at":null,"last_metrics":null,"last_metrics_at":null}]`,
+			want: `[{"id":2,"name":"n2","organization_id":1,"collaboration_id":1,"instance":"","connections":1,"connected_since":"2026-03-04T04:06:07Z","last_ping":null,"last_seen":"2026-03-04T04:06:07Z","stale":true,"last_config":null,"last_config_at":null,"last_metrics":null,"last_metrics_at":null},
+				{"id":10,"name":"n10","organization_id":1,"collaboration_id":1,"instance":"","connections":1,"connected_since":"2026-03-04T04:06:07Z","last_ping":null,"last_seen":"2026-03-04T04:06:07Z","stale":true,"last_config":null,"last_config_at":null,"last_metrics":null,"last_metrics_at":null}]`,
 		},
 	}
 	for _, tt := range tests {

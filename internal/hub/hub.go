@@ -35,8 +35,8 @@ type Config struct {
 	Verifier Verifier
 	Resolver identity.Resolver
 	// NewPresence builds the presence store, given the hub's transition
-	// handler. Nil: an in-memory store.
-	NewPresence func(presence.Handler) presence.Store
+	// handler. Nil: an in-memory store with the default grace.
+	NewPresence func(presence.Handler) (presence.Store, error)
 	// AuthGrace is how long a socket whose token failed or expired stays
 	// before it is disconnected. Zero: 5s.
 	AuthGrace time.Duration
@@ -89,7 +89,11 @@ func New(cfg Config) (*Hub, error) {
 		sessions: map[socket.SocketId]*session{},
 	}
 	if cfg.NewPresence != nil {
-		h.presence = cfg.NewPresence(h.onTransition)
+		p, err := cfg.NewPresence(h.onTransition)
+		if err != nil {
+			return nil, err
+		}
+		h.presence = p
 	} else {
 		h.presence = presence.NewMemory(h.onTransition)
 	}
@@ -169,11 +173,7 @@ func (h *Hub) onTransition(tr presence.Transition) {
 	event, label := protocol.EventNodeOffline, "offline"
 	if tr.Online {
 		event, label = protocol.EventNodeOnline, "online"
-		h.m.NodesOnline.Inc()
-	} else {
-		h.m.NodesOnline.Dec()
 	}
-	h.m.NodeTransitions.WithLabelValues(label).Inc()
 	nodeRooms := rooms.For(rooms.Client{
 		Kind:             rooms.KindNode,
 		OrganizationID:   tr.Node.OrganizationID,

@@ -17,8 +17,6 @@ type Metrics struct {
 	EventsRefused   *prometheus.CounterVec // event, reason
 	AuthFailures    *prometheus.CounterVec // reason
 	PublishRequests *prometheus.CounterVec // status
-	NodesOnline     prometheus.Gauge
-	NodeTransitions *prometheus.CounterVec // transition
 }
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
@@ -50,14 +48,6 @@ func New() *Metrics {
 			Name: "eventserver_publish_requests_total",
 			Help: "Publish API requests by HTTP status.",
 		}, []string{"status"}),
-		NodesOnline: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "eventserver_nodes_online",
-			Help: "Nodes with at least one live connection.",
-		}),
-		NodeTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "eventserver_node_transitions_total",
-			Help: "Node presence transitions (online, offline).",
-		}, []string{"transition"}),
 	}
 	// Idle series read 0 rather than "no data".
 	for _, ct := range []string{"node", "user", "unauthenticated"} {
@@ -65,9 +55,8 @@ func New() *Metrics {
 			m.Connections.WithLabelValues(ct, tr)
 		}
 	}
-	m.NodesOnline.Set(0)
 	r.MustRegister(m.Connections, m.EventsIn, m.EventsOut, m.EventsRefused, m.AuthFailures,
-		m.PublishRequests, m.NodesOnline, m.NodeTransitions,
+		m.PublishRequests,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,0 +1,113 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eventserver/eventserver/pkg/redistest"
+)
+
+// nodesOf returns GET /api/v1/nodes of one instance.
+func nodesOf(t *testing.T, s *server) []map[string]any {
+	t.Helper()
+	code, body := s.do("GET", "/api/v1/nodes", testPublishToken, "")
+	if code != http.StatusOK {
+		t.Fatalf("nodes: %d %s", code, body)
+	}
+	var resp struct {
+		Nodes []map[string]any `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp.Nodes
+}
+
+// TestClusterPresence: users watching from other replicas see exactly one
+// node-online and one node-offline per real transition, whichever replica
+// noticed, and nothing for a node that moves or closes one of two sockets.
+// (Instances run with grace 1s, refresh 300ms, TTL 1.2s.)
+func TestClusterPresence(t *testing.T) {
+	r := redistest.Start(t)
+	prefix := uniquePrefix(t)
+	a := startInstance(t, "a", r.URL(), prefix)
+	b := startInstance(t, "b", r.URL(), prefix)
+	c := startInstance(t, "c", r.URL(), prefix)
+	watcher := startUI(t, c.server, "watcher@c", clientOpts{token: userToken(t, 1, 2, []int64{1}, "collaboration", time.Hour), transports: "websocket"})
+	watcher.waitType("connect", wait)
+	count := func(ev string) int { return len(watcher.events(ev)) }
+
+	// Online once; the nodes API of every replica knows it.
+	n1 := startPyNode(t, a.server, "node3@a", clientOpts{token: nodeToken(t, 3, 1, 2, time.Hour), transports: "websocket"})
+	n1.waitEvent("sync", wait)
+	watcher.waitEvent("node-online", wait)
+	n1.emit("ping", 0)
+	n1.emit("node_info_update", 0, map[string]any{"allowed_algorithms": "all"})
+	for _, s := range []*procServer{a, b, c} {
+		checkFor(t, wait, func() error {
+			nodes := nodesOf(t, s.server)
+			if len(nodes) != 1 || nodes[0]["instance"] != "a" || nodes[0]["last_ping"] == nil || nodes[0]["last_config"] == nil {
+				return fmt.Errorf("%s: nodes %v", s.name, nodes)
+			}
+			return nil
+		})
+	}
+
+	// A second socket of the same node on b, then the first one closes:
+	// no notice.
+	n1b := startPyNode(t, b.server, "node3@b", clientOpts{token: nodeToken(t, 3, 1, 2, time.Hour), transports: "websocket"})
+	n1b.waitEvent("sync", wait)
+	n1.disconnect()
+	// A move: the node's socket on b closes and it reconnects on c within
+	// the grace: no notice.
+	n1b.disconnect()
+	n1c := startPyNode(t, c.server, "node3@c", clientOpts{token: nodeToken(t, 3, 1, 2, time.Hour), transports: "websocket"})
+	n1c.waitEvent("sync", wait)
+	// Wait past the grace, with a barrier, then count.
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	checkFor(t, wait, func() error {
+		if time.Now().Before(deadline) {
+			return fmt.Errorf("grace not over")
+		}
+		return nil
+	})
+	barrier(t, b.server, watcher)
+	if on, off := count("node-online"), count("node-offline"); on != 1 || off != 0 {
+		t.Fatalf("after a second socket and a move: node-online %d, node-offline %d; want 1 and 0", on, off)
+	}
+
+	// A clean disconnect: one node-offline within the grace plus a second.
+	start := time.Now()
+	n1c.disconnect()
+	watcher.waitEvent("node-offline", wait)
+	if d := time.Since(start); d > 2*time.Second+time.Second {
+		t.Errorf("node-offline after %s, want within grace (1s) + 1s", d)
+	}
+
+	// SIGKILL of the node's replica: one node-offline within TTL + sweep + 1s,
+	// decided by a survivor.
+	n2 := startPyNode(t, b.server, "node4@b", clientOpts{token: nodeToken(t, 4, 1, 3, time.Hour), transports: "websocket"})
+	n2.waitEvent("sync", wait)
+	watcher.wait(wait, "node-online of node 4", func(m msg) bool {
+		return m.Event == "node-online" && string(m.Args[0]) == `{"id":4,"name":"org3-node4","org_id":3}`
+	})
+	start = time.Now()
+	b.stop(syscall.SIGKILL)
+	watcher.wait(wait, "node-offline of node 4", func(m msg) bool {
+		return m.Event == "node-offline" && string(m.Args[0]) == `{"id":4,"name":"org3-node4","org_id":3}`
+	})
+	if d := time.Since(start); d > 1200*time.Millisecond+time.Second+time.Second {
+		t.Errorf("node-offline after the replica died: %s, want within TTL + sweep + 1s", d)
+	}
+	barrier(t, a.server, watcher)
+	if on, off := count("node-online"), count("node-offline"); on != 2 || off != 2 {
+		t.Errorf("node-online %d, node-offline %d; want 2 and 2: %v", on, off, watcher.eventNames())
+	}
+	if nodes := nodesOf(t, a.server); len(nodes) != 0 {
+		t.Errorf("nodes after all went: %v", nodes)
+	}
+}
