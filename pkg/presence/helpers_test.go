@@ -101,17 +101,6 @@ func (j *journal) len() int {
 	return len(j.ev)
 }
 
-// of lists the transitions of one node.
-func (j *journal) of(key string) []event {
-	var out []event
-	for _, e := range j.all() {
-		if e.Node.Key == key {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // String renders the journal, for failure messages.
 func (j *journal) String() string {
 	var b strings.Builder

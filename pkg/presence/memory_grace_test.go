@@ -56,10 +56,6 @@ func TestMemoryConfig(t *testing.T) {
 func TestMemoryGrace(t *testing.T) {
 	const grace = 80 * time.Millisecond
 	ctx := context.Background()
-	type step struct {
-		op  op
-		gap time.Duration // wait before the op: a sleep that paces the scenario
-	}
 	tests := []struct {
 		name  string
 		steps []op
