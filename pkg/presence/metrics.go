@@ -1,9 +1,9 @@
 package presence
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eventserver/eventserver/pkg/promreg"
 )
 
 const metricPrefix = "eventserver_presence_"
@@ -63,15 +63,15 @@ func newMetrics(reg prometheus.Registerer, redis bool) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	m.online = register(reg, m.online, &err)
-	m.transitions = register(reg, m.transitions, &err)
+	m.online = promreg.Register(reg, m.online, &err)
+	m.transitions = promreg.Register(reg, m.transitions, &err)
 	if redis {
-		m.sweeps = register(reg, m.sweeps, &err)
-		m.expirations = register(reg, m.expirations, &err)
-		m.refreshErrors = register(reg, m.refreshErrors, &err)
-		m.sweepErrors = register(reg, m.sweepErrors, &err)
-		m.refreshSeconds = register(reg, m.refreshSeconds, &err)
-		m.reregistered = register(reg, m.reregistered, &err)
+		m.sweeps = promreg.Register(reg, m.sweeps, &err)
+		m.expirations = promreg.Register(reg, m.expirations, &err)
+		m.refreshErrors = promreg.Register(reg, m.refreshErrors, &err)
+		m.sweepErrors = promreg.Register(reg, m.sweepErrors, &err)
+		m.refreshSeconds = promreg.Register(reg, m.refreshSeconds, &err)
+		m.reregistered = promreg.Register(reg, m.reregistered, &err)
 	}
 	return m, err
 }
@@ -84,24 +84,4 @@ func (m *metrics) counted(trs []Transition) {
 			m.transitions.WithLabelValues("offline").Inc()
 		}
 	}
-}
-
-// register registers c, or returns the collector already registered under
-// its name (several stores may share one registry). The first error other
-// than "already registered" is kept in *errp.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	if *errp == nil {
-		*errp = err
-	}
-	return c
 }

@@ -1,9 +1,9 @@
 package redis
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eventserver/eventserver/pkg/promreg"
 )
 
 const metricPrefix = "eventserver_redis_adapter_"
@@ -78,32 +78,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	m.published = register(reg, m.published, &err)
-	m.received = register(reg, m.received, &err)
-	m.dropped = register(reg, m.dropped, &err)
-	m.requestSeconds = register(reg, m.requestSeconds, &err)
-	m.redisErrors = register(reg, m.redisErrors, &err)
-	m.serverCount = register(reg, m.serverCount, &err)
-	m.subscribed = register(reg, m.subscribed, &err)
+	m.published = promreg.Register(reg, m.published, &err)
+	m.received = promreg.Register(reg, m.received, &err)
+	m.dropped = promreg.Register(reg, m.dropped, &err)
+	m.requestSeconds = promreg.Register(reg, m.requestSeconds, &err)
+	m.redisErrors = promreg.Register(reg, m.redisErrors, &err)
+	m.serverCount = promreg.Register(reg, m.serverCount, &err)
+	m.subscribed = promreg.Register(reg, m.subscribed, &err)
 	return m, err
-}
-
-// register registers c, or returns the collector already registered under
-// its name (several Builders may share one registry). The first error
-// other than "already registered" is kept in *errp.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	if *errp == nil {
-		*errp = err
-	}
-	return c
 }
