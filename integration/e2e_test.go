@@ -484,3 +484,29 @@ func TestPublicKeyTokens(t *testing.T) {
 		t.Fatalf("nodes: %d %s", code, body)
 	}
 }
+
+// TestHeartbeatsKeepLastSeen: Engine.IO heartbeats move a node's last_seen;
+// without ping events it still turns stale (vantage6's rule).
+func TestHeartbeatsKeepLastSeen(t *testing.T) {
+	s := startServer(t, func(c *config.Config) { c.PresenceStale = time.Second })
+	node := startPyNode(t, s, "node", clientOpts{token: nodeToken(t, 3, 1, 2, time.Hour), transports: "websocket"})
+	node.waitEvent("sync", wait)
+	checkFor(t, wait, func() error {
+		code, body := s.do("GET", "/api/v1/nodes", testPublishToken, "")
+		var resp struct {
+			Nodes []struct {
+				ConnectedSince time.Time `json:"connected_since"`
+				LastSeen       time.Time `json:"last_seen"`
+				Stale          bool      `json:"stale"`
+			} `json:"nodes"`
+		}
+		if err := json.Unmarshal([]byte(body), &resp); code != 200 || err != nil || len(resp.Nodes) != 1 {
+			return fmt.Errorf("nodes: %d %s", code, body)
+		}
+		n := resp.Nodes[0]
+		if !n.LastSeen.After(n.ConnectedSince) || !n.Stale {
+			return fmt.Errorf("want a heartbeat after connect and stale without ping events: %s", body)
+		}
+		return nil
+	})
+}

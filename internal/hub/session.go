@@ -40,7 +40,12 @@ type session struct {
 	expTimer  *time.Timer // fires at exp
 	kickTimer *time.Timer // fires after the grace, unless refreshed
 	gone      bool
+	seenAt    time.Time // last heartbeat handed to presence
 }
+
+// seenEvery throttles the Engine.IO heartbeats of one node socket that are
+// recorded as its last-seen time.
+const seenEvery = 5 * time.Second
 
 // authenticate runs before the CONNECT ack. It never rejects: a socket with a
 // bad token is connected, told expired_token or invalid_token, and
@@ -152,6 +157,7 @@ func (h *Hub) onConnection(s *socket.Socket) {
 		if err != nil {
 			sess.log.Error("presence connect", zap.Error(err))
 		}
+		_ = s.Conn().On("heartbeat", func(...any) { sess.onHeartbeat() })
 	}
 	s.Join(toRooms(sess.rooms)...)
 	for _, r := range sess.rooms {
@@ -269,6 +275,22 @@ func (s *session) onExpired() {
 	s.h.m.AuthFailures.WithLabelValues("expired_while_connected").Inc()
 	s.log.Info("token expired while connected: told expired_token", zap.Duration("grace", s.h.cfg.AuthGrace))
 	s.emit(protocol.EventExpiredToken)
+}
+
+// onHeartbeat records, at most every seenEvery, that a node's connection
+// is alive (Engine.IO heartbeats and packets), as its last-seen time.
+func (s *session) onHeartbeat() {
+	now := s.h.cfg.Now()
+	s.mu.Lock()
+	if s.gone || now.Sub(s.seenAt) < seenEvery {
+		s.mu.Unlock()
+		return
+	}
+	s.seenAt = now
+	s.mu.Unlock()
+	if err := s.h.presence.Seen(context.Background(), s.node().Key, now); err != nil {
+		s.log.Warn("presence heartbeat", zap.Error(err))
+	}
 }
 
 func (s *session) onUpgrade() {

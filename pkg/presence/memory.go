@@ -67,9 +67,10 @@ type Memory struct {
 }
 
 type memNode struct {
-	state       State
-	conns       map[string]struct{}
-	lastConnect time.Time
+	state         State
+	conns         map[string]struct{}
+	lastConnect   time.Time
+	lastHeartbeat time.Time
 	// grace is armed while the node has no connection and its offline is
 	// pending; graceID tells its firing from an earlier, cancelled one's.
 	grace   *time.Timer
@@ -226,6 +227,16 @@ func (m *Memory) Ping(_ context.Context, nodeKey string, at time.Time) error {
 	return nil
 }
 
+// Seen implements Store.
+func (m *Memory) Seen(_ context.Context, nodeKey string, at time.Time) error {
+	m.update(nodeKey, func(n *memNode) {
+		if at.After(n.lastHeartbeat) {
+			n.lastHeartbeat = at
+		}
+	})
+	return nil
+}
+
 // SetConfig implements Store.
 func (m *Memory) SetConfig(_ context.Context, nodeKey string, cfg json.RawMessage, at time.Time) error {
 	m.update(nodeKey, func(n *memNode) { n.state.LastConfig, n.state.LastConfigAt = cfg, &at })
@@ -248,7 +259,7 @@ func (m *Memory) Online(context.Context) ([]State, error) {
 			continue // in its grace
 		}
 		s := n.state
-		s.finish(n.lastConnect, now, m.cfg.StaleAfter)
+		s.finish(n.lastConnect, n.lastHeartbeat, now, m.cfg.StaleAfter)
 		out = append(out, s)
 	}
 	m.mu.Unlock()

@@ -100,10 +100,11 @@ type State struct {
 	ConnectedSince time.Time `json:"connected_since"`
 	// LastPing is when the node last sent a ping event.
 	LastPing *time.Time `json:"last_ping"`
-	// LastSeen is the latest of LastPing and its latest connect.
+	// LastSeen is the latest of its latest connect, LastPing and the latest
+	// Engine.IO heartbeat of its connections.
 	LastSeen time.Time `json:"last_seen"`
-	// Stale: connected, but LastSeen is older than StaleAfter (vantage6's
-	// 65-second rule).
+	// Stale: connected, but neither a ping event nor a connect came for
+	// longer than StaleAfter (vantage6's 65-second rule).
 	Stale       bool            `json:"stale"`
 	LastConfig  json.RawMessage `json:"last_config"`
 	LastMetrics json.RawMessage `json:"last_metrics"`
@@ -122,8 +123,12 @@ type Store interface {
 	// node goes offline after the grace unless it reconnects. Removing an
 	// unknown connection is not an error and changes nothing.
 	Disconnect(ctx context.Context, nodeKey, connID string) error
-	// Ping records that the node said it is alive.
+	// Ping records that the node said it is alive (its ping event).
 	Ping(ctx context.Context, nodeKey string, at time.Time) error
+	// Seen records that the node's connection is alive (an Engine.IO
+	// heartbeat): it moves LastSeen, not the stale rule, which wants ping
+	// events.
+	Seen(ctx context.Context, nodeKey string, at time.Time) error
 	// SetConfig keeps the node's last configuration (node_info_update).
 	SetConfig(ctx context.Context, nodeKey string, cfg json.RawMessage, at time.Time) error
 	// SetMetrics keeps the node's last metrics (node_metrics_update).
@@ -151,13 +156,18 @@ func sortStates(out []State) {
 	})
 }
 
-// finish fills LastSeen and Stale of a state, given its latest connect.
-func (s *State) finish(lastConnect, now time.Time, staleAfter time.Duration) {
-	s.LastSeen = lastConnect
-	if s.LastPing != nil && s.LastPing.After(s.LastSeen) {
-		s.LastSeen = *s.LastPing
+// finish fills LastSeen and Stale of a state, given its latest connect and
+// its latest heartbeat.
+func (s *State) finish(lastConnect, lastHeartbeat, now time.Time, staleAfter time.Duration) {
+	alive := lastConnect
+	if s.LastPing != nil && s.LastPing.After(alive) {
+		alive = *s.LastPing
 	}
-	s.Stale = s.Connections > 0 && now.Sub(s.LastSeen) > staleAfter
+	s.Stale = s.Connections > 0 && now.Sub(alive) > staleAfter
+	s.LastSeen = alive
+	if lastHeartbeat.After(s.LastSeen) {
+		s.LastSeen = lastHeartbeat
+	}
 }
 
 // outbox delivers decided transitions to the handler one at a time, in the

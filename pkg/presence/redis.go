@@ -468,6 +468,17 @@ func (s *RedisStore) Ping(ctx context.Context, nodeKey string, at time.Time) err
 	return s.update(ctx, "ping", nodeKey, "ping", micros(at))
 }
 
+// Seen implements Store.
+func (s *RedisStore) Seen(ctx context.Context, nodeKey string, at time.Time) error {
+	s.mu.Lock()
+	dead := s.dead
+	s.mu.Unlock()
+	if dead {
+		return nil
+	}
+	return s.update(ctx, "heartbeat", nodeKey, "seen", micros(at))
+}
+
 // SetConfig implements Store.
 func (s *RedisStore) SetConfig(ctx context.Context, nodeKey string, cfg json.RawMessage, at time.Time) error {
 	s.mu.Lock()
@@ -518,7 +529,7 @@ func (s *RedisStore) Online(ctx context.Context) ([]State, error) {
 	out := make([]State, len(raw))
 	for i, r := range raw {
 		out[i] = r.State
-		out[i].finish(r.lastConnect, now, s.cfg.StaleAfter)
+		out[i].finish(r.lastConnect, r.lastHeartbeat, now, s.cfg.StaleAfter)
 	}
 	sortStates(out)
 	return out, nil

@@ -204,7 +204,7 @@ func (r *runner) update(ctx context.Context, nodeKey string, fv ...any) (bool, e
 // rawState is an online node as Redis has it.
 type rawState struct {
 	State
-	lastConnect time.Time
+	lastConnect, lastHeartbeat time.Time
 }
 
 func (r *runner) online(ctx context.Context) ([]rawState, error) {
@@ -237,6 +237,7 @@ func (r *runner) online(ctx context.Context) ([]rawState, error) {
 		}}
 		s.ConnectedSince, _ = parseMicros(f["since"])
 		s.lastConnect, _ = parseMicros(f["last_connect"])
+		s.lastHeartbeat, _ = parseMicros(f["seen"])
 		if t, ok := parseMicros(f["ping"]); ok {
 			s.LastPing = &t
 		}
