@@ -25,6 +25,11 @@ func startGoClient(t *testing.T, s *server, name, token string) *client {
 
 // goClient connects the Go client to url's /tasks with the given headers and
 // auth. When the server asks for an ack, the client answers with its name.
+//
+// The Go client (v3.0.6) races with itself while its Manager opens (it may
+// miss the engine's "open", lose the CONNECT answer, or send CONNECT twice),
+// so the Manager is opened first, alone, and replaced when it misses its
+// "open"; the socket then connects on the open Manager.
 func goClient(t *testing.T, url, name string, headers http.Header, auth map[string]any) *client {
 	t.Helper()
 	c := &client{t: t, name: name}
@@ -32,16 +37,39 @@ func goClient(t *testing.T, url, name string, headers http.Header, auth map[stri
 	opts.SetTransports(types.NewSet(gosio.Polling, gosio.WebSocket))
 	opts.SetReconnection(false)
 	opts.SetForceNew(true)
+	opts.SetAutoConnect(false)
 	if headers != nil {
 		opts.SetExtraHeaders(headers)
 	}
 	if auth != nil {
 		opts.SetAuth(auth)
 	}
-	sock, err := gosio.Connect(url+"/tasks", opts)
-	if err != nil {
-		t.Fatal(err)
+	var m *gosio.Manager
+	for attempt := 1; m == nil; attempt++ {
+		candidate := gosio.NewManager(url, opts)
+		opened := make(chan error, 1)
+		candidate.Open(func(err error) {
+			select {
+			case opened <- err:
+			default:
+			}
+		})
+		select {
+		case err := <-opened:
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			m = candidate
+		case <-time.After(2 * time.Second):
+			if e := candidate.Engine(); e != nil {
+				e.Close()
+			}
+			if attempt == 5 {
+				t.Fatalf("%s: the client's engine never opened", name)
+			}
+		}
 	}
+	sock := m.Socket("/tasks", opts)
 	_ = sock.On("connect", func(...any) { c.add(msg{Type: "connect", Sid: sock.Id()}) })
 	_ = sock.On("disconnect", func(args ...any) { c.add(msg{Type: "disconnect", Reason: fmt.Sprint(args...)}) })
 	sock.OnAny(func(args ...any) {
@@ -60,6 +88,7 @@ func goClient(t *testing.T, url, name string, headers http.Header, auth map[stri
 	c.emitFn = func(event string, _ int, args ...any) { _ = sock.Emit(event, args...) }
 	c.stop = func() { sock.Disconnect() }
 	t.Cleanup(c.stop)
+	sock.Connect()
 	return c
 }
 
