@@ -452,28 +452,39 @@ func (s *RedisStore) removeLocked(ctx context.Context, lcs []*localConn) error {
 
 // Ping implements Store.
 func (s *RedisStore) Ping(ctx context.Context, nodeKey string, at time.Time) error {
-	s.mu.Lock()
-	if s.dead {
-		s.mu.Unlock()
+	known, alive := s.remember(nodeKey, func(n *localNode) {
+		if at.After(n.ping) {
+			n.ping = at
+		}
+	})
+	if !alive {
 		return nil
 	}
-	n := s.nodes[nodeKey]
-	if n != nil && at.After(n.ping) {
-		n.ping = at
-	}
-	s.mu.Unlock()
-	if n != nil {
+	if known {
 		s.stale.seen(nodeKey, "", at)
 	}
 	return s.update(ctx, "ping", nodeKey, "ping", micros(at))
 }
 
+// remember applies f to this replica's copy of a node it holds connections
+// of (kept to restore Redis after it lost its state). known: the node is
+// held here; alive: the store is not dead (a dead store writes nothing).
+func (s *RedisStore) remember(nodeKey string, f func(*localNode)) (known, alive bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return false, false
+	}
+	n := s.nodes[nodeKey]
+	if n != nil && f != nil {
+		f(n)
+	}
+	return n != nil, true
+}
+
 // Seen implements Store.
 func (s *RedisStore) Seen(ctx context.Context, nodeKey string, at time.Time) error {
-	s.mu.Lock()
-	dead := s.dead
-	s.mu.Unlock()
-	if dead {
+	if _, alive := s.remember(nodeKey, nil); !alive {
 		return nil
 	}
 	return s.update(ctx, "heartbeat", nodeKey, "seen", micros(at))
@@ -481,29 +492,17 @@ func (s *RedisStore) Seen(ctx context.Context, nodeKey string, at time.Time) err
 
 // SetConfig implements Store.
 func (s *RedisStore) SetConfig(ctx context.Context, nodeKey string, cfg json.RawMessage, at time.Time) error {
-	s.mu.Lock()
-	if s.dead {
-		s.mu.Unlock()
+	if _, alive := s.remember(nodeKey, func(n *localNode) { n.config, n.configAt = cfg, at }); !alive {
 		return nil
 	}
-	if n := s.nodes[nodeKey]; n != nil {
-		n.config, n.configAt = cfg, at
-	}
-	s.mu.Unlock()
 	return s.update(ctx, "config", nodeKey, "config", string(cfg), "config_at", micros(at))
 }
 
 // SetMetrics implements Store.
 func (s *RedisStore) SetMetrics(ctx context.Context, nodeKey string, v json.RawMessage, at time.Time) error {
-	s.mu.Lock()
-	if s.dead {
-		s.mu.Unlock()
+	if _, alive := s.remember(nodeKey, func(n *localNode) { n.metrics, n.metricAt = v, at }); !alive {
 		return nil
 	}
-	if n := s.nodes[nodeKey]; n != nil {
-		n.metrics, n.metricAt = v, at
-	}
-	s.mu.Unlock()
 	return s.update(ctx, "metrics", nodeKey, "metrics", string(v), "metrics_at", micros(at))
 }
 
