@@ -26,34 +26,12 @@
 // On stdin EOF it closes the Redis client and exits 0.
 "use strict";
 
-const path = require("path");
 const readline = require("readline");
 
-function load(name) {
-  return require(require.resolve(name, {
-    paths: [process.cwd(), path.resolve(__dirname, "..", "..")],
-  }));
-}
+const { load, out, decodeArg, eachFlag } = require("./lib");
+
 const { Emitter } = load("@socket.io/redis-emitter");
 const { createClient } = load("redis");
-
-function out(obj) {
-  process.stdout.write(JSON.stringify(obj) + "\n");
-}
-
-function decodeArg(v) {
-  if (Array.isArray(v)) return v.map(decodeArg);
-  if (v && typeof v === "object") {
-    const keys = Object.keys(v);
-    if (keys.length === 1 && keys[0] === "$binary" && typeof v.$binary === "string") {
-      return Buffer.from(v.$binary, "base64");
-    }
-    const o = {};
-    for (const k of keys) o[k] = decodeArg(v[k]);
-    return o;
-  }
-  return v;
-}
 
 function usage(msg) {
   process.stderr.write((msg ? msg + "\n" : "") + "usage: emitter.js --redis URL [--prefix socket.io]\n");
@@ -62,26 +40,14 @@ function usage(msg) {
 
 function parseArgs(argv) {
   const opts = { redis: "", prefix: "socket.io" };
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i];
-    let value;
-    const eq = arg.indexOf("=");
-    if (arg.startsWith("--") && eq > 0) {
-      value = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    const next = () => {
-      if (value !== undefined) return value;
-      if (i + 1 >= argv.length) usage("missing value for " + arg);
-      return argv[++i];
-    };
+  eachFlag(argv, usage, (arg, next) => {
     switch (arg) {
       case "--redis": opts.redis = next(); break;
       case "--prefix": opts.prefix = next(); break;
       case "-h": case "--help": usage(); break;
       default: usage("unknown argument " + arg);
     }
-  }
+  });
   if (!opts.redis) usage("--redis is required");
   return opts;
 }

@@ -60,49 +60,17 @@
 "use strict";
 
 const http = require("http");
-const path = require("path");
 const readline = require("readline");
 
-// Resolve the packages from the repository root's node_modules even when the
-// script is started from another working directory.
-function load(name) {
-  return require(require.resolve(name, {
-    paths: [process.cwd(), path.resolve(__dirname, "..", "..")],
-  }));
-}
+const lib = require("./lib");
+const { load, decodeArg, eachFlag } = lib;
 const { Server } = load("socket.io");
 const { createAdapter } = load("@socket.io/redis-adapter");
 const { createClient } = load("redis");
 
-function replacer(key, value) {
-  const orig = this[key];
-  if (Buffer.isBuffer(orig) || orig instanceof ArrayBuffer || ArrayBuffer.isView(orig)) {
-    const bytes = orig instanceof ArrayBuffer ? new Uint8Array(orig) : new Uint8Array(orig.buffer, orig.byteOffset, orig.byteLength);
-    return { $binary: Buffer.from(bytes).toString("base64") };
-  }
-  if (typeof value === "bigint") return value.toString();
-  return value;
-}
-
+// out prints Buffers as {"$binary":"<base64>"}.
 function out(obj) {
-  // Writes to pipes and files are synchronous on Linux, so lines keep their
-  // order and are complete before process.exit().
-  process.stdout.write(JSON.stringify(obj, replacer) + "\n");
-}
-
-// decodeArg turns {"$binary":"base64"} (anywhere) into a Buffer.
-function decodeArg(v) {
-  if (Array.isArray(v)) return v.map(decodeArg);
-  if (v && typeof v === "object") {
-    const keys = Object.keys(v);
-    if (keys.length === 1 && keys[0] === "$binary" && typeof v.$binary === "string") {
-      return Buffer.from(v.$binary, "base64");
-    }
-    const o = {};
-    for (const k of keys) o[k] = decodeArg(v[k]);
-    return o;
-  }
-  return v;
+  lib.out(obj, lib.binaryReplacer);
 }
 
 function usage(msg) {
@@ -123,19 +91,7 @@ function parseArgs(argv) {
     requestsTimeout: 5000,
     sseEvents: [],
   };
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i];
-    let value;
-    const eq = arg.indexOf("=");
-    if (arg.startsWith("--") && eq > 0) {
-      value = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    const next = () => {
-      if (value !== undefined) return value;
-      if (i + 1 >= argv.length) usage("missing value for " + arg);
-      return argv[++i];
-    };
+  eachFlag(argv, usage, (arg, next) => {
     switch (arg) {
       case "--redis": opts.redis = next(); break;
       case "--prefix": opts.prefix = next(); break;
@@ -148,7 +104,7 @@ function parseArgs(argv) {
       case "-h": case "--help": usage(); break;
       default: usage("unknown argument " + arg);
     }
-  }
+  });
   if (!opts.redis) usage("--redis is required");
   if (!Number.isInteger(opts.port) || opts.port < 0) usage("bad --port");
   if (!(opts.requestsTimeout > 0)) usage("bad --requests-timeout");

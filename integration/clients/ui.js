@@ -29,20 +29,10 @@
 // On stdin EOF the client closes the socket and exits 0.
 "use strict";
 
-const path = require("path");
 const readline = require("readline");
 
-// Resolve socket.io-client from the repository root's node_modules even when
-// the script is started from another working directory.
-const { io } = require(require.resolve("socket.io-client", {
-  paths: [process.cwd(), path.resolve(__dirname, "..", "..")],
-}));
-
-function out(obj) {
-  // Writes to pipes and files are synchronous on Linux, so lines keep their
-  // order and are complete before process.exit().
-  process.stdout.write(JSON.stringify(obj) + "\n");
-}
+const { load, out, eachFlag } = require("./lib");
+const { io } = load("socket.io-client");
 
 function usage(msg) {
   process.stderr.write(
@@ -64,19 +54,7 @@ function parseArgs(argv) {
     origin: "",
     authJSON: null,
   };
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i];
-    let value;
-    const eq = arg.indexOf("=");
-    if (arg.startsWith("--") && eq > 0) {
-      value = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    const next = () => {
-      if (value !== undefined) return value;
-      if (i + 1 >= argv.length) usage("missing value for " + arg);
-      return argv[++i];
-    };
+  eachFlag(argv, usage, (arg, next) => {
     switch (arg) {
       case "--url": opts.url = next(); break;
       case "--token": opts.token = next(); break;
@@ -101,7 +79,7 @@ function parseArgs(argv) {
       case "-h": case "--help": usage(); break;
       default: usage("unknown argument " + arg);
     }
-  }
+  });
   if (!opts.url) usage("--url is required");
   if (!["header", "auth", "none"].includes(opts.authMode)) usage("bad --auth-mode");
   const okTransports = opts.transports.length > 0 &&
