@@ -87,19 +87,19 @@ func (s *session) handle(event string, args []any, ack socket.Ack) error {
 	now := s.h.cfg.Now()
 	switch event {
 	case protocol.EventPing:
-		return s.h.presence.Ping(ctx, s.node().Key, now)
+		return s.h.presence.Ping(ctx, s.nodeKey(), now)
 	case protocol.EventNodeInfoUpdate:
 		obj, err := oneObject(args)
 		if err != nil {
 			return err
 		}
-		return s.h.presence.SetConfig(ctx, s.node().Key, obj, now)
+		return s.h.presence.SetConfig(ctx, s.nodeKey(), obj, now)
 	case protocol.EventNodeMetricsUpdate:
 		obj, err := oneObject(args)
 		if err != nil {
 			return err
 		}
-		return s.h.presence.SetMetrics(ctx, s.node().Key, obj, now)
+		return s.h.presence.SetMetrics(ctx, s.nodeKey(), obj, now)
 	case protocol.EventAlgorithmStatusChange:
 		return s.algorithmStatusChange(args)
 	case protocol.EventAlgorithmLog:

@@ -267,11 +267,16 @@ func (h *Hub) FetchSockets(ctx context.Context, roomList []string) ([]SocketInfo
 // ask each other who they are (GET /api/v1/instances).
 const EventInstance = "eventserver:instance"
 
+// instanceInfo is this instance's answer to EventInstance.
+func (h *Hub) instanceInfo() map[string]any {
+	return map[string]any{"instance": h.cfg.Instance, "connections": h.Connections()}
+}
+
 func (h *Hub) onInstanceRequest(args ...any) {
 	if len(args) == 0 {
 		return
 	}
-	info := map[string]any{"instance": h.cfg.Instance, "connections": h.Connections()}
+	info := h.instanceInfo()
 	switch ack := args[len(args)-1].(type) {
 	case socket.Ack:
 		ack([]any{info}, nil)
@@ -292,7 +297,7 @@ func (h *Hub) Instances(ctx context.Context) ([]any, error) {
 	err := h.nsp.ServerSideEmitWithAck(EventInstance)(func(answers []any, err error) {
 		done <- result{answers, err}
 	})
-	self := map[string]any{"instance": h.cfg.Instance, "connections": h.Connections()}
+	self := h.instanceInfo()
 	if err != nil {
 		// A single instance without a cluster adapter: only itself.
 		return []any{self}, nil

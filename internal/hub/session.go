@@ -187,10 +187,14 @@ func title(k rooms.Kind) string {
 	return "User"
 }
 
+// nodeKey is the node's key in the presence store.
+func (s *session) nodeKey() string { return s.id.ID.String() }
+
+// node describes the node for the presence store, at connect.
 func (s *session) node() presence.Node {
 	idJSON, _ := s.id.ID.MarshalJSON()
 	return presence.Node{
-		Key:             s.id.ID.String(),
+		Key:             s.nodeKey(),
 		ID:              idJSON,
 		Name:            s.id.Name,
 		OrganizationID:  s.id.OrganizationID,
@@ -288,7 +292,7 @@ func (s *session) onHeartbeat() {
 	}
 	s.seenAt = now
 	s.mu.Unlock()
-	if err := s.h.presence.Seen(context.Background(), s.node().Key, now); err != nil {
+	if err := s.h.presence.Seen(context.Background(), s.nodeKey(), now); err != nil {
 		s.log.Warn("presence heartbeat", zap.Error(err))
 	}
 }
@@ -339,7 +343,7 @@ func (s *session) onDisconnect(reason string) {
 		}
 	}
 	if s.id.Kind == rooms.KindNode {
-		if err := h.presence.Disconnect(context.Background(), s.node().Key, string(s.sock.Id())); err != nil {
+		if err := h.presence.Disconnect(context.Background(), s.nodeKey(), string(s.sock.Id())); err != nil {
 			s.log.Error("presence disconnect", zap.Error(err))
 		}
 	}
