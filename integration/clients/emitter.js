@@ -26,9 +26,7 @@
 // On stdin EOF it closes the Redis client and exits 0.
 "use strict";
 
-const readline = require("readline");
-
-const { load, out, decodeArg, eachFlag } = require("./lib");
+const { load, out, decodeArg, eachFlag, readCommands } = require("./lib");
 
 const { Emitter } = load("@socket.io/redis-emitter");
 const { createClient } = load("redis");
@@ -127,22 +125,7 @@ async function shutdown() {
 async function main() {
   await client.connect();
   await client.ping();
-  const rl = readline.createInterface({ input: process.stdin, terminal: false });
-  rl.on("line", (raw) => {
-    const line = raw.trim();
-    if (!line) return;
-    let cmd;
-    try {
-      cmd = JSON.parse(line);
-    } catch (err) {
-      out({ type: "error", message: "bad JSON: " + String(err && err.message || err) });
-      return;
-    }
-    if (cmd.cmd === "exit") {
-      if (cmd.id !== undefined) out({ id: cmd.id, ok: true });
-      rl.close();
-      return;
-    }
+  readCommands(out, (cmd) => {
     let pending;
     try {
       published = [];
@@ -157,8 +140,7 @@ async function main() {
       (counts) => out({ id: cmd.id, ok: true, receivers: counts.reduce((a, b) => a + Number(b), 0) }),
       (err) => out({ id: cmd.id, ok: false, error: String(err && err.message || err) }),
     );
-  });
-  rl.on("close", shutdown);
+  }, shutdown);
   out({ type: "ready" });
 }
 

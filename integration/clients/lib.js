@@ -4,6 +4,7 @@
 "use strict";
 
 const path = require("path");
+const readline = require("readline");
 
 // load resolves a package from the repository root's node_modules even when
 // the script is started from another working directory.
@@ -67,4 +68,30 @@ function eachFlag(argv, usage, onFlag) {
   }
 }
 
-module.exports = { load, out, binaryReplacer, decodeArg, eachFlag };
+// readCommands reads one JSON command a line from stdin and hands each to
+// onCommand. A line that is not JSON is reported through write; {"cmd":"exit"}
+// (answered when it has an id) and stdin EOF call onClose.
+function readCommands(write, onCommand, onClose) {
+  const rl = readline.createInterface({ input: process.stdin, terminal: false });
+  rl.on("line", (raw) => {
+    const line = raw.trim();
+    if (!line) return;
+    let cmd;
+    try {
+      cmd = JSON.parse(line);
+    } catch (err) {
+      write({ type: "error", message: "bad JSON: " + String(err && err.message || err) });
+      return;
+    }
+    if (cmd.cmd === "exit") {
+      if (cmd.id !== undefined) write({ id: cmd.id, ok: true });
+      rl.close();
+      return;
+    }
+    onCommand(cmd);
+  });
+  rl.on("close", onClose);
+  return rl;
+}
+
+module.exports = { load, out, binaryReplacer, decodeArg, eachFlag, readCommands };

@@ -60,7 +60,6 @@
 "use strict";
 
 const http = require("http");
-const readline = require("readline");
 
 const lib = require("./lib");
 const { load, decodeArg, eachFlag } = lib;
@@ -358,28 +357,12 @@ async function main() {
     httpServer.listen(opts.port, opts.host, resolve);
   });
 
-  const rl = readline.createInterface({ input: process.stdin, terminal: false });
-  rl.on("line", (raw) => {
-    const line = raw.trim();
-    if (!line) return;
-    let cmd;
-    try {
-      cmd = JSON.parse(line);
-    } catch (err) {
-      out({ type: "error", message: "bad JSON: " + String(err && err.message || err) });
-      return;
-    }
-    if (cmd.cmd === "exit") {
-      if (cmd.id !== undefined) out({ id: cmd.id, ok: true });
-      rl.close();
-      return;
-    }
+  lib.readCommands(out, (cmd) => {
     run(cmd).then(
       (res) => out(Object.assign({ id: cmd.id, ok: true }, res)),
       (err) => out({ id: cmd.id, ok: false, error: String(err && err.message || err) }),
     );
-  });
-  rl.on("close", shutdown);
+  }, shutdown);
   out({ type: "listening", port: httpServer.address().port });
 }
 

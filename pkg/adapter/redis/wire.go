@@ -286,17 +286,7 @@ func packetFrom(m map[string]any) (*parser.Packet, error) {
 
 // optsFrom builds broadcast options from {rooms, except, flags}.
 func optsFrom(m map[string]any) *socket.BroadcastOptions {
-	o := &socket.BroadcastOptions{
-		Rooms:  types.NewSet[socket.Room](),
-		Except: types.NewSet[socket.Room](),
-		Flags:  &socket.BroadcastFlags{},
-	}
-	for _, r := range toStrings(m["rooms"]) {
-		o.Rooms.Add(socket.Room(r))
-	}
-	for _, r := range toStrings(m["except"]) {
-		o.Except.Add(socket.Room(r))
-	}
+	o := wireOptsFrom(m)
 	if f, ok := m["flags"].(map[string]any); ok {
 		o.Flags.Volatile, _ = f["volatile"].(bool)
 		if c, ok := f["compress"].(bool); ok {
