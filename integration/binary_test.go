@@ -3,12 +3,14 @@ package integration
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,16 +18,35 @@ import (
 	"github.com/eventserver/eventserver/internal/config"
 )
 
-// buildBinary builds cmd/eventserver once per test into a temp dir.
+var (
+	shippedOnce sync.Once
+	shippedPath string
+	shippedErr  error
+)
+
+// buildBinary builds cmd/eventserver once per package with scripts/build.sh,
+// the script the Dockerfile runs: these tests run the binary that ships
+// (static, trimmed, stripped). The cluster tests use a -race build instead.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "eventserver")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/eventserver")
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	shippedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "eventserver-shipped")
+		if err != nil {
+			shippedErr = err
+			return
+		}
+		shippedPath = filepath.Join(dir, "eventserver")
+		cmd := exec.Command("sh", "scripts/build.sh", shippedPath)
+		cmd.Dir = repoRoot(t)
+		cmd.Env = append(os.Environ(), "VERSION=integration-test")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			shippedErr = fmt.Errorf("scripts/build.sh: %v\n%s", err, out)
+		}
+	})
+	if shippedErr != nil {
+		t.Fatal(shippedErr)
 	}
-	return bin
+	return shippedPath
 }
 
 func freeAddr(t *testing.T) string {

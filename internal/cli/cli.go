@@ -1,5 +1,5 @@
 // Package cli is the command line of eventserver: serve (the default),
-// token and version.
+// token, healthcheck and version.
 package cli
 
 import (
@@ -27,6 +27,8 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 		switch args[0] {
 		case "token":
 			return Token(args[1:], getenv, stdout, stderr)
+		case "healthcheck":
+			return Healthcheck(args[1:], getenv, stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, "eventserver", Version)
 			return 0

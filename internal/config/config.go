@@ -289,6 +289,7 @@ func Usage(w io.Writer) {
 Usage:
   eventserver [flags]                 serve (Socket.IO at /socket.io/, namespace /tasks)
   eventserver token node|user [...]   mint a claims token with the configured secret (see eventserver token --help)
+  eventserver healthcheck [--ready]   exit 0 when the local server answers /healthz (or /readyz) with 200
   eventserver version                 print the version
 
 Every setting is a flag or an environment variable; a flag wins.
