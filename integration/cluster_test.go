@@ -71,9 +71,15 @@ func (p *procServer) logText() string {
 // cluster on redisURL with prefix.
 func startInstance(t *testing.T, name, redisURL, prefix string, extra ...string) *procServer {
 	t.Helper()
+	return startInstanceOf(t, clusterBinary(t), name, redisURL, prefix, extra...)
+}
+
+// startInstanceOf is startInstance with the given binary.
+func startInstanceOf(t *testing.T, bin, name, redisURL, prefix string, extra ...string) *procServer {
+	t.Helper()
 	addr := freeAddr(t)
 	p := &procServer{name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(clusterBinary(t))
+	p.cmd = exec.Command(bin)
 	p.cmd.Env = append(os.Environ(),
 		"EVENTSERVER_LISTEN="+addr,
 		"EVENTSERVER_INSTANCE_ID="+name,
