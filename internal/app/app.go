@@ -29,7 +29,10 @@ import (
 	"github.com/eventserver/eventserver/internal/hub"
 	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/metrics"
+	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/internal/redisconn"
+	"github.com/eventserver/eventserver/internal/v6api"
+	"github.com/eventserver/eventserver/internal/v6bridge"
 	redisadapter "github.com/eventserver/eventserver/pkg/adapter/redis"
 	"github.com/eventserver/eventserver/pkg/presence"
 )
@@ -47,6 +50,14 @@ type App struct {
 	// Cluster mode only.
 	redis   goredis.UniversalClient
 	adapter *redisadapter.Builder
+
+	// bridge carries out vantage6's Flask-SocketIO queue, when configured;
+	// bridgeRedis is its own client when the queue is not the cluster's Redis.
+	bridge      *v6bridge.Bridge
+	bridgeRedis goredis.UniversalClient
+
+	// v6 resolves identities through the vantage6 API, when configured.
+	v6 *v6api.Resolver
 
 	ready    atomic.Bool
 	shutOnce sync.Once
@@ -127,17 +138,31 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	}
 	a.io = socket.NewServer(nil, opts)
 
+	resolver, resolveTimeout, err := a.newResolver()
+	if err != nil {
+		a.closeCluster()
+		return nil, err
+	}
 	a.hub, err = hub.New(hub.Config{
-		Server:      a.io,
-		Verifier:    verifier,
-		Resolver:    identity.ClaimsResolver{},
-		NewPresence: a.newPresence,
-		AuthGrace:   cfg.AuthGrace,
-		Instance:    cfg.InstanceID,
-		Logger:      log,
-		Metrics:     a.metrics,
+		Server:         a.io,
+		Verifier:       verifier,
+		Resolver:       resolver,
+		ResolveTimeout: resolveTimeout,
+		NewPresence:    a.newPresence,
+		AuthGrace:      cfg.AuthGrace,
+		Instance:       cfg.InstanceID,
+		Logger:         log,
+		Metrics:        a.metrics,
 	})
 	if err != nil {
+		a.closeV6()
+		a.closeCluster()
+		return nil, err
+	}
+
+	if err := a.startBridge(); err != nil {
+		_ = a.hub.Presence().Shutdown(context.Background())
+		a.closeV6()
 		a.closeCluster()
 		return nil, err
 	}
@@ -182,10 +207,55 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	a.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		_ = a.hub.Presence().Shutdown(context.Background())
+		a.closeBridge(context.Background())
+		a.closeV6()
 		a.closeCluster()
 		return nil, fmt.Errorf("app: EVENTSERVER_LISTEN: %w", err)
 	}
 	return a, nil
+}
+
+// newResolver picks who tells the identity of a client: the vantage6 API
+// when EVENTSERVER_V6_API_URL is set, the token's claims otherwise. It also
+// returns the bound of one whole resolution: with the API, twice the
+// per-call timeout and at least the hub's default of 10s (zero).
+func (a *App) newResolver() (identity.Resolver, time.Duration, error) {
+	cfg := a.cfg
+	if cfg.V6APIURL == "" {
+		return identity.ClaimsResolver{}, 0, nil
+	}
+	r, err := v6api.New(v6api.Config{
+		BaseURL:    cfg.V6APIURL,
+		Username:   cfg.V6Username,
+		Password:   cfg.V6Password,
+		Timeout:    cfg.V6Timeout,
+		CacheTTL:   cfg.V6CacheTTL,
+		Logger:     a.log.Named("v6api"),
+		Registerer: a.metrics.Registry,
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("app: EVENTSERVER_V6_API_URL: %w", err)
+	}
+	a.v6 = r
+	fields := []zap.Field{zap.String("api", cfg.V6APIURL), zap.Duration("timeout", cfg.V6Timeout),
+		zap.Duration("cache_ttl", cfg.V6CacheTTL), zap.Bool("service_account", r.HasServiceAccount())}
+	if r.HasServiceAccount() {
+		fields = append(fields, zap.String("service_username", cfg.V6Username))
+	}
+	a.log.Info("identity from the vantage6 API", fields...)
+	if !r.HasServiceAccount() {
+		a.log.Warn("no vantage6 service account (EVENTSERVER_V6_USERNAME, EVENTSERVER_V6_PASSWORD): users with the " +
+			"global event rule who may not list every collaboration themselves join only their organization's collaborations, " +
+			"and users who may not list their organization's collaborations get invalid_token")
+	}
+	return r, max(10*time.Second, 2*cfg.V6Timeout), nil
+}
+
+// closeV6 closes the vantage6 resolver's idle connections.
+func (a *App) closeV6() {
+	if a.v6 != nil {
+		a.v6.Close()
+	}
 }
 
 // newPresence builds the presence store: in Redis in cluster mode, so that
@@ -223,6 +293,58 @@ func graceOrNone(d time.Duration) time.Duration {
 		return presence.NoGrace
 	}
 	return d
+}
+
+// startBridge subscribes to vantage6's Flask-SocketIO message queue when
+// EVENTSERVER_V6_QUEUE_CHANNEL is set: on EVENTSERVER_V6_QUEUE_URL, or on the
+// cluster's Redis.
+func (a *App) startBridge() error {
+	cfg := a.cfg
+	if cfg.V6QueueChannel == "" {
+		return nil
+	}
+	client, url := a.redis, cfg.RedisURL
+	if cfg.V6QueueURL != "" {
+		c, _, err := redisconn.NewClient(cfg.V6QueueURL)
+		if err != nil {
+			return fmt.Errorf("app: EVENTSERVER_V6_QUEUE_URL: %w", err)
+		}
+		client, url, a.bridgeRedis = c, cfg.V6QueueURL, c
+	}
+	if client == nil {
+		return errors.New("app: EVENTSERVER_V6_QUEUE_CHANNEL needs EVENTSERVER_V6_QUEUE_URL or EVENTSERVER_REDIS_URL")
+	}
+	b, err := v6bridge.New(v6bridge.Config{
+		Client:     client,
+		Channel:    cfg.V6QueueChannel,
+		Namespace:  protocol.Namespace,
+		Target:     a.hub,
+		Logger:     a.log.Named("v6bridge"),
+		Registerer: a.metrics.Registry,
+	})
+	if err != nil {
+		if a.bridgeRedis != nil {
+			_ = a.bridgeRedis.Close()
+		}
+		return fmt.Errorf("app: %w", err)
+	}
+	b.Start()
+	a.bridge = b
+	a.log.Info("Flask-SocketIO queue bridge", zap.String("redis", redisconn.Redact(url)), zap.String("channel", cfg.V6QueueChannel))
+	return nil
+}
+
+// closeBridge stops the Flask-SocketIO queue bridge and closes its own client.
+func (a *App) closeBridge(ctx context.Context) {
+	if a.bridge == nil {
+		return
+	}
+	if err := a.bridge.Close(ctx); err != nil {
+		a.log.Warn("closing the Flask-SocketIO queue bridge", zap.Error(err))
+	}
+	if a.bridgeRedis != nil {
+		_ = a.bridgeRedis.Close()
+	}
 }
 
 // closeCluster closes the Redis adapter and client, in cluster mode.
@@ -278,6 +400,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}
 		t.Stop()
 		a.hub.Drain(ctx, a.cfg.DrainTimeout)
+		a.closeBridge(ctx)
 		a.io.Close(nil)
 		a.shutErr = a.http.Shutdown(ctx)
 		if a.shutErr != nil {
@@ -288,6 +411,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 			a.log.Warn("presence shutdown", zap.Error(err))
 		}
 		a.closeCluster()
+		a.closeV6()
 		a.log.Info("shut down")
 	})
 	return a.shutErr

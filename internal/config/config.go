@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/eventserver/eventserver/internal/redisconn"
+	"github.com/eventserver/eventserver/internal/v6api"
 )
 
 // Config is the whole configuration of one instance.
@@ -79,6 +80,27 @@ type Config struct {
 	ShutdownDelay time.Duration
 	// DrainTimeout is the window over which clients are disconnected. Default 10s.
 	DrainTimeout time.Duration
+
+	// V6APIURL is the vantage6 REST API's base URL with its path (e.g.
+	// https://v6.example.org/api). Set: who a client is comes from the API
+	// (internal/v6api); empty: from the token's claims.
+	V6APIURL string
+	// V6Username and V6Password are the optional service account of the
+	// vantage6 API; both or neither. The password is never printed.
+	V6Username string
+	V6Password string
+	// V6Timeout bounds each call to the vantage6 API. Default 5s.
+	V6Timeout time.Duration
+	// V6CacheTTL is how long an identity from the vantage6 API is reused;
+	// zero turns the cache off. Default 30s.
+	V6CacheTTL time.Duration
+
+	// V6QueueChannel is the Redis channel of vantage6's Flask-SocketIO
+	// message queue ("flask-socketio"). Set: every instance carries out the
+	// emits the vantage6 server publishes there (internal/v6bridge). Empty: off.
+	V6QueueChannel string
+	// V6QueueURL is the Redis of that queue. Default: RedisURL.
+	V6QueueURL string
 }
 
 type setting struct {
@@ -173,6 +195,41 @@ func settings() []setting {
 		{"log-level", "EVENTSERVER_LOG_LEVEL", "info", "debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 		{"shutdown-delay", "EVENTSERVER_SHUTDOWN_DELAY", "5s", "on SIGTERM, how long to report not-ready before disconnecting clients", durationAtLeast(0, func(c *Config) *time.Duration { return &c.ShutdownDelay })},
 		{"drain-timeout", "EVENTSERVER_DRAIN_TIMEOUT", "10s", "on SIGTERM, the window over which clients are disconnected", durationAtLeast(0, func(c *Config) *time.Duration { return &c.DrainTimeout })},
+		{"v6-api-url", "EVENTSERVER_V6_API_URL", "", "base URL of the vantage6 API with its path (e.g. https://v6.example.org/api): who a client is comes from the API; empty: from the token's claims", func(c *Config, v string) error {
+			if v != "" {
+				if err := v6api.ValidateBaseURL(v); err != nil {
+					return err
+				}
+			}
+			c.V6APIURL = v
+			return nil
+		}},
+		{"v6-username", "EVENTSERVER_V6_USERNAME", "", "service account of the vantage6 API (with EVENTSERVER_V6_PASSWORD): lists every collaboration for users with the global event rule", func(c *Config, v string) error {
+			c.V6Username = v
+			return nil
+		}},
+		{"v6-password", "EVENTSERVER_V6_PASSWORD", "", "password of the service account; never printed (prefer the variable to the flag)", func(c *Config, v string) error {
+			c.V6Password = v
+			return nil
+		}},
+		{"v6-timeout", "EVENTSERVER_V6_TIMEOUT", "5s", "bound of each call to the vantage6 API; a client whose lookup fails or is late gets invalid_token", durationAtLeast(10*time.Millisecond, func(c *Config) *time.Duration { return &c.V6Timeout })},
+		{"v6-cache-ttl", "EVENTSERVER_V6_CACHE_TTL", "30s", "how long an identity from the vantage6 API is reused (per node or user); 0s: not cached", durationAtLeast(0, func(c *Config) *time.Duration { return &c.V6CacheTTL })},
+		{"v6-queue-channel", "EVENTSERVER_V6_QUEUE_CHANNEL", "", "Redis channel of vantage6's Flask-SocketIO message queue (flask-socketio): every instance delivers what the vantage6 server emits there; empty: off", func(c *Config, v string) error {
+			if strings.ContainsAny(v, "*?[] \t\n") {
+				return fmt.Errorf("want a channel name without *, ?, [, ] or spaces, got %q", v)
+			}
+			c.V6QueueChannel = v
+			return nil
+		}},
+		{"v6-queue-url", "EVENTSERVER_V6_QUEUE_URL", "", "Redis of that message queue (vantage6's rabbitmq uri); empty: EVENTSERVER_REDIS_URL", func(c *Config, v string) error {
+			if v != "" {
+				if _, err := redisconn.Parse(v); err != nil {
+					return err
+				}
+			}
+			c.V6QueueURL = v
+			return nil
+		}},
 	}
 }
 
@@ -278,6 +335,15 @@ func (c *Config) Validate() error {
 	}
 	if c.PingTimeout < c.PingInterval/2 {
 		return fmt.Errorf("config: EVENTSERVER_PING_TIMEOUT (%s) is too short for EVENTSERVER_PING_INTERVAL (%s)", c.PingTimeout, c.PingInterval)
+	}
+	if c.V6QueueChannel != "" && c.V6QueueURL == "" && c.RedisURL == "" {
+		return errors.New("config: EVENTSERVER_V6_QUEUE_CHANNEL needs a Redis: set EVENTSERVER_V6_QUEUE_URL (vantage6's message queue) or EVENTSERVER_REDIS_URL")
+	}
+	if (c.V6Username == "") != (c.V6Password == "") {
+		return errors.New("config: the vantage6 service account needs both EVENTSERVER_V6_USERNAME and EVENTSERVER_V6_PASSWORD (or neither)")
+	}
+	if c.V6Username != "" && c.V6APIURL == "" {
+		return errors.New("config: EVENTSERVER_V6_USERNAME and EVENTSERVER_V6_PASSWORD need EVENTSERVER_V6_API_URL")
 	}
 	return nil
 }

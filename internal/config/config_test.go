@@ -41,6 +41,11 @@ func TestLoadDefaults(t *testing.T) {
 		{"PublishToken", c.PublishToken, ""},
 		{"CORSOrigins empty", len(c.CORSOrigins), 0},
 		{"InstanceID set", c.InstanceID != "", true},
+		{"V6APIURL", c.V6APIURL, ""},
+		{"V6Username", c.V6Username, ""},
+		{"V6Password", c.V6Password, ""},
+		{"V6Timeout", c.V6Timeout, 5 * time.Second},
+		{"V6CacheTTL", c.V6CacheTTL, 30 * time.Second},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -104,6 +109,17 @@ func TestLoadOverrides(t *testing.T) {
 			func(c *Config) bool { return slices.Equal(c.CORSOrigins, []string{"*"}) }},
 		{"cors flag", []string{"--cors-origins", "https://ui.example/"}, nil,
 			func(c *Config) bool { return slices.Equal(c.CORSOrigins, []string{"https://ui.example"}) }},
+		{"env v6 api url", nil, map[string]string{"EVENTSERVER_V6_API_URL": "https://v6.example.org/api"},
+			func(c *Config) bool { return c.V6APIURL == "https://v6.example.org/api" }},
+		{"env v6 api url http with port", nil, map[string]string{"EVENTSERVER_V6_API_URL": "http://vantage6-server:7601/api/"},
+			func(c *Config) bool { return c.V6APIURL == "http://vantage6-server:7601/api/" }},
+		{"flag v6 api url", []string{"--v6-api-url", "https://v6.example.org/api"}, nil,
+			func(c *Config) bool { return c.V6APIURL == "https://v6.example.org/api" }},
+		{"env v6 service account", nil, map[string]string{"EVENTSERVER_V6_USERNAME": "eventserver", "EVENTSERVER_V6_PASSWORD": "pw"},
+			func(c *Config) bool { return c.V6Username == "eventserver" && c.V6Password == "pw" }},
+		{"env v6 timeout", nil, map[string]string{"EVENTSERVER_V6_TIMEOUT": "750ms"}, func(c *Config) bool { return c.V6Timeout == 750*time.Millisecond }},
+		{"env v6 cache ttl", nil, map[string]string{"EVENTSERVER_V6_CACHE_TTL": "2m"}, func(c *Config) bool { return c.V6CacheTTL == 2*time.Minute }},
+		{"env v6 cache off", nil, map[string]string{"EVENTSERVER_V6_CACHE_TTL": "0s"}, func(c *Config) bool { return c.V6CacheTTL == 0 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,6 +142,8 @@ func TestLoadInvalid(t *testing.T) {
 		// wantIn are substrings of the error message.
 		wantIn []string
 	}{
+		{"v6 queue channel pattern", nil, map[string]string{"EVENTSERVER_V6_QUEUE_CHANNEL": "flask-*"}, []string{"EVENTSERVER_V6_QUEUE_CHANNEL"}},
+		{"v6 queue url scheme", nil, map[string]string{"EVENTSERVER_V6_QUEUE_URL": "amqp://guest@rabbit/"}, []string{"EVENTSERVER_V6_QUEUE_URL"}},
 		{"ping interval abc", nil, map[string]string{"EVENTSERVER_PING_INTERVAL": "abc"}, []string{"EVENTSERVER_PING_INTERVAL", "abc"}},
 		{"ping interval zero", nil, map[string]string{"EVENTSERVER_PING_INTERVAL": "0s"}, []string{"EVENTSERVER_PING_INTERVAL"}},
 		{"ping timeout negative", nil, map[string]string{"EVENTSERVER_PING_TIMEOUT": "-1s"}, []string{"EVENTSERVER_PING_TIMEOUT"}},
@@ -150,6 +168,14 @@ func TestLoadInvalid(t *testing.T) {
 		{"cors bare host", nil, map[string]string{"EVENTSERVER_CORS_ORIGINS": "https://ok.example,ui.example"}, []string{"EVENTSERVER_CORS_ORIGINS", "ui.example"}},
 		{"publish token short", nil, map[string]string{"EVENTSERVER_PUBLISH_TOKEN": "short"}, []string{"EVENTSERVER_PUBLISH_TOKEN", "16"}},
 		{"key file missing", nil, map[string]string{"EVENTSERVER_JWT_PUBLIC_KEY_FILE": "/nonexistent"}, []string{"EVENTSERVER_JWT_PUBLIC_KEY_FILE", "/nonexistent"}},
+		{"v6 api url ftp", nil, map[string]string{"EVENTSERVER_V6_API_URL": "ftp://v6.example.org/api"}, []string{"EVENTSERVER_V6_API_URL", "http or https"}},
+		{"v6 api url without scheme", nil, map[string]string{"EVENTSERVER_V6_API_URL": "v6.example.org/api"}, []string{"EVENTSERVER_V6_API_URL", "http or https"}},
+		{"v6 api url without host", nil, map[string]string{"EVENTSERVER_V6_API_URL": "https:///api"}, []string{"EVENTSERVER_V6_API_URL", "host"}},
+		{"v6 api url with user info", nil, map[string]string{"EVENTSERVER_V6_API_URL": "https://admin:pw@v6.example.org/api"}, []string{"EVENTSERVER_V6_API_URL", "user information", "EVENTSERVER_V6_USERNAME"}},
+		{"v6 api url with query", nil, map[string]string{"EVENTSERVER_V6_API_URL": "https://v6.example.org/api?x=1"}, []string{"EVENTSERVER_V6_API_URL", "query"}},
+		{"v6 timeout too short", nil, map[string]string{"EVENTSERVER_V6_TIMEOUT": "1ms"}, []string{"EVENTSERVER_V6_TIMEOUT"}},
+		{"v6 cache ttl negative", nil, map[string]string{"EVENTSERVER_V6_CACHE_TTL": "-1s"}, []string{"EVENTSERVER_V6_CACHE_TTL"}},
+		{"flag v6 api url", []string{"--v6-api-url", "mailto:x@example.org"}, nil, []string{"--v6-api-url"}},
 		{"flag ping interval", []string{"--ping-interval", "abc"}, nil, []string{"--ping-interval", "abc"}},
 		{"flag listen", []string{"--listen=nope"}, nil, []string{"--listen"}},
 		{"flag empty listen", []string{"--listen="}, nil, []string{"--listen"}},
@@ -205,6 +231,21 @@ func TestValidate(t *testing.T) {
 		{"both", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_JWT_PUBLIC_KEY_FILE": keyFile}, nil},
 		{"ping timeout too short", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_PING_INTERVAL": "60s", "EVENTSERVER_PING_TIMEOUT": "10s"},
 			[]string{"EVENTSERVER_PING_TIMEOUT", "EVENTSERVER_PING_INTERVAL"}},
+		{"v6 api url alone", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_V6_API_URL": "https://v6.example.org/api"}, nil},
+		{"v6 with service account", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_V6_API_URL": "https://v6.example.org/api",
+			"EVENTSERVER_V6_USERNAME": "eventserver", "EVENTSERVER_V6_PASSWORD": "pw"}, nil},
+		{"v6 username without password", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_V6_API_URL": "https://v6.example.org/api",
+			"EVENTSERVER_V6_USERNAME": "eventserver"}, []string{"EVENTSERVER_V6_USERNAME", "EVENTSERVER_V6_PASSWORD"}},
+		{"v6 password without username", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_V6_API_URL": "https://v6.example.org/api",
+			"EVENTSERVER_V6_PASSWORD": "pw-secret"}, []string{"EVENTSERVER_V6_USERNAME", "EVENTSERVER_V6_PASSWORD"}},
+		{"v6 service account without url", map[string]string{"EVENTSERVER_JWT_SECRET": "s",
+			"EVENTSERVER_V6_USERNAME": "eventserver", "EVENTSERVER_V6_PASSWORD": "pw"}, []string{"EVENTSERVER_V6_API_URL"}},
+		{"v6 queue without any redis", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_V6_QUEUE_CHANNEL": "flask-socketio"},
+			[]string{"EVENTSERVER_V6_QUEUE_CHANNEL", "EVENTSERVER_V6_QUEUE_URL", "EVENTSERVER_REDIS_URL"}},
+		{"v6 queue on the cluster's redis", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_V6_QUEUE_CHANNEL": "flask-socketio",
+			"EVENTSERVER_REDIS_URL": "redis://127.0.0.1:6379/0"}, nil},
+		{"v6 queue on its own redis", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_V6_QUEUE_CHANNEL": "flask-socketio",
+			"EVENTSERVER_V6_QUEUE_URL": "redis://127.0.0.1:6379/1"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -255,6 +296,13 @@ var allVariables = []string{
 	"EVENTSERVER_LOG_LEVEL",
 	"EVENTSERVER_SHUTDOWN_DELAY",
 	"EVENTSERVER_DRAIN_TIMEOUT",
+	"EVENTSERVER_V6_API_URL",
+	"EVENTSERVER_V6_USERNAME",
+	"EVENTSERVER_V6_PASSWORD",
+	"EVENTSERVER_V6_TIMEOUT",
+	"EVENTSERVER_V6_CACHE_TTL",
+	"EVENTSERVER_V6_QUEUE_CHANNEL",
+	"EVENTSERVER_V6_QUEUE_URL",
 }
 
 func TestHelp(t *testing.T) {
@@ -271,7 +319,7 @@ func TestHelp(t *testing.T) {
 				}
 			}
 			// And every variable mentioned in the help is one we know of.
-			for _, v := range regexp.MustCompile(`EVENTSERVER_[A-Z_]+`).FindAllString(out.String(), -1) {
+			for _, v := range regexp.MustCompile(`EVENTSERVER_[A-Z0-9_]+`).FindAllString(out.String(), -1) {
 				if !slices.Contains(allVariables, v) {
 					t.Errorf("help mentions %s, which the test does not know about", v)
 				}
@@ -282,6 +330,40 @@ func TestHelp(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestV6PasswordNeverPrinted: neither --help nor an error shows the service
+// account's password, nor the password of a URL.
+func TestV6PasswordNeverPrinted(t *testing.T) {
+	const pw = "pw-7c1e9b-do-not-print"
+	e := map[string]string{
+		"EVENTSERVER_JWT_SECRET":   "s",
+		"EVENTSERVER_V6_PASSWORD":  pw,
+		"EVENTSERVER_V6_API_URL":   "https://v6.example.org/api",
+		"EVENTSERVER_V6_USERNAME":  "",
+		"EVENTSERVER_V6_CACHE_TTL": "1s",
+	}
+	var out bytes.Buffer
+	if _, err := Load([]string{"--help"}, env(e), &out); !errors.Is(err, ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	if strings.Contains(out.String(), pw) {
+		t.Errorf("--help prints the password:\n%s", out.String())
+	}
+	c, err := Load([]string{"--v6-password", pw}, env(e), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || strings.Contains(err.Error(), pw) {
+		t.Errorf("Validate without a username: %v (want an error that does not print the password)", err)
+	}
+	e["EVENTSERVER_V6_API_URL"] = "https://admin:" + pw + "@v6.example.org/api"
+	if _, err := Load(nil, env(e), &out); err == nil || strings.Contains(err.Error(), pw) {
+		t.Errorf("URL with a password: %v (want an error that does not print it)", err)
+	}
+	if strings.Contains(out.String(), pw) {
+		t.Errorf("output prints the password:\n%s", out.String())
 	}
 }
 

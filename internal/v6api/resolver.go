@@ -1,0 +1,606 @@
+// Package v6api resolves who a vantage6 4.x client is by asking the vantage6
+// REST API, with the client's own token, what the 4.14 server reads from its
+// database: a node's name, organization and collaboration; a user's name,
+// organization, event-receive scope and collaborations. It implements
+// identity.Resolver.
+//
+// Calls, all relative to the API's base URL (e.g. https://v6.example.org/api)
+// and sent with "Authorization: Bearer <the client's access token>":
+//
+//	node   GET  /node/<sub>                                   name, organization.id, collaboration.id
+//	user   POST /token/user/validate                          user_id (must equal sub), username, organization_id
+//	       GET  /user/<sub>?include_permissions=true          permissions.rules: the user's rule ids (roles and direct)
+//	       GET  /rule?name=event&no_pagination=1              rule ids -> (scope, operation)
+//	       GET  /collaboration?organization_id=<org>&per_page=<n>&page=<k>
+//	                                                          the collaborations of the user's organization
+//
+// A user's event scope is the widest of their "event" RECEIVE rules, in the
+// order 4.14's websockets.py tries them: GLOBAL, then COLLABORATION, then
+// ORGANIZATION. 4.14 checks each scope exactly (User.can), and defines no
+// event rule at OWN scope, so an OWN rule, like no rule at all, gives no rooms.
+//
+// Every collaboration, for a user with GLOBAL scope, is listed with the
+// optional service account (POST /token/user with its username and password;
+// its token refreshed with POST /token/refresh). Without one, the user's own
+// token lists every collaboration when the user holds the collaboration
+// GLOBAL VIEW rule (GET /rule?name=collaboration&no_pagination=1 tells);
+// otherwise the user joins only the collaborations of their own organization
+// and a warning says why. When the user's own token may not list the
+// collaborations of their organization (it needs a collaboration VIEW rule),
+// the service account lists them; without one the lookup fails.
+//
+// Every failure (a refused token, an API error, an API that is down or slower
+// than the timeout) fails the lookup with an error wrapping auth.ErrInvalid,
+// logs which call failed, and counts it. Identities are cached per client
+// (type and sub) for the cache TTL; identical lookups in flight are shared.
+package v6api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/eventserver/eventserver/internal/auth"
+	"github.com/eventserver/eventserver/internal/identity"
+	"github.com/eventserver/eventserver/pkg/rooms"
+)
+
+const (
+	// DefaultTimeout bounds one API call when Config.Timeout is zero.
+	DefaultTimeout = 5 * time.Second
+	// DefaultPageSize is the per_page of collaboration listings when
+	// Config.PageSize is zero (vantage6's own default is 10, with no maximum).
+	DefaultPageSize = 100
+	// maxPages bounds a collaboration listing.
+	maxPages = 1000
+)
+
+// Config configures a Resolver.
+type Config struct {
+	// BaseURL is the API's base URL with its path, e.g.
+	// https://v6.example.org/api. Required; http or https, with a host and
+	// without user information.
+	BaseURL string
+	// Username and Password are the optional service account; both or
+	// neither.
+	Username string
+	Password string
+	// Timeout bounds each call (the caller's context bounds it too). Zero:
+	// DefaultTimeout.
+	Timeout time.Duration
+	// CacheTTL is how long a resolved identity is reused. Zero: not cached
+	// (identical lookups in flight are still shared).
+	CacheTTL time.Duration
+	// PageSize is the per_page of collaboration listings. Zero:
+	// DefaultPageSize.
+	PageSize int
+	// HTTPClient sends the calls. Nil: a client of the resolver's own, whose
+	// idle connections Close closes.
+	HTTPClient *http.Client
+	// Logger is the resolver's logger; nil: none.
+	Logger *zap.Logger
+	// Registerer receives the metrics (eventserver_v6_*); nil: none.
+	Registerer prometheus.Registerer
+	// Now is the clock of the cache and of the service token's expiry; nil:
+	// time.Now.
+	Now func() time.Time
+}
+
+// Resolver is an identity.Resolver that asks the vantage6 API. It is safe for
+// concurrent use.
+type Resolver struct {
+	c        *client
+	svc      *service // nil without a service account
+	pageSize int
+	now      func() time.Time
+	log      *zap.Logger
+	m        *metrics
+	cache    *cache
+	flights  singleflight.Group
+	ownHTTP  *http.Transport // closed by Close; nil when the caller gave a client
+}
+
+var _ identity.Resolver = (*Resolver)(nil)
+
+// ValidateBaseURL checks an API base URL: http or https, a host, no user
+// information, query or fragment. Errors never repeat user information.
+func ValidateBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.User != nil {
+		return errors.New("must not contain user information: set the service account with EVENTSERVER_V6_USERNAME and EVENTSERVER_V6_PASSWORD")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("scheme must be http or https, got %q", u.Scheme)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return errors.New("has no host")
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return errors.New("must not have a query or a fragment")
+	}
+	return nil
+}
+
+// New builds a Resolver. It makes no call: the service account logs in on
+// first use.
+func New(cfg Config) (*Resolver, error) {
+	if err := ValidateBaseURL(cfg.BaseURL); err != nil {
+		return nil, fmt.Errorf("v6api: base URL: %w", err)
+	}
+	if (cfg.Username == "") != (cfg.Password == "") {
+		return nil, errors.New("v6api: the service account needs both a username and a password")
+	}
+	if cfg.Timeout < 0 || cfg.CacheTTL < 0 || cfg.PageSize < 0 {
+		return nil, errors.New("v6api: timeout, cache TTL and page size must not be negative")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.PageSize == 0 {
+		cfg.PageSize = DefaultPageSize
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("v6api: metrics: %w", err)
+	}
+	r := &Resolver{
+		pageSize: cfg.PageSize,
+		now:      cfg.Now,
+		log:      cfg.Logger,
+		m:        m,
+		cache:    newCache(cfg.CacheTTL),
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 16
+		r.ownHTTP = tr
+		hc = &http.Client{Transport: tr}
+	}
+	r.c = &client{base: strings.TrimRight(cfg.BaseURL, "/"), http: hc, timeout: cfg.Timeout, m: m}
+	if cfg.Username != "" {
+		r.svc = newService(r.c, cfg.Username, cfg.Password, cfg.Now, cfg.Logger)
+	}
+	return r, nil
+}
+
+// Close closes the idle connections of the resolver's own HTTP client.
+func (r *Resolver) Close() {
+	if r.ownHTTP != nil {
+		r.ownHTTP.CloseIdleConnections()
+	}
+}
+
+// HasServiceAccount reports whether a service account is configured.
+func (r *Resolver) HasServiceAccount() bool { return r.svc != nil }
+
+// lookupError is a failed lookup: it wraps auth.ErrInvalid and the cause
+// (often a *CallError).
+type lookupError struct{ err error }
+
+func (e *lookupError) Error() string   { return "v6api: " + e.err.Error() }
+func (e *lookupError) Unwrap() []error { return []error{auth.ErrInvalid, e.err} }
+
+func invalid(err error) error { return &lookupError{err: err} }
+
+func invalidf(format string, args ...any) error { return invalid(fmt.Errorf(format, args...)) }
+
+// Resolve implements identity.Resolver. claims must come from a verified
+// token; the token is sent to the API as the client's own credentials.
+func (r *Resolver) Resolve(ctx context.Context, token string, claims *auth.Claims) (*identity.Identity, error) {
+	if claims == nil {
+		return nil, invalidf("no claims")
+	}
+	id, ok := claims.Subject.Int64()
+	if !ok || id <= 0 {
+		return nil, invalidf(`claim "sub" must be a positive integer (a vantage6 4.x token) to ask the vantage6 API`)
+	}
+	var kind rooms.Kind
+	switch claims.ClientType {
+	case string(rooms.KindNode):
+		kind = rooms.KindNode
+	case string(rooms.KindUser):
+		kind = rooms.KindUser
+	case "":
+		return nil, invalidf(`claim "client_type" is missing, want "node" or "user"`)
+	default:
+		return nil, invalidf(`client_type %q is not accepted, want "node" or "user"`, shorten(claims.ClientType))
+	}
+	if token == "" {
+		return nil, invalidf("no token to ask the vantage6 API with")
+	}
+
+	key := string(kind) + ":" + strconv.FormatInt(id, 10)
+	if v, ok := r.cache.get(key, r.now()); ok {
+		r.m.cache.WithLabelValues("hit").Inc()
+		return clone(v.(*identity.Identity)), nil
+	}
+
+	led := false
+	ch := r.flights.DoChan(key, func() (any, error) {
+		led = true
+		// A lookup that ended just before this one started has filled the cache.
+		if v, ok := r.cache.get(key, r.now()); ok {
+			r.m.cache.WithLabelValues("hit").Inc()
+			return v, nil
+		}
+		r.m.cache.WithLabelValues("miss").Inc()
+		// The lookup is shared: it does not stop when this caller goes
+		// away, but keeps its deadline.
+		fctx := context.WithoutCancel(ctx)
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			fctx, cancel = context.WithDeadline(fctx, dl)
+			defer cancel()
+		}
+		start := time.Now()
+		ident, err := r.lookup(fctx, kind, id, token)
+		if err != nil {
+			fields := []zap.Field{zap.String("client_type", string(kind)), zap.Int64("client_id", id),
+				zap.Duration("took", time.Since(start))}
+			var ce *CallError
+			if errors.As(err, &ce) {
+				fields = append(fields, ce.fields()...)
+			}
+			r.log.Warn("vantage6 API lookup failed: the client gets invalid_token", append(fields, zap.Error(err))...)
+			return nil, err
+		}
+		r.log.Debug("vantage6 API lookup", zap.String("client_type", string(kind)), zap.Int64("client_id", id),
+			zap.String("name", ident.Name), zap.String("scope", string(ident.Scope)),
+			zap.Int("collaborations", len(ident.CollaborationIDs)), zap.Duration("took", time.Since(start)))
+		r.cache.put(key, ident, r.now())
+		return ident, nil
+	})
+	select {
+	case res := <-ch:
+		if !led {
+			r.m.cache.WithLabelValues("shared").Inc()
+		}
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return clone(res.Val.(*identity.Identity)), nil
+	case <-ctx.Done():
+		return nil, invalidf("gave up waiting for the vantage6 API: %w", ctx.Err())
+	}
+}
+
+func (r *Resolver) lookup(ctx context.Context, kind rooms.Kind, id int64, token string) (*identity.Identity, error) {
+	var (
+		ident *identity.Identity
+		err   error
+	)
+	if kind == rooms.KindNode {
+		ident, err = r.node(ctx, token, id)
+	} else {
+		ident, err = r.user(ctx, token, id)
+	}
+	if err != nil {
+		var le *lookupError
+		if !errors.As(err, &le) {
+			err = invalid(err)
+		}
+		return nil, err
+	}
+	return ident, nil
+}
+
+// ref is vantage6's link to a related resource: {"id": 1, "link": ..., "methods": [...]}.
+type ref struct {
+	ID int64 `json:"id"`
+}
+
+func (r *Resolver) node(ctx context.Context, token string, id int64) (*identity.Identity, error) {
+	var n struct {
+		ID            int64  `json:"id"`
+		Name          string `json:"name"`
+		Type          string `json:"type"`
+		Organization  *ref   `json:"organization"`
+		Collaboration *ref   `json:"collaboration"`
+	}
+	sid := strconv.FormatInt(id, 10)
+	_, err := r.c.do(ctx, call{name: callNode, method: http.MethodGet, tmpl: "/node/{id}", path: "/node/" + sid,
+		bearer: token}, &n)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case n.ID != id:
+		return nil, invalidf("GET /node/{id}: answered node %d for sub %d", n.ID, id)
+	case n.Type != "" && n.Type != "node":
+		return nil, invalidf("GET /node/{id}: answered type %q", shorten(n.Type))
+	case n.Organization == nil || n.Organization.ID <= 0:
+		return nil, invalidf("GET /node/{id}: the answer has no organization.id")
+	case n.Collaboration == nil || n.Collaboration.ID <= 0:
+		return nil, invalidf("GET /node/{id}: the answer has no collaboration.id")
+	}
+	name := n.Name
+	if name == "" {
+		name = "node" + sid
+	}
+	return &identity.Identity{
+		Kind:             rooms.KindNode,
+		ID:               auth.Subject{Value: sid, Numeric: true},
+		Name:             name,
+		OrganizationID:   n.Organization.ID,
+		CollaborationIDs: []int64{n.Collaboration.ID},
+	}, nil
+}
+
+// rule is one entry of GET /rule.
+type rule struct {
+	ID        int64  `json:"id"`
+	Name      string `json:"name"`
+	Scope     string `json:"scope"`
+	Operation string `json:"operation"`
+}
+
+func (r *Resolver) user(ctx context.Context, token string, id int64) (*identity.Identity, error) {
+	sid := strconv.FormatInt(id, 10)
+	var v struct {
+		UserID         *int64 `json:"user_id"`
+		Username       string `json:"username"`
+		OrganizationID *int64 `json:"organization_id"`
+	}
+	_, err := r.c.do(ctx, call{name: callValidate, method: http.MethodPost, tmpl: "/token/user/validate",
+		path: "/token/user/validate", bearer: token}, &v)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case v.UserID == nil || *v.UserID != id:
+		got := "none"
+		if v.UserID != nil {
+			got = strconv.FormatInt(*v.UserID, 10)
+		}
+		return nil, invalidf("POST /token/user/validate: answered user_id %s for sub %d", got, id)
+	case v.OrganizationID == nil || *v.OrganizationID <= 0:
+		return nil, invalidf("POST /token/user/validate: the answer has no organization_id")
+	}
+	org := *v.OrganizationID
+	name := v.Username
+	if name == "" {
+		name = "user" + sid
+	}
+
+	// The user's rule ids and the event rules, side by side.
+	var (
+		userRules  []int64
+		eventRules []rule
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		var u struct {
+			ID          int64 `json:"id"`
+			Permissions *struct {
+				Rules []int64 `json:"rules"`
+			} `json:"permissions"`
+		}
+		_, err := r.c.do(gctx, call{name: callUser, method: http.MethodGet, tmpl: "/user/{id}", path: "/user/" + sid,
+			query: url.Values{"include_permissions": {"true"}}, bearer: token}, &u)
+		if err != nil {
+			return err
+		}
+		if u.ID != id {
+			return invalidf("GET /user/{id}: answered user %d for sub %d", u.ID, id)
+		}
+		if u.Permissions == nil {
+			return invalidf("GET /user/{id}: the answer has no permissions")
+		}
+		userRules = u.Permissions.Rules
+		return nil
+	})
+	g.Go(func() error {
+		var err error
+		eventRules, err = r.rules(gctx, token, "event")
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+
+	ident := &identity.Identity{
+		Kind:           rooms.KindUser,
+		ID:             auth.Subject{Value: sid, Numeric: true},
+		Name:           name,
+		OrganizationID: org,
+		Scope:          eventScope(userRules, eventRules),
+	}
+	if ident.Scope == rooms.ScopeNone {
+		return ident, nil
+	}
+	cids, err := r.collaborations(ctx, token, ident, userRules)
+	if err != nil {
+		return nil, err
+	}
+	ident.CollaborationIDs = cids
+	return ident, nil
+}
+
+// eventScope is the widest scope among the user's event RECEIVE rules, tried
+// in 4.14's order. OWN, like no rule, is rooms.ScopeNone.
+func eventScope(userRules []int64, eventRules []rule) rooms.Scope {
+	has := map[string]bool{}
+	for _, ru := range eventRules {
+		if ru.Name == "event" && strings.EqualFold(ru.Operation, "RECEIVE") && slices.Contains(userRules, ru.ID) {
+			has[strings.ToUpper(ru.Scope)] = true
+		}
+	}
+	switch {
+	case has["GLOBAL"]:
+		return rooms.ScopeGlobal
+	case has["COLLABORATION"]:
+		return rooms.ScopeCollaboration
+	case has["ORGANIZATION"]:
+		return rooms.ScopeOrganization
+	}
+	return rooms.ScopeNone
+}
+
+// hasRule reports whether the user holds the rule (name, scope, operation).
+func hasRule(userRules []int64, all []rule, name, scope, operation string) bool {
+	for _, ru := range all {
+		if ru.Name == name && strings.EqualFold(ru.Scope, scope) && strings.EqualFold(ru.Operation, operation) &&
+			slices.Contains(userRules, ru.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// rules lists the rules named name. Rules are the same for every user (they
+// are made when the API starts), so the list is cached and shared for the
+// cache TTL whoever asks.
+func (r *Resolver) rules(ctx context.Context, token, name string) ([]rule, error) {
+	key := "rules:" + name
+	if v, ok := r.cache.get(key, r.now()); ok {
+		return v.([]rule), nil
+	}
+	var body struct {
+		Data []rule `json:"data"`
+	}
+	_, err := r.c.do(ctx, call{name: callRules, method: http.MethodGet, tmpl: "/rule", path: "/rule",
+		query: url.Values{"name": {name}, "no_pagination": {"1"}}, bearer: token}, &body)
+	if err != nil {
+		return nil, err
+	}
+	r.cache.put(key, body.Data, r.now())
+	return body.Data, nil
+}
+
+// collaborations lists the collaborations whose rooms the user reads.
+func (r *Resolver) collaborations(ctx context.Context, token string, ident *identity.Identity, userRules []int64) ([]int64, error) {
+	own := func(ctx context.Context, cl call, out any) (http.Header, error) {
+		cl.name, cl.bearer = callCollaborations, token
+		return r.c.do(ctx, cl, out)
+	}
+	var svc func(ctx context.Context, cl call, out any) (http.Header, error)
+	if r.svc != nil {
+		svc = func(ctx context.Context, cl call, out any) (http.Header, error) {
+			cl.name = callServiceCollaborations
+			return r.svc.do(ctx, cl, out)
+		}
+	}
+	org := ident.OrganizationID
+
+	if ident.Scope == rooms.ScopeGlobal {
+		if svc != nil {
+			return r.listCollaborations(ctx, svc, 0)
+		}
+		colRules, err := r.rules(ctx, token, "collaboration")
+		if err != nil {
+			return nil, err
+		}
+		if hasRule(userRules, colRules, "collaboration", "GLOBAL", "VIEW") {
+			return r.listCollaborations(ctx, own, 0)
+		}
+		r.log.Warn("user has the global event rule but only the collaborations of their organization are known: "+
+			"configure a service account (EVENTSERVER_V6_USERNAME, EVENTSERVER_V6_PASSWORD) with collaboration GLOBAL VIEW "+
+			"to list every collaboration", zap.Int64("client_id", mustInt(ident.ID)), zap.Int64("organization_id", org))
+		return r.listCollaborations(ctx, own, org)
+	}
+
+	cids, err := r.listCollaborations(ctx, own, org)
+	var ce *CallError
+	if err == nil || !errors.As(err, &ce) || !ce.refused() {
+		return cids, err
+	}
+	if svc == nil {
+		return nil, invalid(fmt.Errorf("%w: the user may not list the collaborations of their organization "+
+			"(a collaboration VIEW rule is needed) and no service account is configured", err))
+	}
+	r.log.Info("user may not list the collaborations of their organization: asking with the service account",
+		zap.Int64("client_id", mustInt(ident.ID)), zap.Int64("organization_id", org), zap.Int("status", ce.Status))
+	return r.listCollaborations(ctx, svc, org)
+}
+
+// listCollaborations follows the pages of GET /collaboration, with
+// organization_id when org is not zero. It stops once it has received the
+// total-count header's number of items or, without that header, when links
+// has no next page; and at an empty page.
+func (r *Resolver) listCollaborations(ctx context.Context,
+	get func(context.Context, call, any) (http.Header, error), org int64) ([]int64, error) {
+	var (
+		out      []int64
+		seen     = map[int64]bool{}
+		received int
+	)
+	for page := 1; ; page++ {
+		if page > maxPages {
+			return nil, invalidf("GET /collaboration: more than %d pages", maxPages)
+		}
+		q := url.Values{"per_page": {strconv.Itoa(r.pageSize)}, "page": {strconv.Itoa(page)}}
+		if org > 0 {
+			q.Set("organization_id", strconv.FormatInt(org, 10))
+		}
+		var body struct {
+			Data  []ref          `json:"data"`
+			Links map[string]any `json:"links"`
+		}
+		h, err := get(ctx, call{method: http.MethodGet, tmpl: "/collaboration", path: "/collaboration", query: q}, &body)
+		if err != nil {
+			return nil, err
+		}
+		received += len(body.Data)
+		for _, c := range body.Data {
+			if c.ID <= 0 {
+				return nil, invalidf("GET /collaboration: a collaboration without a positive id")
+			}
+			if !seen[c.ID] {
+				seen[c.ID] = true
+				out = append(out, c.ID)
+			}
+		}
+		if len(body.Data) == 0 {
+			break
+		}
+		more := body.Links["next"] != nil && body.Links["next"] != ""
+		if total, err := strconv.Atoi(strings.TrimSpace(h.Get("total-count"))); err == nil {
+			more = received < total
+		}
+		if !more {
+			break
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func clone(i *identity.Identity) *identity.Identity {
+	c := *i
+	c.CollaborationIDs = slices.Clone(i.CollaborationIDs)
+	return &c
+}
+
+func mustInt(s auth.Subject) int64 {
+	n, _ := s.Int64()
+	return n
+}
+
+func shorten(s string) string {
+	const limit = 40
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "..."
+}
