@@ -29,6 +29,7 @@ import (
 	"github.com/eventserver/eventserver/internal/hub"
 	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/metrics"
+	"github.com/eventserver/eventserver/internal/outbox"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/internal/redisconn"
 	"github.com/eventserver/eventserver/internal/v6api"
@@ -58,6 +59,11 @@ type App struct {
 
 	// v6 resolves identities through the vantage6 API, when configured.
 	v6 *v6api.Resolver
+
+	// outbox hands node facts to the backend, when configured, with its own
+	// Redis client (outboxRedis) for the stream.
+	outbox      *outbox.Outbox
+	outboxRedis goredis.UniversalClient
 
 	ready    atomic.Bool
 	shutOnce sync.Once
@@ -143,6 +149,12 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 		a.closeCluster()
 		return nil, err
 	}
+	facts, err := a.newOutbox()
+	if err != nil {
+		a.closeV6()
+		a.closeCluster()
+		return nil, err
+	}
 	a.hub, err = hub.New(hub.Config{
 		Server:         a.io,
 		Verifier:       verifier,
@@ -153,8 +165,10 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 		Instance:       cfg.InstanceID,
 		Logger:         log,
 		Metrics:        a.metrics,
+		Facts:          facts,
 	})
 	if err != nil {
+		a.closeOutbox(context.Background())
 		a.closeV6()
 		a.closeCluster()
 		return nil, err
@@ -162,6 +176,7 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 
 	if err := a.startBridge(); err != nil {
 		_ = a.hub.Presence().Shutdown(context.Background())
+		a.closeOutbox(context.Background())
 		a.closeV6()
 		a.closeCluster()
 		return nil, err
@@ -208,6 +223,7 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	if err != nil {
 		_ = a.hub.Presence().Shutdown(context.Background())
 		a.closeBridge(context.Background())
+		a.closeOutbox(context.Background())
 		a.closeV6()
 		a.closeCluster()
 		return nil, fmt.Errorf("app: EVENTSERVER_LISTEN: %w", err)
@@ -347,6 +363,75 @@ func (a *App) closeBridge(ctx context.Context) {
 	}
 }
 
+// newOutbox starts the backend outbox when EVENTSERVER_OUTBOX_STREAM or
+// EVENTSERVER_OUTBOX_WEBHOOK_URL is set, and returns it as the hub's fact
+// sink (nil when off). The stream gets a Redis client of its own, on
+// EVENTSERVER_OUTBOX_REDIS_URL or else EVENTSERVER_REDIS_URL.
+func (a *App) newOutbox() (hub.FactSink, error) {
+	cfg := a.cfg
+	if cfg.OutboxStream == "" && cfg.OutboxWebhookURL == "" {
+		return nil, nil
+	}
+	ocfg := outbox.Config{
+		Stream:          cfg.OutboxStream,
+		MaxLen:          cfg.OutboxMaxLen,
+		QueueSize:       cfg.OutboxQueueSize,
+		WebhookURL:      cfg.OutboxWebhookURL,
+		WebhookToken:    cfg.OutboxWebhookToken,
+		WebhookAttempts: cfg.OutboxWebhookAttempts,
+		WebhookTimeout:  cfg.OutboxWebhookTimeout,
+		Instance:        cfg.InstanceID,
+		Logger:          a.log.Named("outbox"),
+		Registerer:      a.metrics.Registry,
+	}
+	fields := []zap.Field{zap.Int("queue_size", cfg.OutboxQueueSize)}
+	if cfg.OutboxStream != "" {
+		url, name := cfg.OutboxRedisURL, "EVENTSERVER_OUTBOX_REDIS_URL"
+		if url == "" {
+			url, name = cfg.RedisURL, "EVENTSERVER_REDIS_URL"
+		}
+		if url == "" {
+			return nil, errors.New("app: EVENTSERVER_OUTBOX_STREAM needs EVENTSERVER_OUTBOX_REDIS_URL or EVENTSERVER_REDIS_URL")
+		}
+		redisconn.SetLogger(a.log)
+		client, _, err := redisconn.NewClient(url)
+		if err != nil {
+			return nil, fmt.Errorf("app: %s: %w", name, err)
+		}
+		a.outboxRedis, ocfg.Client = client, client
+		fields = append(fields, zap.String("stream", cfg.OutboxStream), zap.Int64("maxlen", cfg.OutboxMaxLen),
+			zap.String("redis", redisconn.Redact(url)))
+	}
+	if cfg.OutboxWebhookURL != "" {
+		fields = append(fields, zap.String("webhook", outbox.RedactURL(cfg.OutboxWebhookURL)),
+			zap.Bool("webhook_token", cfg.OutboxWebhookToken != ""), zap.Int("webhook_attempts", cfg.OutboxWebhookAttempts))
+	}
+	o, err := outbox.New(ocfg)
+	if err != nil {
+		if a.outboxRedis != nil {
+			_ = a.outboxRedis.Close()
+		}
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	a.outbox = o
+	a.log.Info("backend outbox", fields...)
+	return o, nil
+}
+
+// closeOutbox writes what the outbox still holds, bounded by ctx, stops it
+// and closes its Redis client.
+func (a *App) closeOutbox(ctx context.Context) {
+	if a.outbox == nil {
+		return
+	}
+	if err := a.outbox.Shutdown(ctx); err != nil {
+		a.log.Warn("outbox shutdown", zap.Error(err))
+	}
+	if a.outboxRedis != nil {
+		_ = a.outboxRedis.Close()
+	}
+}
+
 // closeCluster closes the Redis adapter and client, in cluster mode.
 func (a *App) closeCluster() {
 	if a.adapter == nil {
@@ -410,6 +495,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if err := a.hub.Presence().Shutdown(ctx); err != nil {
 			a.log.Warn("presence shutdown", zap.Error(err))
 		}
+		// Writes the facts still queued, last: the drained clients' last
+		// events and the transitions decided while draining are in.
+		a.closeOutbox(ctx)
 		a.closeCluster()
 		a.closeV6()
 		a.log.Info("shut down")

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventserver/eventserver/internal/outbox"
 	"github.com/eventserver/eventserver/internal/redisconn"
 	"github.com/eventserver/eventserver/internal/v6api"
 )
@@ -74,6 +75,25 @@ type Config struct {
 	// PresenceStale: a connected node that has not pinged for longer is
 	// reported stale. Default 65s (vantage6's rule).
 	PresenceStale time.Duration
+
+	// OutboxStream is the Redis stream to which each instance appends the
+	// facts its nodes establish, for the backend (internal/outbox). Empty: off.
+	OutboxStream string
+	// OutboxMaxLen bounds the stream's length, approximately. Default 100000.
+	OutboxMaxLen int64
+	// OutboxRedisURL is the stream's Redis. Default: RedisURL.
+	OutboxRedisURL string
+	// OutboxQueueSize bounds the facts each sink holds in memory. Default 10000.
+	OutboxQueueSize int
+	// OutboxWebhookURL, when set, also receives each fact as a JSON POST
+	// (with or without the stream); OutboxWebhookToken is its bearer token,
+	// never printed.
+	OutboxWebhookURL   string
+	OutboxWebhookToken string
+	// OutboxWebhookAttempts bounds the attempts per fact. Default 5.
+	OutboxWebhookAttempts int
+	// OutboxWebhookTimeout bounds one attempt. Default 5s.
+	OutboxWebhookTimeout time.Duration
 
 	// ShutdownDelay is how long the instance reports not-ready before it
 	// starts to disconnect clients. Default 5s.
@@ -191,6 +211,39 @@ func settings() []setting {
 		{"presence-refresh", "EVENTSERVER_PRESENCE_REFRESH", "5s", "cluster mode: how often an instance refreshes the Redis heartbeats of its node connections", durationAtLeast(10*time.Millisecond, func(c *Config) *time.Duration { return &c.PresenceRefresh })},
 		{"presence-ttl", "EVENTSERVER_PRESENCE_TTL", "15s", "cluster mode: how long a heartbeat lives without refresh (at least twice the refresh): a dead instance's nodes go offline after it", durationAtLeast(20*time.Millisecond, func(c *Config) *time.Duration { return &c.PresenceTTL })},
 		{"presence-stale", "EVENTSERVER_PRESENCE_STALE", "65s", "a connected node that has not sent ping for longer is reported stale in /api/v1/nodes", durationAtLeast(time.Second, func(c *Config) *time.Duration { return &c.PresenceStale })},
+		{"outbox-stream", "EVENTSERVER_OUTBOX_STREAM", "", "Redis stream that receives the node facts for the backend (online, offline, ping, node and run events; see Backend outbox); empty: off", func(c *Config, v string) error {
+			if strings.ContainsAny(v, " \t\n") {
+				return fmt.Errorf("want a Redis key without spaces, got %q", v)
+			}
+			c.OutboxStream = v
+			return nil
+		}},
+		{"outbox-maxlen", "EVENTSERVER_OUTBOX_MAXLEN", "100000", "approximate bound of the stream's length (XADD MAXLEN ~): older facts are trimmed", intBetween(1, math.MaxInt32, func(c *Config, n int64) { c.OutboxMaxLen = n })},
+		{"outbox-redis-url", "EVENTSERVER_OUTBOX_REDIS_URL", "", "Redis of the outbox stream (same schemes as EVENTSERVER_REDIS_URL); empty: EVENTSERVER_REDIS_URL", func(c *Config, v string) error {
+			if v != "" {
+				if _, err := redisconn.Parse(v); err != nil {
+					return err
+				}
+			}
+			c.OutboxRedisURL = v
+			return nil
+		}},
+		{"outbox-queue-size", "EVENTSERVER_OUTBOX_QUEUE_SIZE", "10000", "facts the stream and the webhook each keep in memory while slow or down; beyond it new facts are dropped and counted", intBetween(1, 10_000_000, func(c *Config, n int64) { c.OutboxQueueSize = int(n) })},
+		{"outbox-webhook-url", "EVENTSERVER_OUTBOX_WEBHOOK_URL", "", "http(s) URL that also receives each fact as a JSON POST (with or without the stream); empty: none", func(c *Config, v string) error {
+			if v != "" {
+				if err := outbox.ValidateWebhookURL(v); err != nil {
+					return err
+				}
+			}
+			c.OutboxWebhookURL = v
+			return nil
+		}},
+		{"outbox-webhook-token", "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN", "", "bearer token sent to the webhook; never printed (prefer the variable to the flag)", func(c *Config, v string) error {
+			c.OutboxWebhookToken = v
+			return nil
+		}},
+		{"outbox-webhook-attempts", "EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS", "5", "attempts per fact, with exponential backoff and jitter, before the webhook gives it up (logged and counted)", intBetween(1, 100, func(c *Config, n int64) { c.OutboxWebhookAttempts = int(n) })},
+		{"outbox-webhook-timeout", "EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT", "5s", "bound of one webhook request", durationAtLeast(10*time.Millisecond, func(c *Config) *time.Duration { return &c.OutboxWebhookTimeout })},
 		{"log-format", "EVENTSERVER_LOG_FORMAT", "json", "json or console", oneOf(func(c *Config) *string { return &c.LogFormat }, "json", "console")},
 		{"log-level", "EVENTSERVER_LOG_LEVEL", "info", "debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 		{"shutdown-delay", "EVENTSERVER_SHUTDOWN_DELAY", "5s", "on SIGTERM, how long to report not-ready before disconnecting clients", durationAtLeast(0, func(c *Config) *time.Duration { return &c.ShutdownDelay })},
@@ -230,6 +283,20 @@ func settings() []setting {
 			c.V6QueueURL = v
 			return nil
 		}},
+	}
+}
+
+func intBetween(min, max int64, set func(*Config, int64)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", v)
+		}
+		if n < min || n > max {
+			return fmt.Errorf("must be at least %d and at most %d", min, max)
+		}
+		set(c, n)
+		return nil
 	}
 }
 
@@ -338,6 +405,15 @@ func (c *Config) Validate() error {
 	}
 	if c.V6QueueChannel != "" && c.V6QueueURL == "" && c.RedisURL == "" {
 		return errors.New("config: EVENTSERVER_V6_QUEUE_CHANNEL needs a Redis: set EVENTSERVER_V6_QUEUE_URL (vantage6's message queue) or EVENTSERVER_REDIS_URL")
+	}
+	if c.OutboxStream != "" && c.OutboxRedisURL == "" && c.RedisURL == "" {
+		return errors.New("config: EVENTSERVER_OUTBOX_STREAM needs a Redis: set EVENTSERVER_OUTBOX_REDIS_URL or EVENTSERVER_REDIS_URL (or leave the stream empty)")
+	}
+	if c.OutboxRedisURL != "" && c.OutboxStream == "" {
+		return errors.New("config: EVENTSERVER_OUTBOX_REDIS_URL is set but EVENTSERVER_OUTBOX_STREAM is empty: name the stream")
+	}
+	if c.OutboxWebhookToken != "" && c.OutboxWebhookURL == "" {
+		return errors.New("config: EVENTSERVER_OUTBOX_WEBHOOK_TOKEN is set but EVENTSERVER_OUTBOX_WEBHOOK_URL is empty")
 	}
 	if (c.V6Username == "") != (c.V6Password == "") {
 		return errors.New("config: the vantage6 service account needs both EVENTSERVER_V6_USERNAME and EVENTSERVER_V6_PASSWORD (or neither)")

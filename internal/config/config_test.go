@@ -46,6 +46,14 @@ func TestLoadDefaults(t *testing.T) {
 		{"V6Password", c.V6Password, ""},
 		{"V6Timeout", c.V6Timeout, 5 * time.Second},
 		{"V6CacheTTL", c.V6CacheTTL, 30 * time.Second},
+		{"OutboxStream", c.OutboxStream, ""},
+		{"OutboxMaxLen", c.OutboxMaxLen, int64(100000)},
+		{"OutboxRedisURL", c.OutboxRedisURL, ""},
+		{"OutboxQueueSize", c.OutboxQueueSize, 10000},
+		{"OutboxWebhookURL", c.OutboxWebhookURL, ""},
+		{"OutboxWebhookToken", c.OutboxWebhookToken, ""},
+		{"OutboxWebhookAttempts", c.OutboxWebhookAttempts, 5},
+		{"OutboxWebhookTimeout", c.OutboxWebhookTimeout, 5 * time.Second},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -120,6 +128,17 @@ func TestLoadOverrides(t *testing.T) {
 		{"env v6 timeout", nil, map[string]string{"EVENTSERVER_V6_TIMEOUT": "750ms"}, func(c *Config) bool { return c.V6Timeout == 750*time.Millisecond }},
 		{"env v6 cache ttl", nil, map[string]string{"EVENTSERVER_V6_CACHE_TTL": "2m"}, func(c *Config) bool { return c.V6CacheTTL == 2*time.Minute }},
 		{"env v6 cache off", nil, map[string]string{"EVENTSERVER_V6_CACHE_TTL": "0s"}, func(c *Config) bool { return c.V6CacheTTL == 0 }},
+		{"env outbox", nil, map[string]string{"EVENTSERVER_OUTBOX_STREAM": "eventserver:outbox", "EVENTSERVER_OUTBOX_MAXLEN": "5000",
+			"EVENTSERVER_OUTBOX_REDIS_URL": "redis://127.0.0.1:6380/2", "EVENTSERVER_OUTBOX_QUEUE_SIZE": "250",
+			"EVENTSERVER_OUTBOX_WEBHOOK_URL": "https://v6.example.org/hooks/eventserver?k=1", "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN": "tok",
+			"EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS": "9", "EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT": "1500ms"},
+			func(c *Config) bool {
+				return c.OutboxStream == "eventserver:outbox" && c.OutboxMaxLen == 5000 && c.OutboxRedisURL == "redis://127.0.0.1:6380/2" &&
+					c.OutboxQueueSize == 250 && c.OutboxWebhookURL == "https://v6.example.org/hooks/eventserver?k=1" &&
+					c.OutboxWebhookToken == "tok" && c.OutboxWebhookAttempts == 9 && c.OutboxWebhookTimeout == 1500*time.Millisecond
+			}},
+		{"flag outbox stream", []string{"--outbox-stream", "s", "--outbox-maxlen", "10"}, nil,
+			func(c *Config) bool { return c.OutboxStream == "s" && c.OutboxMaxLen == 10 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,6 +161,16 @@ func TestLoadInvalid(t *testing.T) {
 		// wantIn are substrings of the error message.
 		wantIn []string
 	}{
+		{"outbox stream with space", nil, map[string]string{"EVENTSERVER_OUTBOX_STREAM": "event server"}, []string{"EVENTSERVER_OUTBOX_STREAM"}},
+		{"outbox maxlen zero", nil, map[string]string{"EVENTSERVER_OUTBOX_MAXLEN": "0"}, []string{"EVENTSERVER_OUTBOX_MAXLEN", "at least 1"}},
+		{"outbox maxlen abc", nil, map[string]string{"EVENTSERVER_OUTBOX_MAXLEN": "lots"}, []string{"EVENTSERVER_OUTBOX_MAXLEN", "lots"}},
+		{"outbox redis url scheme", nil, map[string]string{"EVENTSERVER_OUTBOX_REDIS_URL": "http://h:6379"}, []string{"EVENTSERVER_OUTBOX_REDIS_URL", "scheme"}},
+		{"outbox queue too large", nil, map[string]string{"EVENTSERVER_OUTBOX_QUEUE_SIZE": "2147483648"}, []string{"EVENTSERVER_OUTBOX_QUEUE_SIZE", "at most 10000000"}},
+		{"outbox queue negative", nil, map[string]string{"EVENTSERVER_OUTBOX_QUEUE_SIZE": "-1"}, []string{"EVENTSERVER_OUTBOX_QUEUE_SIZE"}},
+		{"outbox webhook ftp", nil, map[string]string{"EVENTSERVER_OUTBOX_WEBHOOK_URL": "ftp://h/x"}, []string{"EVENTSERVER_OUTBOX_WEBHOOK_URL", "http"}},
+		{"outbox webhook user info", nil, map[string]string{"EVENTSERVER_OUTBOX_WEBHOOK_URL": "https://u:pw-3@h/x"}, []string{"EVENTSERVER_OUTBOX_WEBHOOK_URL", "token"}},
+		{"outbox webhook attempts zero", nil, map[string]string{"EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS": "0"}, []string{"EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS"}},
+		{"outbox webhook timeout", nil, map[string]string{"EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT": "1ms"}, []string{"EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT"}},
 		{"v6 queue channel pattern", nil, map[string]string{"EVENTSERVER_V6_QUEUE_CHANNEL": "flask-*"}, []string{"EVENTSERVER_V6_QUEUE_CHANNEL"}},
 		{"v6 queue url scheme", nil, map[string]string{"EVENTSERVER_V6_QUEUE_URL": "amqp://guest@rabbit/"}, []string{"EVENTSERVER_V6_QUEUE_URL"}},
 		{"ping interval abc", nil, map[string]string{"EVENTSERVER_PING_INTERVAL": "abc"}, []string{"EVENTSERVER_PING_INTERVAL", "abc"}},
@@ -246,6 +275,17 @@ func TestValidate(t *testing.T) {
 			"EVENTSERVER_REDIS_URL": "redis://127.0.0.1:6379/0"}, nil},
 		{"v6 queue on its own redis", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_V6_QUEUE_CHANNEL": "flask-socketio",
 			"EVENTSERVER_V6_QUEUE_URL": "redis://127.0.0.1:6379/1"}, nil},
+		{"outbox stream without any redis", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_STREAM": "eventserver:outbox"},
+			[]string{"EVENTSERVER_OUTBOX_STREAM", "EVENTSERVER_OUTBOX_REDIS_URL", "EVENTSERVER_REDIS_URL"}},
+		{"outbox stream on the cluster's redis", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_STREAM": "eventserver:outbox",
+			"EVENTSERVER_REDIS_URL": "redis://127.0.0.1:6379/0"}, nil},
+		{"outbox stream on its own redis", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_STREAM": "eventserver:outbox",
+			"EVENTSERVER_OUTBOX_REDIS_URL": "redis://127.0.0.1:6379/3"}, nil},
+		{"outbox redis url without stream", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_REDIS_URL": "redis://127.0.0.1:6379/3"},
+			[]string{"EVENTSERVER_OUTBOX_REDIS_URL", "EVENTSERVER_OUTBOX_STREAM"}},
+		{"outbox webhook alone", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_WEBHOOK_URL": "http://backend:5000/facts"}, nil},
+		{"outbox webhook token without url", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN": "tok-secret"},
+			[]string{"EVENTSERVER_OUTBOX_WEBHOOK_TOKEN", "EVENTSERVER_OUTBOX_WEBHOOK_URL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,6 +332,14 @@ var allVariables = []string{
 	"EVENTSERVER_PRESENCE_REFRESH",
 	"EVENTSERVER_PRESENCE_TTL",
 	"EVENTSERVER_PRESENCE_STALE",
+	"EVENTSERVER_OUTBOX_STREAM",
+	"EVENTSERVER_OUTBOX_MAXLEN",
+	"EVENTSERVER_OUTBOX_REDIS_URL",
+	"EVENTSERVER_OUTBOX_QUEUE_SIZE",
+	"EVENTSERVER_OUTBOX_WEBHOOK_URL",
+	"EVENTSERVER_OUTBOX_WEBHOOK_TOKEN",
+	"EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS",
+	"EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT",
 	"EVENTSERVER_LOG_FORMAT",
 	"EVENTSERVER_LOG_LEVEL",
 	"EVENTSERVER_SHUTDOWN_DELAY",
@@ -364,6 +412,27 @@ func TestV6PasswordNeverPrinted(t *testing.T) {
 	}
 	if strings.Contains(out.String(), pw) {
 		t.Errorf("output prints the password:\n%s", out.String())
+	}
+}
+
+// TestOutboxWebhookTokenNeverPrinted: neither --help nor an error shows the
+// webhook's token.
+func TestOutboxWebhookTokenNeverPrinted(t *testing.T) {
+	const tok = "tok-41d7-do-not-print"
+	e := map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN": tok}
+	var out bytes.Buffer
+	if _, err := Load([]string{"--help"}, env(e), &out); !errors.Is(err, ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	c, err := Load(nil, env(e), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || strings.Contains(err.Error(), tok) {
+		t.Errorf("Validate without a URL: %v (want an error that does not print the token)", err)
+	}
+	if strings.Contains(out.String(), tok) {
+		t.Errorf("output prints the token:\n%s", out.String())
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"go.uber.org/zap"
 
+	"github.com/eventserver/eventserver/internal/outbox"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/rooms"
 )
@@ -87,18 +88,21 @@ func (s *session) handle(event string, args []any, ack socket.Ack) error {
 	now := s.h.cfg.Now()
 	switch event {
 	case protocol.EventPing:
+		s.fact(outbox.TypePing, now, pingData{SocketID: string(s.sock.Id())})
 		return s.h.presence.Ping(ctx, s.nodeKey(), now)
 	case protocol.EventNodeInfoUpdate:
 		obj, err := oneObject(args)
 		if err != nil {
 			return err
 		}
+		s.fact(outbox.TypeNodeInfoUpdate, now, obj)
 		return s.h.presence.SetConfig(ctx, s.nodeKey(), obj, now)
 	case protocol.EventNodeMetricsUpdate:
 		obj, err := oneObject(args)
 		if err != nil {
 			return err
 		}
+		s.fact(outbox.TypeNodeMetricsUpdate, now, obj)
 		return s.h.presence.SetMetrics(ctx, s.nodeKey(), obj, now)
 	case protocol.EventAlgorithmStatusChange:
 		return s.algorithmStatusChange(args)
@@ -193,6 +197,7 @@ func (s *session) algorithmStatusChange(args []any) error {
 	}
 	s.log.Info("algorithm status change", zap.String("status", out.Status), zap.Int64("run_id", out.RunID),
 		zap.Int64("task_id", out.TaskID))
+	s.fact(outbox.TypeAlgorithmStatusChange, s.h.cfg.Now(), out)
 	return s.h.Emit([]string{rooms.Collaboration(cid)}, nil, protocol.EventAlgorithmStatusChange, out)
 }
 
@@ -214,6 +219,7 @@ func (s *session) algorithmLog(args []any) error {
 	}
 	cid := s.id.CollaborationID()
 	out := protocol.AlgorithmLog{RunID: *in.RunID, TaskID: *in.TaskID, Log: *in.Log}
+	s.fact(outbox.TypeAlgorithmLog, s.h.cfg.Now(), out)
 	return s.h.Emit([]string{rooms.Collaboration(cid)}, nil, protocol.EventAlgorithmLog, out)
 }
 

@@ -48,6 +48,9 @@ type Config struct {
 	Metrics  *metrics.Metrics
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// Facts receives what nodes establish (online, offline, ping and the
+	// node events that pass validation), for the backend; nil: none.
+	Facts FactSink
 }
 
 // Hub is the /tasks namespace's logic.
@@ -183,6 +186,7 @@ func (h *Hub) onTransition(tr presence.Transition) {
 	if err := h.Emit(nodeRooms, nil, event, payload); err != nil {
 		h.log.Error("emit node status", zap.String("event", event), zap.Error(err))
 	}
+	h.transitionFact(tr, payload)
 	h.log.Info("node "+label, zap.String("node_id", tr.Node.Key), zap.String("node_name", tr.Node.Name),
 		zap.Int64("collaboration_id", tr.Node.CollaborationID))
 }
