@@ -72,11 +72,10 @@ func (h *Hub) transitionFact(tr presence.Transition, status protocol.NodeStatus)
 }
 
 // memorySeqBase shifts the transition numbers of the in-memory store (which
-// count from 1 in each process) the way the Redis store shifts its own (the
-// creation time of its state, in milliseconds, shifted 22 bits, plus a
-// counter), so that a fact's seq keeps increasing when a single instance
-// restarts.
-var memorySeqBase = time.Now().UnixMilli() << 22
+// count from 1 in each process) the way the Redis store shifts its own
+// (presence.SeqBase of the creation time of its state), so that a fact's seq
+// keeps increasing when a single instance restarts.
+var memorySeqBase = presence.SeqBase(time.Now())
 
 // factSeq is the order of a transition in facts: presence's own for the
 // Redis store (cluster-wide, and increasing across Redis restarts), shifted

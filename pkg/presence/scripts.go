@@ -289,9 +289,8 @@ func transitions(v any) ([]Transition, error) {
 	return out, nil
 }
 
-// parseSeq turns "<epoch created (ms)>:<counter>" into created·2²² +
-// counter: increasing within an epoch and from one epoch to the next (for
-// an epoch with fewer than 4M transitions per millisecond of its life).
+// parseSeq turns "<epoch created (ms)>:<counter>" into SeqBase(created) +
+// counter.
 func parseSeq(s string) int64 {
 	created, counter, ok := strings.Cut(s, ":")
 	if !ok {
@@ -300,7 +299,28 @@ func parseSeq(s string) int64 {
 	}
 	c, _ := strconv.ParseInt(created, 10, 64)
 	n, _ := strconv.ParseInt(counter, 10, 64)
-	return c<<22 + n
+	return SeqBase(time.UnixMilli(c)) + n
+}
+
+// seqEpoch is the origin of SeqBase: 2024-01-01T00:00:00Z in milliseconds.
+const seqEpoch = 1704067200000
+
+// seqShift leaves room for 4096 transitions per millisecond of a state's
+// life, and keeps every Seq below 2^53 (exact in a JSON double) until 2093.
+const seqShift = 12
+
+// SeqBase is where the transition numbers of a presence state created at
+// created start: the milliseconds since 2024 shifted 12 bits. A state's
+// transitions number SeqBase + 1, + 2, ...; a later state starts above an
+// earlier one unless that one decided more than 4096 transitions per
+// millisecond of its life. The result stays below 2^53 until 2093, so a
+// JavaScript consumer reads it exactly.
+func SeqBase(created time.Time) int64 {
+	ms := created.UnixMilli() - seqEpoch
+	if ms < 0 {
+		ms = 0
+	}
+	return ms << seqShift
 }
 
 // array checks that v is an array of at least n values.

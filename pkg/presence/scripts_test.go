@@ -61,7 +61,7 @@ func (e *scriptEnv) seq(n int64) int64 {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return created<<22 + n
+	return SeqBase(time.UnixMilli(created)) + n
 }
 
 func (e *scriptEnv) register(known, mode string, cs ...regConn) (string, []Transition) {
@@ -699,5 +699,36 @@ func TestScriptKeysShareSlot(t *testing.T) {
 	}
 	if len(keys) < 8 {
 		t.Errorf("keys %q", keys)
+	}
+}
+
+func TestSeqBase(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// Increasing with the creation time, with room for 4096 transitions per
+	// millisecond in between.
+	a, b := SeqBase(at("2026-11-25T20:00:00Z")), SeqBase(at("2026-11-25T20:00:00.001Z"))
+	if b-a != 4096 {
+		t.Errorf("one millisecond apart: %d apart, want 4096", b-a)
+	}
+	// No overflow in 2040 (the old encoding overflowed int64 in 2039), and
+	// exact as a JSON double (below 2^53) until 2093.
+	for _, s := range []string{"2039-12-31T00:00:00Z", "2040-06-01T00:00:00Z", "2092-12-31T23:59:59Z"} {
+		if v := SeqBase(at(s)); v <= a || v >= 1<<53 {
+			t.Errorf("SeqBase(%s) = %d, want between %d and 2^53", s, v, a)
+		}
+	}
+	if v := SeqBase(at("2020-01-01T00:00:00Z")); v != 0 {
+		t.Errorf("before the origin: %d, want 0", v)
+	}
+	// parseSeq reads the scripts' "<created ms>:<counter>".
+	created := at("2026-11-25T20:00:00Z")
+	if got := parseSeq(strconv.FormatInt(created.UnixMilli(), 10) + ":7"); got != SeqBase(created)+7 {
+		t.Errorf("parseSeq: %d", got)
 	}
 }
