@@ -2,8 +2,11 @@
 // lints and renders the chart with helm, decodes every rendered object
 // strictly into its Kubernetes API type, and checks what the objects mean
 // (probes, graceful shutdown, pod security, settings, secrets, stickiness,
-// Redis), that misconfigurations are refused, and that values.yaml is
-// documented.
+// Redis, the vantage6 API identity, the queue bridge, the backend outbox),
+// that eventserver's own configuration code (config.Load and Validate)
+// accepts the settings of every rendering, that misconfigurations are
+// refused (and, where the server refuses them too, that it does), and that
+// values.yaml is documented.
 //
 // helm is found through $HELM or PATH. Without it the tests are skipped, or
 // fail when CI=true. Install it with
@@ -17,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path"
@@ -55,13 +59,52 @@ const (
 )
 
 // secretEnv are the settings that may hold a secret: they must come from a
-// Secret through secretKeyRef, never from a plain value. (The vantage6 API
-// password is listed ahead of the chart setting it.)
-var secretEnv = []string{"EVENTSERVER_JWT_SECRET", "EVENTSERVER_PUBLISH_TOKEN", "EVENTSERVER_REDIS_URL", "EVENTSERVER_V6_PASSWORD"}
+// Secret through secretKeyRef, never from a plain value. Redis URLs may hold
+// a password, and the webhook URL's query a secret.
+var secretEnv = []string{
+	"EVENTSERVER_JWT_SECRET", "EVENTSERVER_PUBLISH_TOKEN", "EVENTSERVER_REDIS_URL",
+	"EVENTSERVER_V6_PASSWORD", "EVENTSERVER_V6_QUEUE_URL",
+	"EVENTSERVER_OUTBOX_REDIS_URL", "EVENTSERVER_OUTBOX_WEBHOOK_URL", "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN",
+}
 
 // secretStrings are secret values used by the tests' values; none may appear
 // in a plain env value or anywhere but a Secret.
-var secretStrings = []string{"test-jwt-secret-value", "ci-jwt-secret-not-for-production", "ci-publish-token-0123456789"}
+var secretStrings = []string{
+	"test-jwt-secret-value", "ci-jwt-secret-not-for-production", "ci-publish-token-0123456789",
+	v6PasswordValue, "queue-redis-password", "outbox-redis-password", "webhook-query-secret", webhookTokenValue, "rabbit-password",
+}
+
+// Secret values of the "vantage6 and outbox secrets as values" case.
+const (
+	v6PasswordValue   = "v6-service-account-password"
+	v6QueueURLValue   = "redis://:queue-redis-password@v6-redis.vantage6.svc:6379/0"
+	outboxRedisValue  = "rediss://:outbox-redis-password@outbox-redis.example.org:6380/2"
+	webhookURLValue   = "https://backend.example.org/eventserver/facts?key=webhook-query-secret"
+	webhookTokenValue = "webhook-bearer-token-value"
+)
+
+// v6Env are the settings of the vantage6 API identity, the queue bridge and
+// the backend outbox: all off by default.
+var v6Env = []string{
+	"EVENTSERVER_V6_API_URL", "EVENTSERVER_V6_USERNAME", "EVENTSERVER_V6_PASSWORD", "EVENTSERVER_V6_TIMEOUT", "EVENTSERVER_V6_CACHE_TTL",
+	"EVENTSERVER_V6_QUEUE_CHANNEL", "EVENTSERVER_V6_QUEUE_URL",
+	"EVENTSERVER_OUTBOX_STREAM", "EVENTSERVER_OUTBOX_MAXLEN", "EVENTSERVER_OUTBOX_REDIS_URL", "EVENTSERVER_OUTBOX_QUEUE_SIZE",
+	"EVENTSERVER_OUTBOX_WEBHOOK_URL", "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN", "EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS", "EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT",
+}
+
+// placeholders stand in for the items of Secrets the chart does not create,
+// when the rendered settings are given to the server's own configuration
+// code (serverConfig). Each is a value the server accepts.
+var placeholders = map[string]string{
+	"EVENTSERVER_JWT_SECRET":           "placeholder-jwt-secret",
+	"EVENTSERVER_PUBLISH_TOKEN":        "placeholder-publish-token-0123456789",
+	"EVENTSERVER_REDIS_URL":            "redis://redis.placeholder:6379/0",
+	"EVENTSERVER_V6_PASSWORD":          "placeholder-password",
+	"EVENTSERVER_V6_QUEUE_URL":         "redis://v6-redis.placeholder:6379/0",
+	"EVENTSERVER_OUTBOX_REDIS_URL":     "redis://outbox-redis.placeholder:6379/0",
+	"EVENTSERVER_OUTBOX_WEBHOOK_URL":   "https://hooks.placeholder.example/facts?key=k",
+	"EVENTSERVER_OUTBOX_WEBHOOK_TOKEN": "placeholder-webhook-token",
+}
 
 // helmBin returns the helm binary, or skips the test (fails it with CI=true).
 func helmBin(t *testing.T) string {
@@ -365,7 +408,7 @@ func renderCases() []renderCase {
 				wantNone[autoscalingv2.HorizontalPodAutoscaler](t, r, "HorizontalPodAutoscaler")
 				wantNone[policyv1.PodDisruptionBudget](t, r, "PodDisruptionBudget (one pod)")
 				wantNone[serviceMonitor](t, r, "ServiceMonitor")
-				for _, name := range []string{"EVENTSERVER_REDIS_URL", "EVENTSERVER_PUBLISH_TOKEN", "EVENTSERVER_JWT_PUBLIC_KEY_FILE"} {
+				for _, name := range append([]string{"EVENTSERVER_REDIS_URL", "EVENTSERVER_PUBLISH_TOKEN", "EVENTSERVER_JWT_PUBLIC_KEY_FILE"}, v6Env...) {
 					if _, ok := r.env[name]; ok {
 						t.Errorf("%s is set by default", name)
 					}
@@ -548,6 +591,130 @@ func renderCases() []renderCase {
 				}
 				if a := r.deploy.Spec.Template.Spec.Affinity; a != nil {
 					t.Errorf("podAntiAffinityPreset none: affinity = %+v", a)
+				}
+			},
+		},
+		{
+			name:  "ci/in-front-of-vantage6",
+			files: []string{"ci/in-front-of-vantage6-values.yaml"},
+			check: func(t *testing.T, r *rendering) {
+				wantNone[corev1.Secret](t, r, "Secret (every secret is external)")
+				wantSecretRef(t, r, "EVENTSERVER_JWT_SECRET", "vantage6-server", "jwt-secret-key")
+				wantSecretRef(t, r, "EVENTSERVER_REDIS_URL", "eventserver-redis", "url")
+				wantSecretRef(t, r, "EVENTSERVER_V6_PASSWORD", "eventserver-v6-service-account", "password")
+				wantSecretRef(t, r, "EVENTSERVER_OUTBOX_WEBHOOK_URL", "eventserver-outbox-webhook", "url")
+				wantSecretRef(t, r, "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN", "eventserver-outbox-webhook", "token")
+				wantValues(t, r, map[string]string{
+					"EVENTSERVER_V6_API_URL":              "https://v6.example.org/api",
+					"EVENTSERVER_V6_TIMEOUT":              "3s",
+					"EVENTSERVER_V6_CACHE_TTL":            "1m",
+					"EVENTSERVER_V6_USERNAME":             "eventserver-service",
+					"EVENTSERVER_V6_QUEUE_CHANNEL":        "flask-socketio",
+					"EVENTSERVER_OUTBOX_STREAM":           "eventserver:outbox",
+					"EVENTSERVER_OUTBOX_MAXLEN":           "1000000", // not 1e+06
+					"EVENTSERVER_OUTBOX_QUEUE_SIZE":       "20000",
+					"EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS": "8",
+					"EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT":  "2s",
+				})
+				// The queue and the stream use the cluster's Redis.
+				for _, name := range []string{"EVENTSERVER_V6_QUEUE_URL", "EVENTSERVER_OUTBOX_REDIS_URL"} {
+					if e, ok := r.env[name]; ok {
+						t.Errorf("%s = %+v, want it unset (the cluster's Redis)", name, e)
+					}
+				}
+				cfg := serverConfig(t, r)
+				if cfg.V6APIURL != "https://v6.example.org/api" || cfg.V6Username != "eventserver-service" || cfg.V6Password == "" ||
+					cfg.V6Timeout != 3*time.Second || cfg.V6CacheTTL != time.Minute || cfg.V6QueueChannel != "flask-socketio" ||
+					cfg.OutboxStream != "eventserver:outbox" || cfg.OutboxMaxLen != 1000000 || cfg.OutboxQueueSize != 20000 ||
+					cfg.OutboxWebhookURL == "" || cfg.OutboxWebhookToken == "" || cfg.OutboxWebhookAttempts != 8 || cfg.OutboxWebhookTimeout != 2*time.Second {
+					t.Errorf("the server reads %+v", cfg)
+				}
+				ing := one[networkingv1.Ingress](t, r, "Ingress")
+				if len(ing.Spec.Rules) != 1 || ing.Spec.Rules[0].Host != "v6.example.org" || ing.Spec.Rules[0].HTTP.Paths[0].Path != "/socket.io/" {
+					t.Errorf("Ingress rules = %+v, want /socket.io/ of v6.example.org", ing.Spec.Rules)
+				}
+			},
+		},
+		{
+			// One pod without a cluster Redis: the queue and the stream have
+			// their own, and every new secret is a value in the chart's Secret.
+			name: "vantage6 and outbox secrets as values",
+			sets: []string{jwtSecretArg,
+				"vantage6.api.url=http://vantage6-server.vantage6.svc:7601/api",
+				"vantage6.api.cacheTTL=0s",
+				"vantage6.api.serviceAccount.username=eventserver",
+				"vantage6.api.serviceAccount.password.value=" + v6PasswordValue,
+				"vantage6.queue.channel=flask-socketio",
+				"vantage6.queue.url.value=" + v6QueueURLValue,
+				"outbox.stream=eventserver:outbox",
+				"outbox.redisUrl.value=" + outboxRedisValue,
+				"outbox.webhook.url.value=" + webhookURLValue,
+				"outbox.webhook.token.value=" + webhookTokenValue,
+			},
+			check: func(t *testing.T, r *rendering) {
+				if _, ok := r.env["EVENTSERVER_REDIS_URL"]; ok {
+					t.Error("EVENTSERVER_REDIS_URL is set without a cluster Redis")
+				}
+				sec := chartSecret(t, r)
+				for env, want := range map[string]struct{ key, value string }{
+					"EVENTSERVER_V6_PASSWORD":          {"v6-password", v6PasswordValue},
+					"EVENTSERVER_V6_QUEUE_URL":         {"v6-queue-url", v6QueueURLValue},
+					"EVENTSERVER_OUTBOX_REDIS_URL":     {"outbox-redis-url", outboxRedisValue},
+					"EVENTSERVER_OUTBOX_WEBHOOK_URL":   {"outbox-webhook-url", webhookURLValue},
+					"EVENTSERVER_OUTBOX_WEBHOOK_TOKEN": {"outbox-webhook-token", webhookTokenValue},
+				} {
+					wantSecretRef(t, r, env, sec.Name, want.key)
+					if got := string(sec.Data[want.key]); got != want.value {
+						t.Errorf("Secret %s[%s] = %q, want %q", sec.Name, want.key, got, want.value)
+					}
+				}
+				// The defaults of values.yaml are passed along with the features.
+				wantValues(t, r, map[string]string{
+					"EVENTSERVER_V6_API_URL":              "http://vantage6-server.vantage6.svc:7601/api",
+					"EVENTSERVER_V6_USERNAME":             "eventserver",
+					"EVENTSERVER_V6_TIMEOUT":              "5s",
+					"EVENTSERVER_V6_CACHE_TTL":            "0s",
+					"EVENTSERVER_OUTBOX_MAXLEN":           "100000",
+					"EVENTSERVER_OUTBOX_QUEUE_SIZE":       "10000",
+					"EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS": "5",
+					"EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT":  "5s",
+				})
+				cfg := serverConfig(t, r)
+				if cfg.V6Password != v6PasswordValue || cfg.V6QueueURL != v6QueueURLValue || cfg.OutboxRedisURL != outboxRedisValue ||
+					cfg.OutboxWebhookURL != webhookURLValue || cfg.OutboxWebhookToken != webhookTokenValue || cfg.V6CacheTTL != 0 || cfg.RedisURL != "" {
+					t.Errorf("the server reads %+v", cfg)
+				}
+			},
+		},
+		{
+			// The webhook needs no Redis; without a stream, nothing of the
+			// stream is passed.
+			name: "outbox webhook only",
+			sets: []string{jwtSecretArg, "outbox.webhook.url.existingSecret=backend-hook", "outbox.maxLen=5", "outbox.queueSize=7", "outbox.webhook.attempts=1"},
+			check: func(t *testing.T, r *rendering) {
+				wantSecretRef(t, r, "EVENTSERVER_OUTBOX_WEBHOOK_URL", "backend-hook", "outbox-webhook-url")
+				wantValues(t, r, map[string]string{"EVENTSERVER_OUTBOX_QUEUE_SIZE": "7", "EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS": "1"})
+				for _, name := range []string{"EVENTSERVER_OUTBOX_STREAM", "EVENTSERVER_OUTBOX_MAXLEN", "EVENTSERVER_OUTBOX_REDIS_URL", "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN", "EVENTSERVER_REDIS_URL"} {
+					if _, ok := r.env[name]; ok {
+						t.Errorf("%s is set with a webhook only", name)
+					}
+				}
+			},
+		},
+		{
+			// The API without a service account, and the queue on the
+			// in-chart Redis: both valid for the server.
+			name: "vantage6 API without a service account, queue on the in-chart Redis",
+			sets: []string{jwtSecretArg, "vantage6.api.url=https://v6.example.org/api", "vantage6.queue.channel=flask-socketio", "redis.enabled=true"},
+			check: func(t *testing.T, r *rendering) {
+				wantValues(t, r, map[string]string{"EVENTSERVER_V6_API_URL": "https://v6.example.org/api", "EVENTSERVER_V6_QUEUE_CHANNEL": "flask-socketio"})
+				for _, name := range []string{"EVENTSERVER_V6_USERNAME", "EVENTSERVER_V6_PASSWORD", "EVENTSERVER_V6_QUEUE_URL"} {
+					if _, ok := r.env[name]; ok {
+						t.Errorf("%s is set", name)
+					}
+				}
+				if cfg := serverConfig(t, r); cfg.V6QueueURL != "" || cfg.RedisURL == "" {
+					t.Errorf("the queue must fall back to the cluster's Redis: %+v", cfg)
 				}
 			},
 		},
@@ -753,11 +920,34 @@ func checkCommon(t *testing.T, r *rendering, settings map[string]bool) {
 			}
 		}
 	}
+	// Every item of a chart-created Secret is used by the pod (a key that
+	// the Secret and the Deployment spell differently fails here or above).
+	for _, s := range secrets {
+		for key := range s.Data {
+			used := false
+			for _, e := range c.Env {
+				if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil && ref.SecretKeyRef.Name == s.Name && ref.SecretKeyRef.Key == key {
+					used = true
+				}
+			}
+			for _, v := range pod.Volumes {
+				if v.Secret != nil && v.Secret.SecretName == s.Name && slices.ContainsFunc(v.Secret.Items, func(i corev1.KeyToPath) bool { return i.Key == key }) {
+					used = true
+				}
+			}
+			if !used {
+				t.Errorf("item %s of the chart's Secret %s is used by no env or volume", key, s.Name)
+			}
+		}
+	}
 	if len(secrets) > 0 {
 		if r.deploy.Spec.Template.Annotations["checksum/secret"] == "" {
 			t.Error("a chart-created Secret but no checksum/secret annotation: pods would not roll when it changes")
 		}
 	}
+
+	// The server's own configuration code accepts what the pod gets.
+	serverConfig(t, r)
 
 	// Several pods: HPA without replicas, Redis, and a PDB.
 	hpas := all[autoscalingv2.HorizontalPodAutoscaler](r.objs)
@@ -938,6 +1128,70 @@ func wantSecretRef(t *testing.T, r *rendering, env, secret, key string) {
 	}
 }
 
+// wantValues checks settings that must be plain values (not from a Secret).
+func wantValues(t *testing.T, r *rendering, want map[string]string) {
+	t.Helper()
+	names := make([]string, 0, len(want))
+	for name := range want {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		e, ok := r.env[name]
+		if !ok || e.ValueFrom != nil || e.Value != want[name] {
+			t.Errorf("%s = %+v, want the value %q", name, e, want[name])
+		}
+	}
+}
+
+// serverConfig gives the rendered settings to the server's own
+// configuration code (config.Load, then Validate) as the pod would get them:
+// plain values as they are, items of the chart's Secret as it stores them,
+// items of other Secrets as placeholders, the public key file as a
+// temporary file. The server must accept them.
+func serverConfig(t *testing.T, r *rendering) *config.Config {
+	t.Helper()
+	secrets := map[string]*corev1.Secret{}
+	for _, s := range all[corev1.Secret](r.objs) {
+		secrets[s.Name] = s
+	}
+	env := map[string]string{}
+	for _, e := range r.container.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.FieldRef != nil:
+			env[e.Name] = "pod-0"
+		case e.ValueFrom.SecretKeyRef != nil:
+			ref := e.ValueFrom.SecretKeyRef
+			if s, ok := secrets[ref.Name]; ok {
+				env[e.Name] = string(s.Data[ref.Key])
+			} else if p, ok := placeholders[e.Name]; ok {
+				env[e.Name] = p
+			} else {
+				t.Errorf("%s comes from Secret %s, which the chart does not create, and the test's placeholders lack it", e.Name, ref.Name)
+			}
+		default:
+			t.Errorf("%s: unexpected source %+v", e.Name, e.ValueFrom)
+		}
+	}
+	if env["EVENTSERVER_JWT_PUBLIC_KEY_FILE"] != "" {
+		f := filepath.Join(t.TempDir(), "public-key.pem")
+		if err := os.WriteFile(f, []byte("placeholder"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env["EVENTSERVER_JWT_PUBLIC_KEY_FILE"] = f
+	}
+	cfg, err := config.Load(nil, func(k string) string { return env[k] }, io.Discard)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		t.Fatalf("eventserver would refuse to start with the rendered settings: %v", err)
+	}
+	return cfg
+}
+
 func wantNginxAffinity(t *testing.T, ing *networkingv1.Ingress) {
 	t.Helper()
 	if ing == nil {
@@ -1023,20 +1277,146 @@ func TestRefusals(t *testing.T) {
 		sets  []string
 		want  string
 		extra []string
+		// binary, when set, is the environment the server would get
+		// without the chart (plus a JWT secret): it must refuse it too,
+		// so that the chart refuses nothing the server accepts.
+		binary []string
 	}{
-		{"no JWT key", nil, "no key to verify client tokens", nil},
-		{"both Redis kinds", []string{jwtSecretArg, "redis.enabled=true", "redis.url=redis://redis.example:6379/0"}, "both the in-chart Redis (redis.enabled) and an external Redis", nil},
-		{"both Redis kinds, existing secret", []string{jwtSecretArg, "redis.enabled=true", "redis.existingSecret=redis"}, "both the in-chart Redis (redis.enabled) and an external Redis", nil},
-		{"grace period too small", []string{jwtSecretArg, "terminationGracePeriodSeconds=30"}, "terminationGracePeriodSeconds (30) is too small", nil},
-		{"grace period too small for a longer drain", []string{jwtSecretArg, "terminationGracePeriodSeconds=60", "shutdown.drainTimeoutSeconds=60"}, "terminationGracePeriodSeconds (60) is too small", nil},
-		{"several replicas without Redis", []string{jwtSecretArg, "replicaCount=3"}, "need Redis", nil},
-		{"autoscaling without Redis", []string{jwtSecretArg, "autoscaling.enabled=true"}, "need Redis", nil},
-		{"short publish token", []string{jwtSecretArg, "auth.publishToken.value=short"}, "at least 16 characters", nil},
-		{"value and existing secret", []string{jwtSecretArg, "auth.jwtSecret.existingSecret=jwt"}, "auth.jwtSecret: set either value or existingSecret", nil},
-		{"extraEnv overriding the drain", []string{jwtSecretArg, "extraEnv[0].name=EVENTSERVER_DRAIN_TIMEOUT", "extraEnv[0].value=1h"}, "extraEnv must not set EVENTSERVER_DRAIN_TIMEOUT", nil},
-		{"ingress without hosts", []string{jwtSecretArg, "ingress.enabled=true"}, "ingress.enabled needs at least one host", nil},
+		{"no JWT key", nil, "no key to verify client tokens", nil, nil},
+		{"both Redis kinds", []string{jwtSecretArg, "redis.enabled=true", "redis.url=redis://redis.example:6379/0"}, "both the in-chart Redis (redis.enabled) and an external Redis", nil, nil},
+		{"both Redis kinds, existing secret", []string{jwtSecretArg, "redis.enabled=true", "redis.existingSecret=redis"}, "both the in-chart Redis (redis.enabled) and an external Redis", nil, nil},
+		{"grace period too small", []string{jwtSecretArg, "terminationGracePeriodSeconds=30"}, "terminationGracePeriodSeconds (30) is too small", nil, nil},
+		{"grace period too small for a longer drain", []string{jwtSecretArg, "terminationGracePeriodSeconds=60", "shutdown.drainTimeoutSeconds=60"}, "terminationGracePeriodSeconds (60) is too small", nil, nil},
+		{"several replicas without Redis", []string{jwtSecretArg, "replicaCount=3"}, "need Redis", nil, nil},
+		{"autoscaling without Redis", []string{jwtSecretArg, "autoscaling.enabled=true"}, "need Redis", nil, nil},
+		{"short publish token", []string{jwtSecretArg, "auth.publishToken.value=short"}, "at least 16 characters", nil, nil},
+		{"value and existing secret", []string{jwtSecretArg, "auth.jwtSecret.existingSecret=jwt"}, "auth.jwtSecret: set either value or existingSecret", nil, nil},
+		{"extraEnv overriding the drain", []string{jwtSecretArg, "extraEnv[0].name=EVENTSERVER_DRAIN_TIMEOUT", "extraEnv[0].value=1h"}, "extraEnv must not set EVENTSERVER_DRAIN_TIMEOUT", nil, nil},
+		{"ingress without hosts", []string{jwtSecretArg, "ingress.enabled=true"}, "ingress.enabled needs at least one host", nil, nil},
 		// The preStop sleep action needs Kubernetes 1.30.
-		{"Kubernetes 1.29", []string{jwtSecretArg}, "chart requires kubeVersion", []string{"--kube-version", "1.29.0"}},
+		{"Kubernetes 1.29", []string{jwtSecretArg}, "chart requires kubeVersion", []string{"--kube-version", "1.29.0"}, nil},
+
+		// The vantage6 API identity: what config.Validate refuses.
+		{name: "service account username without password",
+			sets:   []string{jwtSecretArg, "vantage6.api.url=https://v6.example.org/api", "vantage6.api.serviceAccount.username=svc"},
+			want:   "vantage6.api.serviceAccount.username is set but the password is not",
+			binary: []string{"EVENTSERVER_V6_API_URL=https://v6.example.org/api", "EVENTSERVER_V6_USERNAME=svc"}},
+		{name: "service account password without username",
+			sets:   []string{jwtSecretArg, "vantage6.api.url=https://v6.example.org/api", "vantage6.api.serviceAccount.password.existingSecret=v6-account"},
+			want:   "vantage6.api.serviceAccount.password is set but the username is not",
+			binary: []string{"EVENTSERVER_V6_API_URL=https://v6.example.org/api", "EVENTSERVER_V6_PASSWORD=pw"}},
+		{name: "service account without API URL",
+			sets:   []string{jwtSecretArg, "vantage6.api.serviceAccount.username=svc", "vantage6.api.serviceAccount.password.value=pw"},
+			want:   "vantage6.api.serviceAccount needs vantage6.api.url",
+			binary: []string{"EVENTSERVER_V6_USERNAME=svc", "EVENTSERVER_V6_PASSWORD=pw"}},
+		{name: "service account password value and existing secret",
+			sets: []string{jwtSecretArg, "vantage6.api.url=https://v6.example.org/api", "vantage6.api.serviceAccount.username=svc", "vantage6.api.serviceAccount.password.value=pw", "vantage6.api.serviceAccount.password.existingSecret=v6-account"},
+			want: "vantage6.api.serviceAccount.password: set either value or existingSecret, not both"},
+		{name: "API URL with user information",
+			sets:   []string{jwtSecretArg, "vantage6.api.url=https://svc:pw@v6.example.org/api"},
+			want:   "vantage6.api.url must be the vantage6 API's http or https base URL",
+			binary: []string{"EVENTSERVER_V6_API_URL=https://svc:pw@v6.example.org/api"}},
+		{name: "API URL with a query",
+			sets:   []string{jwtSecretArg, "vantage6.api.url=https://v6.example.org/api?x=1"},
+			want:   "vantage6.api.url must be the vantage6 API's http or https base URL",
+			binary: []string{"EVENTSERVER_V6_API_URL=https://v6.example.org/api?x=1"}},
+		{name: "API URL without a scheme",
+			sets:   []string{jwtSecretArg, "vantage6.api.url=v6.example.org/api"},
+			want:   "vantage6.api.url must be the vantage6 API's http or https base URL",
+			binary: []string{"EVENTSERVER_V6_API_URL=v6.example.org/api"}},
+		{name: "API timeout without a unit",
+			sets:   []string{jwtSecretArg, "vantage6.api.url=https://v6.example.org/api", "vantage6.api.timeout=5"},
+			want:   "vantage6.api.timeout must be a Go duration",
+			binary: []string{"EVENTSERVER_V6_API_URL=https://v6.example.org/api", "EVENTSERVER_V6_TIMEOUT=5"}},
+		{name: "negative cache TTL",
+			sets:   []string{jwtSecretArg, "vantage6.api.url=https://v6.example.org/api", "vantage6.api.cacheTTL=-1s"},
+			want:   "vantage6.api.cacheTTL must be a Go duration",
+			binary: []string{"EVENTSERVER_V6_API_URL=https://v6.example.org/api", "EVENTSERVER_V6_CACHE_TTL=-1s"}},
+
+		// The Flask-SocketIO queue bridge.
+		{name: "queue channel without any Redis",
+			sets:   []string{jwtSecretArg, "vantage6.queue.channel=flask-socketio"},
+			want:   "vantage6.queue.channel needs a Redis",
+			binary: []string{"EVENTSERVER_V6_QUEUE_CHANNEL=flask-socketio"}},
+		{name: "queue channel with a pattern",
+			sets:   []string{jwtSecretArg, "redis.enabled=true", "vantage6.queue.channel=flask-*"},
+			want:   "vantage6.queue.channel must be a channel name",
+			binary: []string{"EVENTSERVER_REDIS_URL=redis://r:6379/0", "EVENTSERVER_V6_QUEUE_CHANNEL=flask-*"}},
+		{name: "queue URL of RabbitMQ",
+			sets:   []string{jwtSecretArg, "vantage6.queue.channel=flask-socketio", "vantage6.queue.url.value=amqp://guest:rabbit-password@rabbitmq:5672"},
+			want:   "vantage6.queue.url.value must be a redis://",
+			binary: []string{"EVENTSERVER_V6_QUEUE_CHANNEL=flask-socketio", "EVENTSERVER_V6_QUEUE_URL=amqp://guest:rabbit-password@rabbitmq:5672"}},
+		{name: "queue URL value and existing secret",
+			sets: []string{jwtSecretArg, "vantage6.queue.channel=flask-socketio", "vantage6.queue.url.value=redis://r:6379/0", "vantage6.queue.url.existingSecret=v6-queue"},
+			want: "vantage6.queue.url: set either value or existingSecret, not both"},
+		// The server ignores a queue URL without a channel; the chart refuses
+		// it, as the bridge the user meant would be off.
+		{name: "queue URL without channel",
+			sets: []string{jwtSecretArg, "vantage6.queue.url.existingSecret=v6-queue"},
+			want: "vantage6.queue.url is set but vantage6.queue.channel is empty"},
+
+		// The backend outbox.
+		{name: "outbox stream without any Redis",
+			sets:   []string{jwtSecretArg, "outbox.stream=eventserver:outbox"},
+			want:   "outbox.stream needs a Redis",
+			binary: []string{"EVENTSERVER_OUTBOX_STREAM=eventserver:outbox"}},
+		{name: "outbox Redis URL without stream",
+			sets:   []string{jwtSecretArg, "outbox.redisUrl.value=redis://outbox:6379/0"},
+			want:   "outbox.redisUrl is set but outbox.stream is empty",
+			binary: []string{"EVENTSERVER_OUTBOX_REDIS_URL=redis://outbox:6379/0"}},
+		{name: "outbox Redis URL from an existing secret without stream",
+			sets:   []string{jwtSecretArg, "outbox.redisUrl.existingSecret=outbox-redis"},
+			want:   "outbox.redisUrl is set but outbox.stream is empty",
+			binary: []string{"EVENTSERVER_OUTBOX_REDIS_URL=redis://outbox:6379/0"}},
+		{name: "outbox stream with a space",
+			sets:   []string{jwtSecretArg, "redis.enabled=true", "outbox.stream=event server"},
+			want:   "outbox.stream must be a Redis key without spaces",
+			binary: []string{"EVENTSERVER_REDIS_URL=redis://r:6379/0", "EVENTSERVER_OUTBOX_STREAM=event server"}},
+		{name: "outbox Redis URL of another scheme",
+			sets:   []string{jwtSecretArg, "outbox.stream=s", "outbox.redisUrl.value=http://outbox:6379"},
+			want:   "outbox.redisUrl.value must be a redis://",
+			binary: []string{"EVENTSERVER_OUTBOX_STREAM=s", "EVENTSERVER_OUTBOX_REDIS_URL=http://outbox:6379"}},
+		{name: "webhook token without URL",
+			sets:   []string{jwtSecretArg, "outbox.webhook.token.value=tok"},
+			want:   "outbox.webhook.token is set but outbox.webhook.url is not",
+			binary: []string{"EVENTSERVER_OUTBOX_WEBHOOK_TOKEN=tok"}},
+		{name: "webhook token from an existing secret without URL",
+			sets:   []string{jwtSecretArg, "outbox.webhook.token.existingSecret=hook"},
+			want:   "outbox.webhook.token is set but outbox.webhook.url is not",
+			binary: []string{"EVENTSERVER_OUTBOX_WEBHOOK_TOKEN=tok"}},
+		{name: "webhook URL with user information",
+			sets:   []string{jwtSecretArg, "outbox.webhook.url.value=https://user:webhook-query-secret@backend.example.org/facts"},
+			want:   "outbox.webhook.url.value must be an http or https URL",
+			binary: []string{"EVENTSERVER_OUTBOX_WEBHOOK_URL=https://user:webhook-query-secret@backend.example.org/facts"}},
+		{name: "webhook URL with a fragment",
+			sets:   []string{jwtSecretArg, "outbox.webhook.url.value=https://backend.example.org/facts#webhook-query-secret"},
+			want:   "outbox.webhook.url.value must be an http or https URL",
+			binary: []string{"EVENTSERVER_OUTBOX_WEBHOOK_URL=https://backend.example.org/facts#webhook-query-secret"}},
+		{name: "webhook token value and existing secret",
+			sets: []string{jwtSecretArg, "outbox.webhook.url.value=https://backend.example.org/facts", "outbox.webhook.token.value=tok", "outbox.webhook.token.existingSecret=hook"},
+			want: "outbox.webhook.token: set either value or existingSecret, not both"},
+		{name: "no webhook attempts",
+			sets:   []string{jwtSecretArg, "outbox.webhook.url.value=https://backend.example.org/facts", "outbox.webhook.attempts=0"},
+			want:   "outbox.webhook.attempts must be a whole number from 1 to 100",
+			binary: []string{"EVENTSERVER_OUTBOX_WEBHOOK_URL=https://backend.example.org/facts", "EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS=0"}},
+		{name: "fractional queue size",
+			sets:   []string{jwtSecretArg, "outbox.webhook.url.value=https://backend.example.org/facts", "outbox.queueSize=2.5"},
+			want:   "outbox.queueSize must be a whole number from 1 to 10000000",
+			binary: []string{"EVENTSERVER_OUTBOX_WEBHOOK_URL=https://backend.example.org/facts", "EVENTSERVER_OUTBOX_QUEUE_SIZE=2.5"}},
+		{name: "stream length beyond the server's bound",
+			sets:   []string{jwtSecretArg, "redis.enabled=true", "outbox.stream=s", "outbox.maxLen=2147483648"},
+			want:   "outbox.maxLen must be a whole number from 1 to 2147483647",
+			binary: []string{"EVENTSERVER_REDIS_URL=redis://r:6379/0", "EVENTSERVER_OUTBOX_STREAM=s", "EVENTSERVER_OUTBOX_MAXLEN=2147483648"}},
+		{name: "webhook timeout without a unit",
+			sets:   []string{jwtSecretArg, "outbox.webhook.url.value=https://backend.example.org/facts", "outbox.webhook.timeout=30"},
+			want:   "outbox.webhook.timeout must be a Go duration",
+			binary: []string{"EVENTSERVER_OUTBOX_WEBHOOK_URL=https://backend.example.org/facts", "EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT=30"}},
+		{name: "extraEnv setting a vantage6 secret",
+			sets: []string{jwtSecretArg, "extraEnv[0].name=EVENTSERVER_V6_PASSWORD", "extraEnv[0].value=pw"},
+			want: "extraEnv must not set EVENTSERVER_V6_PASSWORD: the chart sets it from vantage6.api.serviceAccount.password"},
+		{name: "extraEnv setting the outbox stream",
+			sets: []string{jwtSecretArg, "extraEnv[0].name=EVENTSERVER_OUTBOX_STREAM", "extraEnv[0].value=s"},
+			want: "extraEnv must not set EVENTSERVER_OUTBOX_STREAM: the chart sets it from outbox.stream"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -1047,6 +1427,26 @@ func TestRefusals(t *testing.T) {
 			}
 			if !strings.Contains(errOut, c.want) {
 				t.Fatalf("helm template failed without %q:\n%s", c.want, errOut)
+			}
+			// A refusal never repeats a secret value.
+			for _, s := range secretStrings {
+				if strings.Contains(errOut, s) {
+					t.Errorf("the refusal repeats the secret %q:\n%s", s, errOut)
+				}
+			}
+			if c.binary != nil {
+				env := map[string]string{"EVENTSERVER_JWT_SECRET": "a-jwt-secret"}
+				for _, kv := range c.binary {
+					k, v, _ := strings.Cut(kv, "=")
+					env[k] = v
+				}
+				cfg, err := config.Load(nil, func(k string) string { return env[k] }, io.Discard)
+				if err == nil {
+					err = cfg.Validate()
+				}
+				if err == nil {
+					t.Errorf("the chart refuses this but eventserver accepts %v", c.binary)
+				}
 			}
 		})
 	}
@@ -1109,7 +1509,20 @@ func TestNotes(t *testing.T) {
 	}{
 		{"defaults", nil, []string{jwtSecretArg},
 			[]string{"port-forward service/" + release + "-eventserver 7600:7600", "sticky sessions", "publish API (/api/v1/*) is OFF"},
-			[]string{"WARNING"}},
+			[]string{"WARNING", "vantage6 API identity", "queue bridge", "Backend outbox"}},
+		{"in front of vantage6", []string{"ci/in-front-of-vantage6-values.yaml"}, nil,
+			[]string{
+				"vantage6 API identity: ON, who a client is comes from https://v6.example.org/api, with the service account \"eventserver-service\".",
+				"vantage6 queue bridge: ON, channel \"flask-socketio\" on the cluster's Redis",
+				"Backend outbox: ON, stream \"eventserver:outbox\" on the cluster's Redis, webhook with a bearer token.",
+			},
+			[]string{"WARNING", "without a service account"}},
+		{"vantage6 secrets as values", nil, []string{jwtSecretArg, "vantage6.api.url=https://v6.example.org/api", "vantage6.queue.channel=flask-socketio", "vantage6.queue.url.value=" + v6QueueURLValue, "outbox.stream=s", "outbox.redisUrl.value=" + outboxRedisValue},
+			[]string{"without a service account", "channel \"flask-socketio\" on vantage6.queue.url", "Backend outbox: ON, stream \"s\" on outbox.redisUrl."},
+			[]string{"WARNING", "webhook"}},
+		{"queue bridge on the in-chart Redis", nil, []string{jwtSecretArg, "redis.enabled=true", "vantage6.queue.channel=flask-socketio", "outbox.webhook.url.existingSecret=hook"},
+			[]string{"WARNING: the in-chart Redis admits only eventserver pods", "Backend outbox: ON, webhook."},
+			[]string{"vantage6 API identity"}},
 		{"minimal", []string{"ci/minimal-values.yaml"}, nil,
 			[]string{"get secret " + release + "-eventserver", "{.data.publish-token}", "base64 -d"}, nil},
 		{"cluster", []string{"ci/cluster-external-redis-values.yaml"}, nil,

@@ -135,6 +135,11 @@ every secret comes from an existing Secret.
 {{- with .Values.auth.jwtSecret.value }}{{- $_ := set $data "jwt-secret" . }}{{- end }}
 {{- with .Values.auth.jwtPublicKey.value }}{{- $_ := set $data "jwt-public-key.pem" . }}{{- end }}
 {{- with .Values.auth.publishToken.value }}{{- $_ := set $data "publish-token" . }}{{- end }}
+{{- with .Values.vantage6.api.serviceAccount.password.value }}{{- $_ := set $data "v6-password" . }}{{- end }}
+{{- with .Values.vantage6.queue.url.value }}{{- $_ := set $data "v6-queue-url" . }}{{- end }}
+{{- with .Values.outbox.redisUrl.value }}{{- $_ := set $data "outbox-redis-url" . }}{{- end }}
+{{- with .Values.outbox.webhook.url.value }}{{- $_ := set $data "outbox-webhook-url" . }}{{- end }}
+{{- with .Values.outbox.webhook.token.value }}{{- $_ := set $data "outbox-webhook-token" . }}{{- end }}
 {{- if .Values.redis.url }}
 {{- $_ := set $data "redis-url" .Values.redis.url }}
 {{- else if .Values.redis.enabled }}
@@ -157,6 +162,29 @@ key: {{ required "existingSecretKey must not be empty when existingSecret is set
 {{- else }}
 name: {{ include "eventserver.secretName" $root }}
 key: {{ $key }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether a secret item ({value, existingSecret, existingSecretKey}) is set:
+"true" or "".
+*/}}
+{{- define "eventserver.secretSet" -}}
+{{- if or .value .existingSecret }}true{{- end }}
+{{- end }}
+
+{{/*
+A whole number setting as the decimal string the server reads, or "" when
+the value is not a whole number 0 or more (numbers from values files are
+float64, from --set int64, from --set-string strings).
+*/}}
+{{- define "eventserver.wholeNumber" -}}
+{{- if kindIs "string" . }}
+{{- if regexMatch "^[0-9]+$" (trim .) }}{{- regexReplaceAll "^0+([0-9])" (trim .) "${1}" }}{{- end }}
+{{- else if or (kindIs "int" .) (kindIs "int64" .) }}
+{{- if ge (int64 .) 0 }}{{- printf "%d" (int64 .) }}{{- end }}
+{{- else if kindIs "float64" . }}
+{{- if and (ge . 0.0) (lt . 9.2e18) (eq . (float64 (int64 .))) }}{{- printf "%d" (int64 .) }}{{- end }}
 {{- end }}
 {{- end }}
 
@@ -231,12 +259,147 @@ Checks that stop a broken or unsafe configuration from rendering.
 {{- fail (printf "podAntiAffinityPreset must be soft, hard or none, got %q" (toString .Values.podAntiAffinityPreset)) }}
 {{- end }}
 {{- $managed := dict "EVENTSERVER_LISTEN" "containerPort" "EVENTSERVER_SHUTDOWN_DELAY" "shutdown.delaySeconds" "EVENTSERVER_DRAIN_TIMEOUT" "shutdown.drainTimeoutSeconds" "EVENTSERVER_JWT_SECRET" "auth.jwtSecret" "EVENTSERVER_JWT_PUBLIC_KEY_FILE" "auth.jwtPublicKey" "EVENTSERVER_PUBLISH_TOKEN" "auth.publishToken" "EVENTSERVER_REDIS_URL" "redis" }}
+{{- /* The vantage6 and outbox settings: the chart checks them together. */}}
+{{- $_ := merge $managed (dict "EVENTSERVER_V6_API_URL" "vantage6.api.url" "EVENTSERVER_V6_TIMEOUT" "vantage6.api.timeout" "EVENTSERVER_V6_CACHE_TTL" "vantage6.api.cacheTTL" "EVENTSERVER_V6_USERNAME" "vantage6.api.serviceAccount.username" "EVENTSERVER_V6_PASSWORD" "vantage6.api.serviceAccount.password" "EVENTSERVER_V6_QUEUE_CHANNEL" "vantage6.queue.channel" "EVENTSERVER_V6_QUEUE_URL" "vantage6.queue.url") }}
+{{- $_ = merge $managed (dict "EVENTSERVER_OUTBOX_STREAM" "outbox.stream" "EVENTSERVER_OUTBOX_MAXLEN" "outbox.maxLen" "EVENTSERVER_OUTBOX_QUEUE_SIZE" "outbox.queueSize" "EVENTSERVER_OUTBOX_REDIS_URL" "outbox.redisUrl" "EVENTSERVER_OUTBOX_WEBHOOK_URL" "outbox.webhook.url" "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN" "outbox.webhook.token" "EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS" "outbox.webhook.attempts" "EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT" "outbox.webhook.timeout") }}
 {{- range .Values.extraEnv }}
 {{- if hasKey $managed (toString .name) }}
 {{- fail (printf "extraEnv must not set %s: the chart sets it from %s" .name (get $managed .name)) }}
 {{- end }}
 {{- end }}
+{{- include "eventserver.validateVantage6" . }}
+{{- include "eventserver.validateOutbox" . }}
 {{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
 {{- fail "ingress.enabled needs at least one host in ingress.hosts" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks of one secret item: not both a value and an existing Secret. Call
+with (list item "values.path").
+*/}}
+{{- define "eventserver.validateSecretItem" -}}
+{{- $item := index . 0 }}
+{{- if and $item.value $item.existingSecret }}
+{{- fail (printf "%s: set either value or existingSecret, not both" (index . 1)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+A Go duration as the server parses it (no sign: none of these may be
+negative). Call with (list value "values.path"); empty or null is left to
+the server's default.
+*/}}
+{{- define "eventserver.validateDuration" -}}
+{{- $v := index . 0 }}
+{{- if and (not (kindIs "invalid" $v)) (ne (toString $v) "") }}
+{{- if not (regexMatch "^(0|(([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$" (toString $v)) }}
+{{- fail (printf "%s must be a Go duration such as 5s or 1m, got %q" (index . 1) (toString $v)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A whole number setting within bounds. Call with (list value "values.path"
+min max); empty or null is left to the server's default.
+*/}}
+{{- define "eventserver.validateWholeNumber" -}}
+{{- $v := index . 0 }}
+{{- if and (not (kindIs "invalid" $v)) (ne (toString $v) "") }}
+{{- $n := include "eventserver.wholeNumber" $v }}
+{{- if or (eq $n "") (gt (len $n) 18) (lt (int64 $n) (int64 (index . 2))) (gt (int64 $n) (int64 (index . 3))) }}
+{{- fail (printf "%s must be a whole number from %d to %d, got %v" (index . 1) (int64 (index . 2)) (int64 (index . 3)) $v) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A Redis URL given as a value: a scheme eventserver knows. The URL may hold
+a password, so the message never repeats it. Call with (list item
+"values.path").
+*/}}
+{{- define "eventserver.validateRedisURLValue" -}}
+{{- with (index . 0).value }}
+{{- if not (regexMatch "^(?i:rediss?(\\+(sentinel|cluster))?|unix):" (toString .)) }}
+{{- fail (printf "%s.value must be a redis://, rediss://, redis+sentinel://, redis+cluster:// or unix:// URL (an amqp:// RabbitMQ URI does not work: the queue must be a Redis)" (index $ 1)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The vantage6 API identity and the Flask-SocketIO queue bridge: what the
+server refuses at start-up is refused here.
+*/}}
+{{- define "eventserver.validateVantage6" -}}
+{{- $api := .Values.vantage6.api }}
+{{- $sa := $api.serviceAccount }}
+{{- $queue := .Values.vantage6.queue }}
+{{- include "eventserver.validateSecretItem" (list $sa.password "vantage6.api.serviceAccount.password") }}
+{{- include "eventserver.validateSecretItem" (list $queue.url "vantage6.queue.url") }}
+{{- with $api.url }}
+{{- if not (regexMatch "^(?i:https?)://[^/?#@:\\s][^/?#@\\s]*(/[^?#]*)?$" (toString .)) }}
+{{- fail (printf "vantage6.api.url must be the vantage6 API's http or https base URL with its path, such as https://v6.example.org/api, without user information (use vantage6.api.serviceAccount), query or fragment; got %q" (toString .)) }}
+{{- end }}
+{{- end }}
+{{- include "eventserver.validateDuration" (list $api.timeout "vantage6.api.timeout") }}
+{{- include "eventserver.validateDuration" (list $api.cacheTTL "vantage6.api.cacheTTL") }}
+{{- $password := include "eventserver.secretSet" $sa.password }}
+{{- if and $sa.username (not $password) }}
+{{- fail "vantage6.api.serviceAccount.username is set but the password is not: set vantage6.api.serviceAccount.password.value or .existingSecret (eventserver needs both or neither)" }}
+{{- end }}
+{{- if and $password (not $sa.username) }}
+{{- fail "vantage6.api.serviceAccount.password is set but the username is not: set vantage6.api.serviceAccount.username (eventserver needs both or neither)" }}
+{{- end }}
+{{- if and $sa.username (not $api.url) }}
+{{- fail "vantage6.api.serviceAccount needs vantage6.api.url: the service account is used only with the vantage6 API" }}
+{{- end }}
+{{- with $queue.channel }}
+{{- if regexMatch "[*?\\[\\] \\t\\n]" (toString .) }}
+{{- fail (printf "vantage6.queue.channel must be a channel name without *, ?, [, ] or spaces, got %q" (toString .)) }}
+{{- end }}
+{{- end }}
+{{- include "eventserver.validateRedisURLValue" (list $queue.url "vantage6.queue.url") }}
+{{- $queueURL := include "eventserver.secretSet" $queue.url }}
+{{- if and $queue.channel (not $queueURL) (not (include "eventserver.hasRedis" .)) }}
+{{- fail "vantage6.queue.channel needs a Redis: set vantage6.queue.url (the Redis of the vantage6 server's rabbitmq.uri) or the cluster's Redis (redis.url, redis.existingSecret or redis.enabled)" }}
+{{- end }}
+{{- if and $queueURL (not $queue.channel) }}
+{{- fail "vantage6.queue.url is set but vantage6.queue.channel is empty, so the bridge would be off: set the channel (flask-socketio for Flask-SocketIO's default) or unset the URL" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The backend outbox: what the server refuses at start-up is refused here.
+*/}}
+{{- define "eventserver.validateOutbox" -}}
+{{- $o := .Values.outbox }}
+{{- include "eventserver.validateSecretItem" (list $o.redisUrl "outbox.redisUrl") }}
+{{- include "eventserver.validateSecretItem" (list $o.webhook.url "outbox.webhook.url") }}
+{{- include "eventserver.validateSecretItem" (list $o.webhook.token "outbox.webhook.token") }}
+{{- with $o.stream }}
+{{- if regexMatch "[ \\t\\n]" (toString .) }}
+{{- fail (printf "outbox.stream must be a Redis key without spaces, got %q" (toString .)) }}
+{{- end }}
+{{- end }}
+{{- include "eventserver.validateWholeNumber" (list $o.maxLen "outbox.maxLen" 1 2147483647) }}
+{{- include "eventserver.validateWholeNumber" (list $o.queueSize "outbox.queueSize" 1 10000000) }}
+{{- include "eventserver.validateWholeNumber" (list $o.webhook.attempts "outbox.webhook.attempts" 1 100) }}
+{{- include "eventserver.validateDuration" (list $o.webhook.timeout "outbox.webhook.timeout") }}
+{{- include "eventserver.validateRedisURLValue" (list $o.redisUrl "outbox.redisUrl") }}
+{{- $redisURL := include "eventserver.secretSet" $o.redisUrl }}
+{{- if and $o.stream (not $redisURL) (not (include "eventserver.hasRedis" .)) }}
+{{- fail "outbox.stream needs a Redis: set outbox.redisUrl or the cluster's Redis (redis.url, redis.existingSecret or redis.enabled), or leave the stream empty" }}
+{{- end }}
+{{- if and $redisURL (not $o.stream) }}
+{{- fail "outbox.redisUrl is set but outbox.stream is empty: name the stream" }}
+{{- end }}
+{{- with $o.webhook.url.value }}
+{{- /* The URL's query may hold a secret: the message never repeats it. */}}
+{{- if not (regexMatch "^(?i:https?)://[^/?#@\\s]+([/?][^#]*)?$" (toString .)) }}
+{{- fail "outbox.webhook.url.value must be an http or https URL with a host, without user information (use outbox.webhook.token) or fragment" }}
+{{- end }}
+{{- end }}
+{{- if and (include "eventserver.secretSet" $o.webhook.token) (not (include "eventserver.secretSet" $o.webhook.url)) }}
+{{- fail "outbox.webhook.token is set but outbox.webhook.url is not: set outbox.webhook.url.value or .existingSecret, or unset the token" }}
 {{- end }}
 {{- end }}
