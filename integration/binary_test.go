@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,35 +19,53 @@ import (
 	"github.com/eventserver/eventserver/internal/config"
 )
 
-var (
-	shippedOnce sync.Once
-	shippedPath string
-	shippedErr  error
-)
+// builtBinary is a binary that the package builds once, on first use, and
+// TestMain removes.
+type builtBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
 
-// buildBinary builds cmd/eventserver once per package with scripts/build.sh,
-// the script the Dockerfile runs: these tests run the binary that ships
-// (static, trimmed, stripped). The cluster tests use a -race build instead.
-func buildBinary(t *testing.T) string {
+// get builds the binary with the command args (run from the repository
+// root; the argument "OUT" stands for the output path) the first time, and
+// returns its path.
+func (b *builtBinary) get(t *testing.T, env []string, args ...string) string {
 	t.Helper()
-	shippedOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "eventserver-shipped")
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "eventserver-bin")
 		if err != nil {
-			shippedErr = err
+			b.err = err
 			return
 		}
-		shippedPath = filepath.Join(dir, "eventserver")
-		cmd := exec.Command("sh", "scripts/build.sh", shippedPath)
+		b.path = filepath.Join(dir, "eventserver")
+		argv := slices.Clone(args)
+		for i, a := range argv {
+			if a == "OUT" {
+				argv[i] = b.path
+			}
+		}
+		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Dir = repoRoot(t)
-		cmd.Env = append(os.Environ(), "VERSION=integration-test")
+		cmd.Env = append(os.Environ(), env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			shippedErr = fmt.Errorf("scripts/build.sh: %v\n%s", err, out)
+			b.err = fmt.Errorf("%v: %v\n%s", args, err, out)
 		}
 	})
-	if shippedErr != nil {
-		t.Fatal(shippedErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return shippedPath
+	return b.path
+}
+
+// shipped is built by scripts/build.sh, the script the Dockerfile runs.
+var shipped builtBinary
+
+// buildBinary is the binary that ships (static, trimmed, stripped, from
+// scripts/build.sh): the tests of the binary and of the load balancer run
+// it. The cluster tests use a -race build instead.
+func buildBinary(t *testing.T) string {
+	return shipped.get(t, []string{"VERSION=integration-test"}, "sh", "scripts/build.sh", "OUT")
 }
 
 func freeAddr(t *testing.T) string {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,32 +16,12 @@ import (
 	"github.com/eventserver/eventserver/pkg/redistest"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+// raced is built with the race detector.
+var raced builtBinary
 
-// clusterBinary builds cmd/eventserver once for the package.
+// clusterBinary is cmd/eventserver built with -race, once for the package.
 func clusterBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "eventserver-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "eventserver")
-		cmd := exec.Command("go", "build", "-race", "-o", binPath, "./cmd/eventserver")
-		cmd.Dir = repoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
+	return raced.get(t, nil, "go", "build", "-race", "-o", "OUT", "./cmd/eventserver")
 }
 
 // procServer is one eventserver process of a cluster.

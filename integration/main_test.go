@@ -25,7 +25,7 @@ type cleanupM struct{ m *testing.M }
 
 func (c cleanupM) Run() int {
 	code := c.m.Run()
-	for _, p := range []string{shippedPath, binPath} {
+	for _, p := range []string{shipped.path, raced.path} {
 		if p != "" {
 			_ = os.RemoveAll(filepath.Dir(p))
 		}
