@@ -112,6 +112,19 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	}
 
 	a := &App{cfg: cfg, log: log, metrics: metrics.New(), served: make(chan error, 1)}
+	if err := a.build(verifier); err != nil {
+		a.release()
+		return nil, err
+	}
+	return a, nil
+}
+
+// build makes the parts of a: New releases what it started when it fails.
+func (a *App) build(verifier *auth.Verifier) error {
+	cfg, log := a.cfg, a.log
+	// go-redis logs through zap, whichever client (cluster, outbox, queue
+	// bridge) is made.
+	redisconn.SetLogger(log)
 
 	opts := socket.DefaultServerOptions()
 	opts.SetPingInterval(cfg.PingInterval)
@@ -123,10 +136,9 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	opts.SetCleanupEmptyChildNamespaces(false)
 	opts.SetPerMessageDeflate(wsNeverCompress)
 	if cfg.RedisURL != "" {
-		redisconn.SetLogger(log)
 		client, mode, err := redisconn.NewClient(cfg.RedisURL)
 		if err != nil {
-			return nil, fmt.Errorf("app: EVENTSERVER_REDIS_URL: %w", err)
+			return fmt.Errorf("app: EVENTSERVER_REDIS_URL: %w", err)
 		}
 		a.adapter, err = redisadapter.NewBuilder(redisadapter.Config{
 			Client:         client,
@@ -137,7 +149,7 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 		})
 		if err != nil {
 			_ = client.Close()
-			return nil, fmt.Errorf("app: %w", err)
+			return fmt.Errorf("app: %w", err)
 		}
 		a.redis = client
 		opts.SetAdapter(a.adapter)
@@ -148,14 +160,11 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 
 	resolver, resolveTimeout, err := a.newResolver()
 	if err != nil {
-		a.closeCluster()
-		return nil, err
+		return err
 	}
 	facts, err := a.newOutbox()
 	if err != nil {
-		a.closeV6()
-		a.closeCluster()
-		return nil, err
+		return err
 	}
 	a.hub, err = hub.New(hub.Config{
 		Server:         a.io,
@@ -170,18 +179,10 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 		Facts:          facts,
 	})
 	if err != nil {
-		a.closeOutbox(context.Background())
-		a.closeV6()
-		a.closeCluster()
-		return nil, err
+		return err
 	}
-
 	if err := a.startBridge(); err != nil {
-		_ = a.hub.Presence().Shutdown(context.Background())
-		a.closeOutbox(context.Background())
-		a.closeV6()
-		a.closeCluster()
-		return nil, err
+		return err
 	}
 
 	api := httpapi.New(httpapi.Config{
@@ -223,14 +224,21 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	}
 	a.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		_ = a.hub.Presence().Shutdown(context.Background())
-		a.closeBridge(context.Background())
-		a.closeOutbox(context.Background())
-		a.closeV6()
-		a.closeCluster()
-		return nil, fmt.Errorf("app: EVENTSERVER_LISTEN: %w", err)
+		return fmt.Errorf("app: EVENTSERVER_LISTEN: %w", err)
 	}
-	return a, nil
+	return nil
+}
+
+// release frees, in reverse order, whatever a failed New had started.
+func (a *App) release() {
+	ctx := context.Background()
+	if a.hub != nil {
+		_ = a.hub.Presence().Shutdown(ctx)
+	}
+	a.closeBridge(ctx)
+	a.closeOutbox(ctx)
+	a.closeV6()
+	a.closeCluster()
 }
 
 // newResolver picks who tells the identity of a client: the vantage6 API
@@ -406,7 +414,6 @@ func (a *App) newOutbox() (hub.FactSink, error) {
 		if url == "" {
 			return nil, errors.New("app: EVENTSERVER_OUTBOX_STREAM needs EVENTSERVER_OUTBOX_REDIS_URL or EVENTSERVER_REDIS_URL")
 		}
-		redisconn.SetLogger(a.log)
 		client, _, err := redisconn.NewClient(url)
 		if err != nil {
 			return nil, fmt.Errorf("app: %s: %w", name, err)

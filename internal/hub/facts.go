@@ -54,7 +54,7 @@ func (h *Hub) transitionFact(tr presence.Transition, status protocol.NodeStatus)
 	if tr.Online {
 		typ = outbox.TypeNodeOnline
 	}
-	data, err := json.Marshal(transitionData{NodeStatus: status, Seq: h.factSeq(tr)})
+	data, err := json.Marshal(transitionData{NodeStatus: status, Seq: tr.Seq})
 	if err != nil {
 		h.log.Error("outbox: transition cannot be encoded", zap.String("type", typ), zap.Error(err))
 		return
@@ -69,22 +69,6 @@ func (h *Hub) transitionFact(tr presence.Transition, status protocol.NodeStatus)
 		OrganizationID:  tr.Node.OrganizationID,
 		Data:            data,
 	})
-}
-
-// memorySeqBase shifts the transition numbers of the in-memory store (which
-// count from 1 in each process) the way the Redis store shifts its own
-// (presence.SeqBase of the creation time of its state), so that a fact's seq
-// keeps increasing when a single instance restarts.
-var memorySeqBase = presence.SeqBase(time.Now())
-
-// factSeq is the order of a transition in facts: presence's own for the
-// Redis store (cluster-wide, and increasing across Redis restarts), shifted
-// by the process's start for the in-memory store.
-func (h *Hub) factSeq(tr presence.Transition) int64 {
-	if _, ok := h.presence.(*presence.Memory); ok {
-		return memorySeqBase + tr.Seq
-	}
-	return tr.Seq
 }
 
 // transitionData is the data of node_online and node_offline: what

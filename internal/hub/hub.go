@@ -128,9 +128,14 @@ const unauthenticatedRoom = "eventserver:unauthenticated"
 // Emit sends an event to rooms (every authenticated client of the namespace
 // when rooms is empty), except the sockets in except. It counts the event.
 func (h *Hub) Emit(roomList, except []string, event string, args ...any) error {
-	op := h.nsp.To(toRooms(roomList)...).Except(toRooms(append(slices.Clip(except), unauthenticatedRoom))...)
+	return h.emitVia(h.nsp.To(toRooms(roomList)...), except, event, args)
+}
+
+// emitVia emits on op, skipping the except rooms and the unauthenticated
+// sockets, and counts the event.
+func (h *Hub) emitVia(op *socket.BroadcastOperator, except []string, event string, args []any) error {
 	h.m.EventsOut.WithLabelValues(metricEvent(event)).Inc()
-	return op.Emit(event, args...)
+	return op.Except(toRooms(append(slices.Clip(except), unauthenticatedRoom))...).Emit(event, args...)
 }
 
 // Connections is the number of sockets on this instance's /tasks namespace.

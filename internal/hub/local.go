@@ -1,8 +1,6 @@
 package hub
 
 import (
-	"slices"
-
 	"github.com/zishang520/socket.io/servers/socket/v3"
 )
 
@@ -15,9 +13,7 @@ import (
 // authenticated socket of the namespace when rooms is empty), except the
 // sockets in the except rooms (a socket id is a room of its own).
 func (h *Hub) EmitLocal(roomList, except []string, event string, args ...any) error {
-	op := h.nsp.Local().To(toRooms(roomList)...).Except(toRooms(append(slices.Clip(except), unauthenticatedRoom))...)
-	h.m.EventsOut.WithLabelValues(metricEvent(event)).Inc()
-	return op.Emit(event, args...)
+	return h.emitVia(h.nsp.Local().To(toRooms(roomList)...), except, event, args)
 }
 
 // LeaveLocal makes this instance's sockets leave room.

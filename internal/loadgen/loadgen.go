@@ -159,12 +159,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	wg.Wait()
 	ccancel()
 	close(errs)
+	// Close every connection (the readers then end) and wait for the
+	// readers, however the run ends.
+	var readers sync.WaitGroup
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
 				c.close()
 			}
 		}
+		readers.Wait()
 	}()
 	if err := <-errs; err != nil {
 		return nil, err
@@ -173,7 +177,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Expected: int64(cfg.Events) * int64(cfg.Clients)}
 
 	// Read every connection until the run ends.
-	var readers sync.WaitGroup
 	for _, c := range conns {
 		readers.Add(1)
 		go func(c *conn) {
@@ -181,12 +184,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			c.read(rec)
 		}(c)
 	}
-	defer func() {
-		for _, c := range conns {
-			c.close()
-		}
-		readers.Wait()
-	}()
 
 	// A barrier: every client has joined its room on the server once a
 	// probe event reaches all of them.

@@ -39,6 +39,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/eventserver/eventserver/pkg/promreg"
 )
 
 // Target is what the bridge acts on: this instance's sockets (the hub).
@@ -135,10 +137,11 @@ func New(cfg Config) (*Bridge, error) {
 		warned: map[string]time.Time{},
 	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{b.messages, b.subscribed} {
-			if err := cfg.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("v6bridge: %w", err)
-			}
+		var err error
+		b.messages = promreg.Register(cfg.Registerer, b.messages, &err)
+		b.subscribed = promreg.Register(cfg.Registerer, b.subscribed, &err)
+		if err != nil {
+			return nil, fmt.Errorf("v6bridge: %w", err)
 		}
 	}
 	return b, nil

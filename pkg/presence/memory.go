@@ -27,7 +27,8 @@ type MemoryConfig struct {
 	// Registerer receives the store's metrics (eventserver_presence_*);
 	// nil registers none.
 	Registerer prometheus.Registerer
-	// Now is the clock of stale detection; nil: time.Now.
+	// Now is the clock of stale detection and of the transitions' numbers
+	// (SeqBase of the creation time); nil: time.Now.
 	Now func() time.Time
 }
 
@@ -110,6 +111,10 @@ func NewMemoryWithConfig(cfg MemoryConfig) (*Memory, error) {
 		m:     met,
 		stale: newStaleWatch(cfg.StaleAfter, cfg.Now, cfg.Logger),
 		nodes: map[string]*memNode{},
+		// Numbered from the store's creation, as RedisStore numbers from
+		// its state's: a restarted instance's transitions follow the last
+		// ones of the process before it.
+		seq: SeqBase(cfg.Now()),
 	}, nil
 }
 

@@ -74,9 +74,10 @@ type Transition struct {
 	Online bool
 	Node   Node
 	// Seq orders the transitions as they were decided, increasing: for
-	// RedisStore cluster-wide (not contiguous: the creation time of the
-	// Redis state, shifted, plus a counter, so that it keeps increasing
-	// when Redis loses its state); for Memory it counts the transitions.
+	// RedisStore cluster-wide, for Memory within the process: SeqBase of
+	// the creation time of the Redis state (or of the Memory store) plus a
+	// counter, so that it keeps increasing when Redis loses its state or a
+	// single instance restarts.
 	Seq int64
 }
 
