@@ -28,6 +28,7 @@ import (
 	"github.com/eventserver/eventserver/internal/app"
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/config"
+	"github.com/eventserver/eventserver/internal/testwait"
 )
 
 const (
@@ -38,17 +39,7 @@ const (
 // checkFor polls f until it returns nil or the deadline passes.
 func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, timeout, f)
 }
 
 // server is one in-process eventserver on a random port.

@@ -13,6 +13,7 @@ import (
 	"github.com/zishang520/socket.io/v3/pkg/types"
 
 	"github.com/eventserver/eventserver/internal/config"
+	"github.com/eventserver/eventserver/internal/testclient"
 )
 
 // startGoClient connects the Go Socket.IO client to /tasks.
@@ -25,11 +26,7 @@ func startGoClient(t *testing.T, s *server, name, token string) *client {
 
 // goClient connects the Go client to url's /tasks with the given headers and
 // auth. When the server asks for an ack, the client answers with its name.
-//
-// The Go client (v3.0.6) races with itself while its Manager opens (it may
-// miss the engine's "open", lose the CONNECT answer, or send CONNECT twice),
-// so the Manager is opened first, alone, and replaced when it misses its
-// "open"; the socket then connects on the open Manager.
+// The socket connects on a Manager already open (testclient.OpenManager).
 func goClient(t *testing.T, url, name string, headers http.Header, auth map[string]any) *client {
 	t.Helper()
 	c := &client{t: t, name: name}
@@ -44,31 +41,7 @@ func goClient(t *testing.T, url, name string, headers http.Header, auth map[stri
 	if auth != nil {
 		opts.SetAuth(auth)
 	}
-	var m *gosio.Manager
-	for attempt := 1; m == nil; attempt++ {
-		candidate := gosio.NewManager(url, opts)
-		opened := make(chan error, 1)
-		candidate.Open(func(err error) {
-			select {
-			case opened <- err:
-			default:
-			}
-		})
-		select {
-		case err := <-opened:
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			m = candidate
-		case <-time.After(2 * time.Second):
-			if e := candidate.Engine(); e != nil {
-				e.Close()
-			}
-			if attempt == 5 {
-				t.Fatalf("%s: the client's engine never opened", name)
-			}
-		}
-	}
+	m := testclient.OpenManager(t, url, name, opts)
 	sock := m.Socket("/tasks", opts)
 	_ = sock.On("connect", func(...any) { c.add(msg{Type: "connect", Sid: sock.Id()}) })
 	_ = sock.On("disconnect", func(args ...any) { c.add(msg{Type: "disconnect", Reason: fmt.Sprint(args...)}) })

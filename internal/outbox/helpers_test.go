@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/eventserver/eventserver/pkg/redistest"
 )
 
@@ -33,20 +34,10 @@ func (quiet) Printf(context.Context, string, ...any) {}
 
 const testStream = "test:outbox"
 
-// checkFor polls f until it returns nil, failing the test after timeout.
+// checkFor polls f until it returns nil or the deadline passes.
 func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, timeout, f)
 }
 
 // startRedis starts a real Redis and a client with short timeouts and no

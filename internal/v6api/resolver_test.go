@@ -23,6 +23,7 @@ import (
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
+	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/eventserver/eventserver/internal/v6api/v6apitest"
 	"github.com/eventserver/eventserver/pkg/rooms"
 )
@@ -576,19 +577,10 @@ func TestV6APISlow(t *testing.T) {
 	})
 }
 
+// checkFor polls f until it returns nil or the deadline passes.
 func checkFor(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, timeout, f)
 }
 
 func TestV6ServiceAccount(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/eventserver/eventserver/pkg/redistest"
 )
 
@@ -272,13 +273,7 @@ func TestSubscription(t *testing.T) {
 
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, 15*time.Second, what, ok)
 }
 
 func TestNewChecksConfig(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/eventserver/eventserver/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -43,29 +45,16 @@ func newMemoryCfg(t testing.TB, cfg MemoryConfig) *Memory {
 	return m
 }
 
-// eventually polls cond every 5ms until it holds or d passes.
+// eventually polls cond until it holds or d passes.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, d, what, cond)
 }
 
-// stays checks that cond holds, every 5ms, for all of d.
+// stays checks that cond holds for all of d.
 func stays(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-		if !cond() {
-			t.Fatalf("%s: stopped holding", what)
-		}
-	}
-	if !cond() {
-		t.Fatalf("%s: stopped holding", what)
-	}
+	testwait.Holds(t, d, what, cond)
 }
 
 // event is a transition as a test saw it: which store reported it, when.

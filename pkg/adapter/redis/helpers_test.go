@@ -20,6 +20,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/eventserver/eventserver/internal/testclient"
+	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/eventserver/eventserver/pkg/redistest"
 )
 
@@ -33,26 +35,16 @@ func uniquePrefix(t testing.TB) string {
 	return fmt.Sprintf("t%d-%s", prefixSeq.Add(1), strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()))
 }
 
-// eventually polls cond every 10ms until it holds or d passes.
+// eventually polls cond until it holds or d passes.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, d, what, cond)
 }
 
-// stays checks that cond holds, every 10ms, for all of d.
+// stays checks that cond holds for all of d.
 func stays(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if !cond() {
-			t.Fatalf("%s: stopped holding", what)
-		}
-	}
+	testwait.Holds(t, d, what, cond)
 }
 
 // testCounter reads a counter.
@@ -258,16 +250,8 @@ func acking(arg any) clientOpt {
 	return func(c *client) { c.acks = true; c.ackArg = arg }
 }
 
-// connect connects a client to nsp on s, in rooms.
-//
-// The Go client (v3.0.6) races with itself while its Manager opens: the
-// Manager may miss the engine's "open"; it emits "open" (and a socket
-// sends CONNECT) before it listens to the engine's data, so the answer
-// can be lost; and Socket.Connect can send CONNECT twice, which makes a
-// ghost socket on the server. So the Manager is opened first, alone (and
-// thrown away for a new one if it misses its "open"; no socket exists
-// yet), and the socket connects on the open Manager, which has none of
-// these races.
+// connect connects a client to nsp on s, in rooms, on a Manager already
+// open (testclient.OpenManager says why).
 func (s *server) connect(nsp, name string, rooms []string, opts ...clientOpt) *client {
 	t := s.t
 	t.Helper()
@@ -281,31 +265,7 @@ func (s *server) connect(nsp, name string, rooms []string, opts ...clientOpt) *c
 	o.SetForceNew(true)
 	o.SetAutoConnect(false)
 	o.SetAuth(map[string]any{"rooms": rooms, "name": name})
-	var m *gosio.Manager
-	for attempt := 1; m == nil; attempt++ {
-		candidate := gosio.NewManager(s.http.URL, o)
-		opened := make(chan error, 1)
-		candidate.Open(func(err error) {
-			select {
-			case opened <- err:
-			default:
-			}
-		})
-		select {
-		case err := <-opened:
-			if err != nil {
-				t.Fatal(err)
-			}
-			m = candidate
-		case <-time.After(2 * time.Second):
-			if e := candidate.Engine(); e != nil {
-				e.Close()
-			}
-			if attempt == 5 {
-				t.Fatalf("%s: the client's engine never opened", name)
-			}
-		}
-	}
+	m := testclient.OpenManager(t, s.http.URL, name, o)
 	sock := m.Socket(nsp, o)
 	c.sock = sock
 	sock.OnAny(func(args ...any) {
