@@ -26,7 +26,7 @@
 // On stdin EOF it closes the Redis client and exits 0.
 "use strict";
 
-const { load, out, decodeArg, eachFlag, readCommands } = require("./lib");
+const { load, out, argsOf, toRooms, eachFlag, readCommands } = require("./lib");
 
 const { Emitter } = load("@socket.io/redis-emitter");
 const { createClient } = load("redis");
@@ -71,16 +71,7 @@ const recording = {
 const root = new Emitter(recording, { key: opts.prefix });
 
 function target(cmd) {
-  let op = root.of(cmd.nsp || "/tasks");
-  if (Array.isArray(cmd.rooms) && cmd.rooms.length > 0) op = op.to(cmd.rooms.map(String));
-  if (Array.isArray(cmd.except) && cmd.except.length > 0) op = op.except(cmd.except.map(String));
-  return op;
-}
-
-function argsOf(cmd) {
-  let args = cmd.args === undefined || cmd.args === null ? [] : cmd.args;
-  if (!Array.isArray(args)) args = [args];
-  return decodeArg(args);
+  return toRooms(root.of(cmd.nsp || "/tasks"), cmd);
 }
 
 function start(cmd) {

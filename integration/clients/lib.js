@@ -94,4 +94,19 @@ function readCommands(write, onCommand, onClose) {
   return rl;
 }
 
-module.exports = { load, out, binaryReplacer, decodeArg, eachFlag, readCommands };
+// argsOf is a command's "args" as a list of arguments (a lone value is one
+// argument; absent or null is none), with {"$binary":...} mapped back.
+function argsOf(cmd) {
+  let args = cmd.args === undefined || cmd.args === null ? [] : cmd.args;
+  if (!Array.isArray(args)) args = [args];
+  return decodeArg(args);
+}
+
+// toRooms narrows a broadcast operator to a command's "rooms" and "except".
+function toRooms(op, cmd) {
+  if (Array.isArray(cmd.rooms) && cmd.rooms.length > 0) op = op.to(cmd.rooms.map(String));
+  if (Array.isArray(cmd.except) && cmd.except.length > 0) op = op.except(cmd.except.map(String));
+  return op;
+}
+
+module.exports = { load, out, binaryReplacer, decodeArg, argsOf, toRooms, eachFlag, readCommands };

@@ -62,7 +62,7 @@
 const http = require("http");
 
 const lib = require("./lib");
-const { load, decodeArg, eachFlag } = lib;
+const { load, argsOf, toRooms, eachFlag } = lib;
 const { Server } = load("socket.io");
 const { createAdapter } = load("@socket.io/redis-adapter");
 const { createClient } = load("redis");
@@ -219,15 +219,7 @@ function operator(cmd) {
   if (cmd.local) op = op.local;
   if (cmd.volatile) op = op.volatile;
   if (cmd.compress === false) op = op.compress(false);
-  if (Array.isArray(cmd.rooms) && cmd.rooms.length > 0) op = op.to(cmd.rooms.map(String));
-  if (Array.isArray(cmd.except) && cmd.except.length > 0) op = op.except(cmd.except.map(String));
-  return op;
-}
-
-function argsOf(cmd) {
-  let args = cmd.args === undefined || cmd.args === null ? [] : cmd.args;
-  if (!Array.isArray(args)) args = [args];
-  return decodeArg(args);
+  return toRooms(op, cmd);
 }
 
 // withTimeout rejects when p takes longer than ms (when ms > 0).
