@@ -34,6 +34,7 @@ func OpenManager(t testing.TB, url, name string, opts gosio.ManagerOptionsInterf
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
+			settleUpgrade(candidate, opts)
 			return candidate
 		case <-time.After(2 * time.Second):
 			if e := candidate.Engine(); e != nil {
@@ -42,6 +43,29 @@ func OpenManager(t testing.TB, url, name string, opts gosio.ManagerOptionsInterf
 			if attempt == 5 {
 				t.Fatalf("%s: the client's engine never opened", name)
 			}
+		}
+	}
+}
+
+// settleUpgrade waits, up to 2 seconds, for an engine that opened with
+// polling and may use WebSocket to finish its upgrade, so that no socket
+// writes its CONNECT while the engine switches transports: under load, a
+// CONNECT written then was seen lost (the server never heard of the socket).
+// An engine that does not upgrade in that time is used as it is.
+func settleUpgrade(m *gosio.Manager, opts gosio.ManagerOptionsInterface) {
+	canUpgrade := false
+	if ts := opts.Transports(); ts != nil {
+		for _, tr := range ts.Keys() {
+			canUpgrade = canUpgrade || tr.Name() == "websocket"
+		}
+	}
+	if !canUpgrade {
+		return
+	}
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		e := m.Engine()
+		if e == nil || e.Transport() == nil || e.Transport().Name() != "polling" {
+			return
 		}
 	}
 }
