@@ -127,6 +127,10 @@ func (c *Conn) safe(fn func()) {
 
 func (c *Conn) start() {
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
 	c.hbDue = time.Now().Add(c.s.cfg.PingInterval).UnixNano()
 	c.hb = time.AfterFunc(c.s.cfg.PingInterval, c.heartbeat)
 	if d := c.s.cfg.ConnectTimeout; d > 0 && !c.connected {
@@ -322,7 +326,9 @@ func (c *Conn) closeWith(reason string, err error, code int, linger bool) {
 		return
 	}
 	c.closed = true
-	c.hb.Stop()
+	if c.hb != nil {
+		c.hb.Stop()
+	}
 	if c.aux != nil {
 		c.aux.Stop()
 	}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -493,5 +495,58 @@ func TestCallbackPanicClosesSession(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("not closed")
+	}
+}
+
+// TestManyPollingClients holds 1,000 long-polling GETs at once and
+// answers them all with one prepared broadcast. Each pending GET costs
+// net/http's two goroutines (the connection's and its background reader)
+// and the client's three; a session adds none of its own.
+func TestManyPollingClients(t *testing.T) {
+	const n = 1000
+	ts := newServer(t, Config{}, false)
+	tr := &http.Transport{MaxIdleConnsPerHost: n}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	base := runtime.NumGoroutine()
+	var sids []string
+	var conns []*Conn
+	for range n {
+		sids = append(sids, ts.open())
+		conns = append(conns, ts.next("conn").c)
+	}
+	answers := make(chan string, n)
+	var wg sync.WaitGroup
+	for _, sid := range sids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Get(ts.url + "?EIO=4&transport=polling&sid=" + sid)
+			if err != nil {
+				answers <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			answers <- string(b)
+		}()
+	}
+	defer wg.Wait()
+	for _, sid := range sids {
+		checkFor(t, 10*time.Second, func() error { return ts.pending(sid) })
+	}
+	if g := runtime.NumGoroutine() - base; g > 5*n+50 {
+		t.Errorf("%d goroutines for %d pending GETs", g, n)
+	}
+	f := NewPreparedFrame([]byte("hi"), false)
+	for _, c := range conns {
+		if err := c.WritePrepared(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		if got := recv(t, answers); got != "4hi" {
+			t.Fatalf("answer %q", got)
+		}
 	}
 }

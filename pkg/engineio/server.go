@@ -176,6 +176,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if first {
 		for _, c := range conns {
 			c.closeWith(ReasonShutdown, ErrServerShutdown, closeGoingAway, false)
+			c.mu.Lock()
+			if c.aux != nil {
+				c.aux.Stop() // a lingering session
+			}
+			c.mu.Unlock()
+			s.remove(c)
 		}
 		for _, p := range s.pollers {
 			p.stop()
