@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/gorilla/websocket"
 )
 
@@ -117,7 +118,7 @@ func TestSecondGETClosesSession(t *testing.T) {
 	ts := newServer(t, Config{}, true)
 	sid := ts.open()
 	first := ts.asyncGet(sid)
-	checkFor(t, 5*time.Second, func() error { return ts.pending(sid) })
+	testwait.For(t, 5*time.Second, func() error { return ts.pending(sid) })
 	if code, body := ts.get(sid); code != 400 || !strings.Contains(body, `"code":3`) {
 		t.Fatalf("second GET: %d %s", code, body)
 	}
@@ -155,7 +156,7 @@ func TestClosePacketAnswersPendingGET(t *testing.T) {
 	ts := newServer(t, Config{}, true)
 	sid := ts.open()
 	pending := ts.asyncGet(sid)
-	checkFor(t, 5*time.Second, func() error { return ts.pending(sid) })
+	testwait.For(t, 5*time.Second, func() error { return ts.pending(sid) })
 	if code, _ := ts.post(sid, "1"); code != 200 {
 		t.Fatal("close packet refused")
 	}
@@ -319,7 +320,7 @@ func TestUpgrade(t *testing.T) {
 	sid := ts.open()
 	c := ts.next("conn").c
 	pending := ts.asyncGet(sid)
-	checkFor(t, 5*time.Second, func() error { return ts.pending(sid) })
+	testwait.For(t, 5*time.Second, func() error { return ts.pending(sid) })
 	ws := ts.dial("EIO=4&transport=websocket&sid=" + sid)
 	send(t, ws, websocket.TextMessage, "2probe")
 	if got := readText(t, ws); got != "3probe" {
@@ -453,7 +454,7 @@ func TestShutdown(t *testing.T) {
 	readText(t, ws)
 	sid := ts.open()
 	pending := ts.asyncGet(sid)
-	checkFor(t, 5*time.Second, func() error { return ts.pending(sid) })
+	testwait.For(t, 5*time.Second, func() error { return ts.pending(sid) })
 	if err := ts.s.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +534,7 @@ func TestManyPollingClients(t *testing.T) {
 	}
 	defer wg.Wait()
 	for _, sid := range sids {
-		checkFor(t, 10*time.Second, func() error { return ts.pending(sid) })
+		testwait.For(t, 10*time.Second, func() error { return ts.pending(sid) })
 	}
 	if g := runtime.NumGoroutine() - base; g > 5*n+50 {
 		t.Errorf("%d goroutines for %d pending GETs", g, n)

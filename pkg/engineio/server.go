@@ -318,8 +318,9 @@ func (s *Server) openPacket(sid string, upgrades bool) []byte {
 	return append(b, '}')
 }
 
-// newConn registers a session; false if the server is shutting down.
-func (s *Server) newConn(r *http.Request, transport uint8) (*Conn, bool) {
+// newConn registers a session; nil (503 answered) if the server is
+// shutting down.
+func (s *Server) newConn(w http.ResponseWriter, r *http.Request, transport uint8) *Conn {
 	c := &Conn{
 		s:          s,
 		id:         newSid(),
@@ -331,11 +332,12 @@ func (s *Server) newConn(r *http.Request, transport uint8) (*Conn, bool) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		return nil, false
+		writeError(w, http.StatusServiceUnavailable, errBadRequest, "Server shutting down")
+		return nil
 	}
 	s.sessions[c.id] = c
 	s.mu.Unlock()
-	return c, true
+	return c
 }
 
 func (s *Server) handshake(w http.ResponseWriter, r *http.Request, isWS bool) {
@@ -343,9 +345,8 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, isWS bool) {
 		s.openWebSocket(w, r)
 		return
 	}
-	c, ok := s.newConn(r, tPolling)
-	if !ok {
-		writeError(w, http.StatusServiceUnavailable, errBadRequest, "Server shutting down")
+	c := s.newConn(w, r, tPolling)
+	if c == nil {
 		return
 	}
 	open := s.openPacket(c.id, true)

@@ -2,6 +2,7 @@ package engineio
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -84,6 +85,11 @@ func hijack(w http.ResponseWriter, key string, first []byte) (fd int, rest []byt
 		return -1, nil, err
 	}
 	defer conn.Close()
+	sc, ok := conn.(syscall.Conn) // not so under TLS: terminate TLS in front
+	if !ok {
+		_, _ = io.WriteString(conn, "HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		return -1, nil, errNotSyscallConn
+	}
 	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ")
 	_, _ = brw.WriteString(acceptKey(key))
 	_, _ = brw.WriteString("\r\n\r\n")
@@ -94,10 +100,6 @@ func hijack(w http.ResponseWriter, key string, first []byte) (fd int, rest []byt
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		rest = append([]byte(nil), b...)
-	}
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return -1, nil, errNotSyscallConn
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
@@ -110,7 +112,10 @@ func hijack(w http.ResponseWriter, key string, first []byte) (fd int, rest []byt
 	if cerr != nil {
 		return -1, nil, cerr
 	}
-	return fd, rest, err // the dup shares O_NONBLOCK with the closed original
+	if err == nil {
+		err = unix.SetNonblock(fd, true) // shared with the original already; made sure
+	}
+	return fd, rest, err
 }
 
 func wsKey(r *http.Request) string {
@@ -132,9 +137,8 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errBadRequest, "")
 		return
 	}
-	c, ok := s.newConn(r, tWebSocket)
-	if !ok {
-		writeError(w, http.StatusServiceUnavailable, errBadRequest, "Server shutting down")
+	c := s.newConn(w, r, tWebSocket)
+	if c == nil {
 		return
 	}
 	open := s.openPacket(c.id, false)
