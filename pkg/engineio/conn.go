@@ -19,7 +19,7 @@ type Conn struct {
 	s          *Server
 	id         string
 	header     http.Header
-	query      url.Values
+	rawQuery   string
 	remoteAddr string
 
 	mu           sync.Mutex
@@ -50,11 +50,14 @@ type Conn struct {
 // ID is the session id (sid).
 func (c *Conn) ID() string { return c.id }
 
-// Header of the handshake request.
+// Header holds the handshake request headers named in Config.KeepHeaders.
 func (c *Conn) Header() http.Header { return c.header }
 
-// Query of the handshake request.
-func (c *Conn) Query() url.Values { return c.query }
+// Query of the handshake request (parsed at each call).
+func (c *Conn) Query() url.Values {
+	q, _ := url.ParseQuery(c.rawQuery)
+	return q
+}
 
 // RemoteAddr of the handshake request.
 func (c *Conn) RemoteAddr() string { return c.remoteAddr }
@@ -351,7 +354,12 @@ func (c *Conn) closeWith(reason string, err error, code int, linger bool) {
 		c.wakePoll()
 	} else if linger && c.transport == tPolling && len(c.queue) > 0 {
 		c.lingering = true
-		c.aux = time.AfterFunc(c.s.cfg.PingTimeout, func() { c.s.remove(c) })
+		c.aux = time.AfterFunc(c.s.cfg.PingTimeout, func() {
+			if c.s.enter() {
+				c.s.remove(c)
+				c.s.leave()
+			}
+		})
 	}
 	lingering := c.lingering
 	fn := c.onClose

@@ -16,7 +16,8 @@ import (
 )
 
 func TestHandshakePolling(t *testing.T) {
-	ts := newServer(t, Config{PingInterval: 300 * time.Millisecond, PingTimeout: 200 * time.Millisecond, MaxPayload: 1e6}, true)
+	ts := newServer(t, Config{PingInterval: 300 * time.Millisecond, PingTimeout: 200 * time.Millisecond, MaxPayload: 1e6,
+		KeepHeaders: []string{"user-agent", "X-Absent"}}, true)
 	code, body := ts.req("GET", "EIO=4&transport=polling", "")
 	if code != 200 {
 		t.Fatalf("status %d", code)
@@ -32,6 +33,9 @@ func TestHandshakePolling(t *testing.T) {
 	e := ts.next("conn")
 	if e.c.ID() != h.Sid || e.c.Transport() != TransportPolling || e.c.Query().Get("EIO") != "4" || e.c.RemoteAddr() == "" {
 		t.Fatalf("conn %s %s %v %s", e.c.ID(), e.c.Transport(), e.c.Query(), e.c.RemoteAddr())
+	}
+	if h := e.c.Header(); len(h) != 1 || !strings.HasPrefix(h.Get("User-Agent"), "Go-http-client") {
+		t.Fatalf("kept headers %v", h)
 	}
 }
 

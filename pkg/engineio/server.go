@@ -42,6 +42,9 @@ type Config struct {
 	// connection; over it the connection is closed ("slow consumer").
 	// Default 1 MiB.
 	MaxWriteQueue int
+	// KeepHeaders names the handshake request headers that Conn.Header
+	// keeps (each costs memory for the life of the session). Default none.
+	KeepHeaders []string
 	// Pollers is the number of epoll loops. Default 1.
 	Pollers int
 	// CheckRequest, if set, is called for every handshake, poll and
@@ -324,8 +327,8 @@ func (s *Server) newConn(w http.ResponseWriter, r *http.Request, transport uint8
 	c := &Conn{
 		s:          s,
 		id:         newSid(),
-		header:     r.Header.Clone(),
-		query:      r.URL.Query(),
+		header:     keepHeaders(r.Header, s.cfg.KeepHeaders),
+		rawQuery:   r.URL.RawQuery,
 		remoteAddr: r.RemoteAddr,
 		transport:  transport,
 	}
@@ -338,6 +341,19 @@ func (s *Server) newConn(w http.ResponseWriter, r *http.Request, transport uint8
 	s.sessions[c.id] = c
 	s.mu.Unlock()
 	return c
+}
+
+func keepHeaders(h http.Header, names []string) http.Header {
+	var out http.Header
+	for _, n := range names {
+		if v := h.Values(n); len(v) > 0 {
+			if out == nil {
+				out = make(http.Header, len(names))
+			}
+			out[http.CanonicalHeaderKey(n)] = append([]string(nil), v...)
+		}
+	}
+	return out
 }
 
 func (s *Server) handshake(w http.ResponseWriter, r *http.Request, isWS bool) {
