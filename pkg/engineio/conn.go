@@ -287,6 +287,9 @@ func (c *Conn) writeLocked(frame []byte, q qpacket) func() {
 		return nop
 	}
 	if c.transport == tWebSocket {
+		if c.ws == nil { // still in its handshake
+			return nop
+		}
 		if frame == nil {
 			frame = qFrame(q)
 		}
