@@ -581,3 +581,51 @@ func TestManyPollingClients(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckRequestOnEveryRequest: the hook sees the handshake, each poll
+// and POST, and the upgrade; its error refuses a poll of an open session.
+func TestCheckRequestOnEveryRequest(t *testing.T) {
+	var calls atomic.Int32
+	var deny atomic.Bool
+	ts := newServer(t, Config{CheckRequest: func(*http.Request) error {
+		calls.Add(1)
+		if deny.Load() {
+			return errors.New("denied")
+		}
+		return nil
+	}}, true)
+	sid := ts.open()
+	ts.post(sid, "4a")
+	ts.get(sid)
+	ws := ts.dial("EIO=4&transport=websocket&sid=" + sid)
+	send(t, ws, websocket.TextMessage, "2probe")
+	readText(t, ws)
+	if n := calls.Load(); n != 4 {
+		t.Fatalf("CheckRequest called %d times, want 4", n)
+	}
+	deny.Store(true)
+	if code, body := ts.get(sid); code != 403 || body != `{"code":4,"message":"denied"}` {
+		t.Fatalf("denied poll: %d %s", code, body)
+	}
+}
+
+// TestUpgradeTimeout: a probe that never completes is closed; the
+// polling session goes on.
+func TestUpgradeTimeout(t *testing.T) {
+	ts := newServer(t, Config{UpgradeTimeout: 50 * time.Millisecond}, true)
+	sid := ts.open()
+	ws := ts.dial("EIO=4&transport=websocket&sid=" + sid)
+	send(t, ws, websocket.TextMessage, "2probe")
+	readText(t, ws)
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, closeNormal) {
+		t.Fatalf("probe not closed: %v", err)
+	}
+	if code, _ := ts.post(sid, "4still"); code != 200 {
+		t.Fatal("session closed with its probe")
+	}
+	if code, body := ts.get(sid); code != 200 || body != "4still" {
+		t.Fatalf("GET after failed upgrade: %d %q", code, body)
+	}
+	ts.none("close")
+}
