@@ -33,6 +33,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
 	mode := fs.String("mode", "engineio", "protocol layer to serve (only: engineio)")
 	path := fs.String("path", "/engine.io/", "mount path")
+	_ = fs.Bool("deflate", false, "accepted and ignored: permessage-deflate is never negotiated, so maxPayload bounds what is decoded")
+	connectTimeout := fs.Int("connect-timeout", 0, "ms a session may live before the upper layer marks it connected (0: none; the echo of engineio mode marks it at once)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,6 +45,9 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		PingInterval: 300 * time.Millisecond,
 		PingTimeout:  200 * time.Millisecond,
 		MaxPayload:   1_000_000,
+		// Without effect in engineio mode, where the echo marks every
+		// session connected at once; socketio mode (step 2) needs it.
+		ConnectTimeout: time.Duration(*connectTimeout) * time.Millisecond,
 	})
 	if err != nil {
 		return err
