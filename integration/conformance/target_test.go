@@ -168,15 +168,20 @@ type targetRun struct {
 }
 
 // url returns the base URL ("http://127.0.0.1:PORT") of the target serving
-// mode at path with extra flags, starting it on first use.
+// mode at path with extra flags, starting it on first use. A server that
+// failed to start fails the later cases at once.
 func (r *targetRun) url(t *testing.T, mode, path string, extra ...string) string {
 	t.Helper()
 	key := mode + " " + path + " " + strings.Join(extra, " ")
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if u, ok := r.urls[key]; ok {
+		if u == "" {
+			t.Fatalf("%s %s: did not start (see the first case)", r.tg.name, key)
+		}
 		return u
 	}
+	r.urls[key] = ""
 	args := append([]string{"--listen", "127.0.0.1:0", "--path", path}, extra...)
 	u := startProc(t, r.parent, r.tg.name+" "+key, r.tg.command(t, mode, args))
 	r.urls[key] = u
@@ -246,6 +251,13 @@ func startProc(t, owner *testing.T, name string, cmd *exec.Cmd) string {
 	case line = <-lines:
 	case <-time.After(20 * time.Second):
 		t.Fatalf("%s: no {\"url\":...} line within 20s; stderr:\n%s", name, stderr.String())
+	}
+	if line == "" { // stdout ended: let the exit finish copying stderr
+		select {
+		case err := <-exited:
+			exited <- err // for the cleanup
+		case <-time.After(5 * time.Second):
+		}
 	}
 	var hello struct {
 		URL string `json:"url"`
