@@ -307,17 +307,12 @@ var engineIOCases = []testCase{
 		}
 	}},
 	{"maxpayload/polling-content-length", func(t *testing.T, r *targetRun) {
-		c := eio(t, r)
-		sid, _ := c.handshake()
 		body := oversizePayload()
-		st := c.rawPost(sid, []string{fmt.Sprintf("Content-Length: %d", len(body))}, [][]byte{body})
-		checkRefused(t, c, sid, st)
+		postRefused(t, eio(t, r), []string{fmt.Sprintf("Content-Length: %d", len(body))}, [][]byte{body})
 	}},
 	{"maxpayload/polling-chunked", func(t *testing.T, r *targetRun) {
 		// Defect (4): a chunked body over maxPayload was cut at the limit
 		// and its first packet delivered.
-		c := eio(t, r)
-		sid, _ := c.handshake()
 		body := oversizePayload()
 		var chunks [][]byte
 		for len(body) > 0 {
@@ -326,8 +321,7 @@ var engineIOCases = []testCase{
 			body = body[n:]
 		}
 		chunks = append(chunks, []byte("0\r\n\r\n"))
-		st := c.rawPost(sid, []string{"Transfer-Encoding: chunked"}, chunks)
-		checkRefused(t, c, sid, st)
+		postRefused(t, eio(t, r), []string{"Transfer-Encoding: chunked"}, chunks)
 	}},
 	{"maxpayload/websocket-under-limit", func(t *testing.T, r *targetRun) {
 		w, _ := eio(t, r).openWS(false)
@@ -462,11 +456,13 @@ func oversizePayload() []byte {
 	return []byte("4" + strings.Repeat("a", half) + "\x1e4" + strings.Repeat("b", half))
 }
 
-// checkRefused wants a POST over maxPayload answered 413 with nothing of it
-// delivered; the session stays usable, as on Node.
-func checkRefused(t *testing.T, c *client, sid string, st int) {
+// postRefused opens a session, posts a body over maxPayload (framed by the
+// caller) and wants it answered 413 with nothing of it delivered; the
+// session stays usable, as on Node.
+func postRefused(t *testing.T, c *client, headers []string, chunks [][]byte) {
 	t.Helper()
-	if st != http.StatusRequestEntityTooLarge {
+	sid, _ := c.handshake()
+	if st := c.rawPost(sid, headers, chunks); st != http.StatusRequestEntityTooLarge {
 		t.Errorf("POST over maxPayload: %d, want 413", st)
 	}
 	c.mustPost(sid, "4marker")

@@ -41,13 +41,28 @@ func checkConnect(t *testing.T, pkt, prefix string) string {
 	return sid
 }
 
+// join connects w to nsp ("" for the main namespace) with the handshake
+// auth payload auth ("" for none) and wants the CONNECT answer and the auth
+// echo.
+func join(t *testing.T, w *wsConn, nsp, auth string) {
+	t.Helper()
+	connect, event := "40", "42"
+	if nsp != "" {
+		connect, event = "40"+nsp+",", "42"+nsp+","
+	}
+	w.send(connect + auth)
+	checkConnect(t, w.expectText(), connect)
+	if auth == "" {
+		auth = "{}"
+	}
+	w.expect(event + `["auth",` + auth + `]`)
+}
+
 // sioConnect opens a websocket and connects to the main namespace.
 func sioConnect(t *testing.T, c *client) *wsConn {
 	t.Helper()
 	w, _ := c.openWS(false)
-	w.send("40")
-	checkConnect(t, w.expectText(), "40")
-	w.expect(`42["auth",{}]`)
+	join(t, w, "", "")
 	return w
 }
 
@@ -65,30 +80,22 @@ var socketIOCases = []testCase{
 	}},
 	{"connect/main-with-auth", func(t *testing.T, r *targetRun) {
 		w, _ := sio(t, r).openWS(false)
-		w.send(`40{"token":"123"}`)
-		checkConnect(t, w.expectText(), "40")
-		w.expect(`42["auth",{"token":"123"}]`)
+		join(t, w, "", `{"token":"123"}`)
 	}},
 	{"connect/custom", func(t *testing.T, r *targetRun) {
 		w, _ := sio(t, r).openWS(false)
-		w.send("40/custom,")
-		checkConnect(t, w.expectText(), "40/custom,")
-		w.expect(`42/custom,["auth",{}]`)
+		join(t, w, "/custom", "")
 	}},
 	{"connect/custom-with-auth", func(t *testing.T, r *targetRun) {
 		w, _ := sio(t, r).openWS(false)
-		w.send(`40/custom,{"token":"abc"}`)
-		checkConnect(t, w.expectText(), "40/custom,")
-		w.expect(`42/custom,["auth",{"token":"abc"}]`)
+		join(t, w, "/custom", `{"token":"abc"}`)
 	}},
 	{"connect/invalid-namespace", func(t *testing.T, r *targetRun) {
 		w, _ := sio(t, r).openWS(false)
 		w.send("40/random")
 		w.expect(`44/random,{"message":"Invalid namespace"}`)
 		// The connection stays usable.
-		w.send("40")
-		checkConnect(t, w.expectText(), "40")
-		w.expect(`42["auth",{}]`)
+		join(t, w, "", "")
 	}},
 	{"connect/invalid-handshake", func(t *testing.T, r *targetRun) {
 		w, _ := sio(t, r).openWS(false)
@@ -97,9 +104,7 @@ var socketIOCases = []testCase{
 	}},
 	{"connect/several-namespaces", func(t *testing.T, r *targetRun) {
 		w := sioConnect(t, sio(t, r))
-		w.send("40/custom,")
-		checkConnect(t, w.expectText(), "40/custom,")
-		w.expect(`42/custom,["auth",{}]`)
+		join(t, w, "/custom", "")
 		w.send(`42/custom,["message","to custom"]`)
 		w.expect(`42/custom,["message-back","to custom"]`)
 		w.send(`42["message","to main"]`)
@@ -144,9 +149,7 @@ var socketIOCases = []testCase{
 		// a ping; an event to the left namespace then closes it (Node).
 		c := sio(t, r)
 		w, _ := c.openWS(true)
-		w.send("40")
-		checkConnect(t, w.expectText(), "40")
-		w.expect(`42["auth",{}]`)
+		join(t, w, "", "")
 		w.send("41")
 		w.expect("2")
 		w.send("3")
@@ -155,9 +158,7 @@ var socketIOCases = []testCase{
 	}},
 	{"disconnect/custom", func(t *testing.T, r *targetRun) {
 		w := sioConnect(t, sio(t, r))
-		w.send("40/custom,")
-		checkConnect(t, w.expectText(), "40/custom,")
-		w.expect(`42/custom,["auth",{}]`)
+		join(t, w, "/custom", "")
 		w.send("41/custom,")
 		w.send(`42["message","to main"]`)
 		w.expect(`42["message-back","to main"]`)
@@ -174,9 +175,7 @@ var socketIOCases = []testCase{
 	}},
 	{"message/ack-custom", func(t *testing.T, r *targetRun) {
 		w, _ := sio(t, r).openWS(false)
-		w.send("40/custom,")
-		checkConnect(t, w.expectText(), "40/custom,")
-		w.expect(`42/custom,["auth",{}]`)
+		join(t, w, "/custom", "")
 		w.send(`42/custom,7["message-with-ack","x"]`)
 		w.expect(`43/custom,7["x"]`)
 	}},

@@ -6,7 +6,6 @@ package conformance
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eventserver/eventserver/internal/testenv"
 )
 
 // The reference servers' settings, as in the protocol test suites.
@@ -63,7 +64,7 @@ func nodeTarget() target {
 					ok = false
 				}
 			}
-			need(t, ok, "node and node_modules with engine.io and socket.io (npm ci)")
+			testenv.Need(t, ok, "node and node_modules with engine.io and socket.io (npm ci)")
 		},
 		command: func(t *testing.T, mode string, args []string) *exec.Cmd {
 			script := filepath.Join(repoRoot(), "integration", "conformance", "node-"+mode+".js")
@@ -146,18 +147,6 @@ func repoRoot() string {
 	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
 }
 
-// need skips without a prerequisite, except under CI=true where it fails.
-func need(t *testing.T, ok bool, what string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing (CI=true: failing instead of skipping)", what)
-	}
-	t.Skipf("%s is missing; skipping", what)
-}
-
 // targetRun holds one target's servers for the length of its subtest:
 // cases share a server per (mode, flags).
 type targetRun struct {
@@ -188,29 +177,11 @@ func (r *targetRun) url(t *testing.T, mode, path string, extra ...string) string
 	return u
 }
 
-// lockedBuffer collects a child's stderr.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startProc starts cmd, waits for its {"url":...} line and stops it (stdin
 // EOF, then a kill after 5 s) when owner's test ends.
 func startProc(t, owner *testing.T, name string, cmd *exec.Cmd) string {
 	t.Helper()
-	var stderr lockedBuffer
+	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
