@@ -27,10 +27,10 @@ import (
 // "Origin: http://<server host:port>"), or when the Origin is listed ("*"
 // lists any). Any other Origin is refused on every transport.
 type OriginPolicy struct {
-	any     bool
-	origins []string
-	log     *zap.Logger
-	m       *metrics.Metrics
+	anyOrigin bool
+	origins   []string
+	log       *zap.Logger
+	m         *metrics.Metrics
 
 	mu     sync.Mutex
 	window time.Time           // start of the current log window
@@ -54,19 +54,19 @@ func NewOriginPolicy(origins []string, log *zap.Logger, m *metrics.Metrics) *Ori
 		log = zap.NewNop()
 	}
 	return &OriginPolicy{
-		any:     slices.Contains(origins, "*"),
-		origins: slices.Clone(origins),
-		log:     log.Named("cors"),
-		m:       m,
-		logged:  map[string]struct{}{},
-		now:     time.Now,
+		anyOrigin: slices.Contains(origins, "*"),
+		origins:   slices.Clone(origins),
+		log:       log.Named("cors"),
+		m:         m,
+		logged:    map[string]struct{}{},
+		now:       time.Now,
 	}
 }
 
 // Listed reports whether origin is one that EVENTSERVER_CORS_ORIGINS allows
 // cross-origin (so responses to it carry CORS headers).
 func (p *OriginPolicy) Listed(origin string) bool {
-	return origin != "" && (p.any || slices.Contains(p.origins, strings.TrimSuffix(origin, "/")))
+	return origin != "" && (p.anyOrigin || slices.Contains(p.origins, strings.TrimSuffix(origin, "/")))
 }
 
 // Allowed reports whether r may be served: it has no Origin, a same-origin
