@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/eventserver/eventserver/internal/config"
+	"github.com/eventserver/eventserver/internal/testenv"
 )
 
 // rawUpgrade sends the WebSocket upgrade of the curl (with origin as
@@ -230,7 +231,7 @@ func startBrowser(t *testing.T, pages ...[2]string) map[string]*client {
 	}
 	cmd := exec.Command("node", args...)
 	cmd.Dir = root
-	var stderr lockedBuffer
+	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
