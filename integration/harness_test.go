@@ -245,6 +245,7 @@ type client struct {
 	msgs   []msg
 	stdin  io.WriteCloser
 	emitFn func(event string, ack int, args ...any)
+	sendFn func(cmd any)
 	stop   func()
 }
 
@@ -328,6 +329,15 @@ func (c *client) emit(event string, ack int, args ...any) {
 
 func (c *client) disconnect() { c.stop() }
 
+// reconnect asks a running client to connect again, to the same server
+// (after a disconnect command, or when the server closed it).
+func (c *client) reconnect() { c.sendFn(map[string]any{"cmd": "connect"}) }
+
+// leave asks a running client to disconnect and stay running, so that a
+// later reconnect is quick (a new python process takes seconds on a loaded
+// machine).
+func (c *client) leave() { c.sendFn(map[string]any{"cmd": "disconnect"}) }
+
 func repoRoot(t testing.TB) string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
@@ -382,6 +392,7 @@ func startProcClient(t testing.TB, name string, cmd *exec.Cmd) *client {
 		defer enc.Unlock()
 		_, _ = c.stdin.Write(append(b, '\n'))
 	}
+	c.sendFn = send
 	c.emitFn = func(event string, ack int, args ...any) {
 		if args == nil {
 			args = []any{}
