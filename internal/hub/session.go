@@ -162,7 +162,7 @@ func (h *Hub) onConnection(s *socket.Socket) {
 	s.Join(toRooms(sess.rooms)...)
 	for _, r := range sess.rooms {
 		if rooms.Announced(r) {
-			sess.announce(r, fmt.Sprintf("%s %s joined room %s", title(sess.id.Kind), sess.id.Name, r))
+			sess.announce(r, joinText(sess.id.Kind, sess.id.Name, r))
 		}
 	}
 	sess.log.Info("client connected", zap.Strings("rooms", sess.rooms), zap.String("transport", transport),
@@ -185,6 +185,18 @@ func title(k rooms.Kind) string {
 		return "Node"
 	}
 	return "User"
+}
+
+// joinText is the message sent to a room that a client joined, as vantage6
+// 4.14 words it: f"{session.type.title()} <{session.name}> joined room <{room}>".
+func joinText(k rooms.Kind, name, room string) string {
+	return fmt.Sprintf("%s <%s> joined room <%s>", title(k), name, room)
+}
+
+// leaveText is the message sent to a room that a client left; 4.14 puts no
+// brackets here: f"{name} left room {room}".
+func leaveText(name, room string) string {
+	return fmt.Sprintf("%s left room %s", name, room)
 }
 
 // nodeKey is the node's key in the presence store.
@@ -339,7 +351,7 @@ func (s *session) onDisconnect(reason string) {
 	}
 	for _, r := range s.rooms {
 		if rooms.Announced(r) {
-			s.announce(r, fmt.Sprintf("%s left room %s", s.id.Name, r))
+			s.announce(r, leaveText(s.id.Name, r))
 		}
 	}
 	if s.id.Kind == rooms.KindNode {
