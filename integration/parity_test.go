@@ -167,7 +167,9 @@ func TestDataNullIsNoArgument(t *testing.T) {
 // other users, nodes and bad tokens are told invalid_token and disconnected
 // and never get it.
 func TestAdminNamespace(t *testing.T) {
-	s := startServer(t, nil)
+	// A grace long enough that the refused sockets are still there at the
+	// first transition.
+	s := startServer(t, func(c *config.Config) { c.AuthGrace = 4 * time.Second })
 	admin := startUI(t, s, "admin", clientOpts{token: userToken(t, 1, 2, []int64{1, 2}, "global", time.Hour), namespace: "/admin", reconnect: true})
 	admin.waitType("connect", wait)
 	refused := map[string]clientOpts{
