@@ -2,7 +2,6 @@ package integration
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -292,6 +291,6 @@ func TestParityAcrossReplicas(t *testing.T) {
 		}
 	}
 	if !strings.Contains(a.logText(), "keeping the socket and its rooms") {
-		t.Error(fmt.Sprintf("a: no log line for the kept expiry:\n%s", tail(a.logText(), 20)))
+		t.Errorf("a: no log line for the kept expiry:\n%s", tail(a.logText(), 20))
 	}
 }
