@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -72,7 +73,7 @@ func TestNewUserTokenExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = h.Presence().Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = h.Presence().Shutdown(context.Background()) })
 	if h.cfg.UserTokenExpiry != UserExpiryKeep {
 		t.Errorf("default policy %q, want keep", h.cfg.UserTokenExpiry)
 	}
