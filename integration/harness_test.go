@@ -353,6 +353,15 @@ type clientOpts struct {
 	authMode   string // header (default), auth, none
 	transports string // "polling,websocket" (default), "websocket", "polling"
 	token      string
+	// reconnect keeps socket.io-client's automatic reconnection on, as the
+	// vantage6 UI has it (it still never reconnects after a server
+	// disconnect); python nodes always run without it.
+	reconnect bool
+	// namespace is the UI's namespace; empty: /tasks.
+	namespace string
+	// v6Handlers gives the python node zero-argument handlers of sync,
+	// expired_token and invalid_token, as the vantage6 node has.
+	v6Handlers bool
 }
 
 // startProcClient runs a scripted client (python or node) and collects its lines.
@@ -435,6 +444,9 @@ func startPyNode(t testing.TB, s *server, name string, o clientOpts) *client {
 	ok := err == nil && exec.Command(python, "-c", "import socketio, requests, websocket").Run() == nil
 	need(t, ok, "python3-socketio (with python3-requests, python3-websocket) under "+python)
 	args := []string{filepath.Join(repoRoot(t), "integration", "clients", "v6node.py"), "--url", s.URL, "--no-reconnect"}
+	if o.v6Handlers {
+		args = append(args, "--v6-handlers")
+	}
 	args = append(args, o.args()...)
 	return startProcClient(t, name, exec.Command(python, args...))
 }
@@ -446,7 +458,13 @@ func startUI(t testing.TB, s *server, name string, o clientOpts) *client {
 	_, err := exec.LookPath("node")
 	_, err2 := os.Stat(filepath.Join(root, "node_modules", "socket.io-client"))
 	need(t, err == nil && err2 == nil, "node and node_modules/socket.io-client (npm ci)")
-	args := []string{filepath.Join(root, "integration", "clients", "ui.js"), "--url", s.URL, "--no-reconnect"}
+	args := []string{filepath.Join(root, "integration", "clients", "ui.js"), "--url", s.URL}
+	if !o.reconnect {
+		args = append(args, "--no-reconnect")
+	}
+	if o.namespace != "" {
+		args = append(args, "--namespace", o.namespace)
+	}
 	args = append(args, o.args()...)
 	return startProcClient(t, name, exec.Command("node", args...))
 }

@@ -173,10 +173,12 @@ func (a *App) build(verifier *auth.Verifier) error {
 		ResolveTimeout: resolveTimeout,
 		NewPresence:    a.newPresence,
 		AuthGrace:      cfg.AuthGrace,
-		Instance:       cfg.InstanceID,
-		Logger:         log,
-		Metrics:        a.metrics,
-		Facts:          facts,
+		// Checked by config (keep or disconnect) and again by the hub.
+		UserTokenExpiry: hub.UserExpiry(cfg.UserTokenExpiry),
+		Instance:        cfg.InstanceID,
+		Logger:          log,
+		Metrics:         a.metrics,
+		Facts:           facts,
 	})
 	if err != nil {
 		return err
