@@ -28,6 +28,7 @@ import (
 	"github.com/eventserver/eventserver/internal/app"
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/config"
+	"github.com/eventserver/eventserver/internal/testenv"
 	"github.com/eventserver/eventserver/internal/testwait"
 )
 
@@ -335,13 +336,7 @@ func repoRoot(t testing.TB) string {
 // need skips a test that lacks a real client, except in CI where it fails.
 func need(t testing.TB, ok bool, what string) {
 	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing (CI=true: failing instead of skipping); .ci/run installs it", what)
-	}
-	t.Skipf("%s is missing; run .ci/run or install it", what)
+	testenv.Need(t, ok, what)
 }
 
 type clientOpts struct {

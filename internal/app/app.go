@@ -195,7 +195,7 @@ func (a *App) build(verifier *auth.Verifier) error {
 		Metrics:  a.metrics,
 	})
 	mux := http.NewServeMux()
-	mux.Handle("/socket.io/", httpapi.CORS(cfg.CORSOrigins, a.io.ServeHandler(nil)))
+	mux.Handle("/socket.io/", httpapi.CORS(httpapi.NewOriginPolicy(cfg.CORSOrigins, log, a.metrics), a.io.ServeHandler(nil)))
 	api.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

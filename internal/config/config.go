@@ -40,8 +40,9 @@ type Config struct {
 	// PublishToken is the bearer token of the publish API. Empty: the API is off.
 	PublishToken string
 
-	// CORSOrigins lists the origins allowed to read responses cross-origin;
-	// "*" allows any. Default: none.
+	// CORSOrigins lists the origins allowed cross-origin, on every transport
+	// (polling, its preflights, the WebSocket upgrade); "*" allows any.
+	// Default: none (same-origin requests and clients without an Origin only).
 	CORSOrigins []string
 	// PingInterval and PingTimeout are Engine.IO's heartbeat. Defaults 25s and 60s.
 	PingInterval time.Duration
@@ -163,7 +164,7 @@ func settings() []setting {
 			c.PublishToken = v
 			return nil
 		}},
-		{"cors-origins", "EVENTSERVER_CORS_ORIGINS", "", "comma-separated origins allowed cross-origin (e.g. https://portal.example.org); * allows any; empty: none", func(c *Config, v string) error {
+		{"cors-origins", "EVENTSERVER_CORS_ORIGINS", "", "comma-separated origins allowed cross-origin, on polling and WebSocket (e.g. https://portal.example.org); * allows any; empty: same-origin only. Any other Origin is refused (403)", func(c *Config, v string) error {
 			c.CORSOrigins = nil
 			for _, o := range strings.Split(v, ",") {
 				o = strings.TrimSpace(o)

@@ -1,5 +1,5 @@
 // Package httpapi is eventserver's HTTP API: the publish API that the
-// backend uses to send events, the nodes list, and the CORS policy of the
+// backend uses to send events, the nodes list, and the origin (CORS) policy of the
 // Socket.IO endpoint.
 package httpapi
 
