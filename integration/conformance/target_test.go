@@ -35,7 +35,7 @@ const (
 // goTargetExpected turns "integration/conformance/refserver is absent" from
 // a skip into a failure under CI=true. Set it once the Go reference server
 // is merged.
-const goTargetExpected = false
+const goTargetExpected = true
 
 // target is one implementation under test.
 type target struct {
@@ -102,9 +102,7 @@ func goTarget() target {
 // engineIOTargets and socketIOTargets are the targets of each suite.
 func engineIOTargets() []target { return []target{nodeTarget(), goTarget()} }
 
-// socketIOTargets: the Go reference gets its Socket.IO mode in step 2; then
-// goTarget() joins this list.
-func socketIOTargets() []target { return []target{nodeTarget()} }
+func socketIOTargets() []target { return []target{nodeTarget(), goTarget()} }
 
 var refserver struct {
 	once sync.Once

@@ -1,0 +1,534 @@
+package engineio
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+const (
+	tPolling uint8 = iota
+	tWebSocket
+)
+
+// Conn is one Engine.IO session. Its methods are safe for concurrent use.
+type Conn struct {
+	s          *Server
+	id         string
+	header     http.Header
+	rawQuery   string
+	remoteAddr string
+
+	mu           sync.Mutex
+	closed       bool
+	connected    bool
+	transport    uint8
+	awaitingPong bool
+	upgrading    bool
+	posting      bool
+	lingering    bool  // closed by the server; the next GET gets the queue and "1"
+	closePacket  byte  // answer of the pending GET once closed: pClose or pNoop
+	hbDue        int64 // unix nanos the heartbeat timer is due
+	hb           *time.Timer
+	aux          *time.Timer // connect timeout, or linger
+	upTimer      *time.Timer // upgrade timeout
+	queue        []qpacket   // polling: packets waiting for a GET
+	queued       int
+	pollCh       chan struct{} // polling: the pending GET waits on it
+	ws           *wsConn
+	probe        *wsConn
+
+	onMessage   func(data []byte, binary bool)
+	onClose     func(reason string, err error)
+	onUpgrade   func()
+	onHeartbeat func()
+}
+
+// ID is the session id (sid).
+func (c *Conn) ID() string { return c.id }
+
+// Header holds the handshake request headers named in Config.KeepHeaders.
+func (c *Conn) Header() http.Header { return c.header }
+
+// Query of the handshake request (parsed at each call).
+func (c *Conn) Query() url.Values {
+	q, _ := url.ParseQuery(c.rawQuery)
+	return q
+}
+
+// RemoteAddr of the handshake request.
+func (c *Conn) RemoteAddr() string { return c.remoteAddr }
+
+// Transport is "polling" or "websocket".
+func (c *Conn) Transport() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.transport == tWebSocket {
+		return TransportWebSocket
+	}
+	return TransportPolling
+}
+
+// OnMessage sets the message callback; data is valid only during the call.
+func (c *Conn) OnMessage(fn func(data []byte, binary bool)) {
+	c.mu.Lock()
+	c.onMessage = fn
+	c.mu.Unlock()
+}
+
+// OnClose sets the callback called once when the session closes.
+func (c *Conn) OnClose(fn func(reason string, err error)) {
+	c.mu.Lock()
+	c.onClose = fn
+	c.mu.Unlock()
+}
+
+// OnUpgrade sets the callback called when polling upgrades to websocket.
+func (c *Conn) OnUpgrade(fn func()) {
+	c.mu.Lock()
+	c.onUpgrade = fn
+	c.mu.Unlock()
+}
+
+// OnHeartbeat sets the callback called for each pong received.
+func (c *Conn) OnHeartbeat(fn func()) {
+	c.mu.Lock()
+	c.onHeartbeat = fn
+	c.mu.Unlock()
+}
+
+// SetConnected stops the connect timeout.
+func (c *Conn) SetConnected() {
+	c.mu.Lock()
+	c.connected = true
+	if c.aux != nil {
+		c.aux.Stop()
+		c.aux = nil
+	}
+	c.mu.Unlock()
+}
+
+// Close closes the session with reason; queued packets are still
+// delivered to a polling client on its next GET.
+func (c *Conn) Close(reason string) {
+	c.closeWith(reason, nil, closeNormal, true)
+}
+
+// safe runs a user callback; a panic closes the session instead of the
+// process (the poller and timers have no net/http recover).
+func (c *Conn) safe(fn func()) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.closeWith(ReasonTransportError, fmt.Errorf("engineio: callback panic: %v", v), closeGoingAway, false)
+		}
+	}()
+	fn()
+}
+
+func (c *Conn) start() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.hbDue = time.Now().Add(c.s.cfg.PingInterval).UnixNano()
+	c.hb = time.AfterFunc(c.s.cfg.PingInterval, c.heartbeat)
+	if d := c.s.cfg.ConnectTimeout; d > 0 && !c.connected {
+		c.aux = time.AfterFunc(d, c.connectTimeout)
+	}
+	c.mu.Unlock()
+}
+
+func (c *Conn) connectTimeout() {
+	if !c.s.enter() {
+		return
+	}
+	defer c.s.leave()
+	c.mu.Lock()
+	late := !c.connected
+	c.mu.Unlock()
+	if late {
+		c.closeWith(ReasonConnectTimeout, nil, closeNormal, false)
+	}
+}
+
+func (c *Conn) heartbeat() {
+	if !c.s.enter() {
+		return
+	}
+	defer c.s.leave()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if now := time.Now().UnixNano(); now < c.hbDue {
+		c.hb.Reset(time.Duration(c.hbDue - now)) // a stale fire after a Reset
+		c.mu.Unlock()
+		return
+	}
+	if c.awaitingPong {
+		c.mu.Unlock()
+		c.closeWith(ReasonPingTimeout, nil, closeNormal, false)
+		return
+	}
+	c.awaitingPong = true
+	c.setHeartbeat(c.s.cfg.PingTimeout)
+	post := c.writeLocked(framePing, qpacket{data: framePing[2:]})
+	c.mu.Unlock()
+	post()
+}
+
+func (c *Conn) setHeartbeat(d time.Duration) {
+	c.hbDue = time.Now().Add(d).UnixNano()
+	c.hb.Reset(d)
+}
+
+// Send sends a message: text, or binary when binary is true.
+func (c *Conn) Send(data []byte, binary bool) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	var post func()
+	if c.transport == tWebSocket {
+		bp := framePool.Get().(*[]byte)
+		var f []byte
+		if binary {
+			f = appendFrame((*bp)[:0], opBinary, 0, data)
+		} else {
+			f = appendFrame((*bp)[:0], opText, pMessage, data)
+		}
+		post = c.writeLocked(f, qpacket{})
+		*bp = f
+		if cap(f) <= 64<<10 {
+			framePool.Put(bp)
+		}
+	} else {
+		var q qpacket
+		if binary {
+			q = qpacket{data: append([]byte(nil), data...), bin: true}
+		} else {
+			q = qpacket{data: append([]byte{pMessage}, data...)}
+		}
+		post = c.writeLocked(nil, q)
+	}
+	c.mu.Unlock()
+	post()
+	return nil
+}
+
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// PreparedFrame is a message encoded once — as a ready websocket frame
+// and as a polling packet — to be written to many connections.
+type PreparedFrame struct {
+	frame []byte // websocket frame; frame[hlen:] is the packet
+	hlen  int
+	bin   bool
+}
+
+// NewPreparedFrame encodes a message once for WritePrepared.
+func NewPreparedFrame(data []byte, binary bool) *PreparedFrame {
+	n := len(data)
+	op, prefix := byte(opBinary), byte(0)
+	if !binary {
+		op, prefix = opText, pMessage
+		n++
+	}
+	f := appendFrame(make([]byte, 0, frameHeaderLen(n)+n), op, prefix, data)
+	return &PreparedFrame{frame: f, hlen: frameHeaderLen(n), bin: binary}
+}
+
+// Bytes is the websocket frame (for tests and metrics).
+func (p *PreparedFrame) Bytes() []byte { return p.frame }
+
+// WritePrepared writes a prepared message; the frame is shared, not copied.
+func (c *Conn) WritePrepared(p *PreparedFrame) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	post := c.writeLocked(p.frame, qpacket{data: p.frame[p.hlen:], bin: p.bin})
+	c.mu.Unlock()
+	post()
+	return nil
+}
+
+func nop() {}
+
+// writeLocked writes a websocket frame or queues a polling packet,
+// whichever the current transport takes. It returns what to run once
+// c.mu is released (a close).
+func (c *Conn) writeLocked(frame []byte, q qpacket) func() {
+	if c.closed {
+		return nop
+	}
+	if c.transport == tWebSocket {
+		if frame == nil {
+			frame = qFrame(q)
+		}
+		if err := c.ws.write(frame); err != nil {
+			return c.failLocked(err)
+		}
+		return nop
+	}
+	if q.data == nil {
+		return nop
+	}
+	n := q.pollLen()
+	if c.queued+n > c.s.cfg.MaxWriteQueue {
+		return c.failLocked(ErrSlowConsumer)
+	}
+	c.queue = append(c.queue, q)
+	c.queued += n + 1
+	c.wakePoll()
+	return nop
+}
+
+// failLocked turns a write error into a close after unlock.
+func (c *Conn) failLocked(err error) func() {
+	if err == ErrSlowConsumer {
+		return func() {
+			if h := c.s.cfg.Hooks.SlowConsumer; h != nil {
+				h()
+			}
+			c.closeWith(ReasonSlowConsumer, err, closeGoingAway, false)
+		}
+	}
+	return func() { c.closeWith(ReasonTransportError, err, closeGoingAway, false) }
+}
+
+func qFrame(q qpacket) []byte {
+	if q.bin {
+		return appendFrame(nil, opBinary, 0, q.data)
+	}
+	return appendFrame(nil, opText, 0, q.data)
+}
+
+func (c *Conn) wakePoll() {
+	if c.pollCh != nil {
+		select {
+		case c.pollCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// closeWith closes the session once. linger keeps a polling session with
+// queued packets until its next GET (or PingTimeout).
+func (c *Conn) closeWith(reason string, err error, code int, linger bool) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	if c.hb != nil {
+		c.hb.Stop()
+	}
+	if c.aux != nil {
+		c.aux.Stop()
+	}
+	if c.upTimer != nil {
+		c.upTimer.Stop()
+	}
+	if c.probe != nil {
+		c.probe.closeLocked(code)
+		c.probe = nil
+	}
+	if c.ws != nil {
+		c.ws.closeLocked(code)
+	}
+	if reason == ReasonTransportClose {
+		c.closePacket = pNoop
+	} else {
+		c.closePacket = pClose
+	}
+	if c.pollCh != nil {
+		c.wakePoll()
+	} else if linger && c.transport == tPolling && len(c.queue) > 0 {
+		c.lingering = true
+		c.aux = time.AfterFunc(c.s.cfg.PingTimeout, func() {
+			if c.s.enter() {
+				c.s.remove(c)
+				c.s.leave()
+			}
+		})
+	}
+	lingering := c.lingering
+	fn := c.onClose
+	c.mu.Unlock()
+	if !lingering {
+		c.s.remove(c)
+	}
+	if h := c.s.cfg.Hooks.Closed; h != nil {
+		h(reason)
+	}
+	if fn != nil {
+		defer func() { _ = recover() }()
+		fn(reason, err)
+	}
+}
+
+// fromClient reports whether a client may send a packet of type typ on
+// an open transport (a v4 client never pings).
+func fromClient(typ byte) bool {
+	return typ == pMessage || typ == pPong || typ == pClose || typ == pNoop
+}
+
+// onPacket handles a packet from the client on the current transport.
+func (c *Conn) onPacket(p packet) (stop bool) {
+	switch p.typ {
+	case pMessage:
+		c.mu.Lock()
+		fn := c.onMessage
+		c.mu.Unlock()
+		if fn != nil {
+			c.safe(func() { fn(p.data, p.bin) })
+		}
+	case pPong:
+		c.mu.Lock()
+		if c.awaitingPong && !c.closed {
+			c.awaitingPong = false
+			c.setHeartbeat(c.s.cfg.PingInterval)
+		}
+		fn := c.onHeartbeat
+		c.mu.Unlock()
+		if fn != nil {
+			c.safe(fn)
+		}
+	case pNoop:
+	case pClose:
+		c.closeWith(ReasonTransportClose, nil, closeNormal, false)
+		return true
+	default:
+		c.closeWith(ReasonParseError, errBadPacket, closeProtocol, false)
+		return true
+	}
+	return false
+}
+
+// poll answers a long-polling GET: at once if packets wait, else when
+// one is queued or the session closes.
+func (c *Conn) poll(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	if c.transport != tPolling {
+		c.mu.Unlock()
+		writeError(w, http.StatusBadRequest, errBadRequest, "")
+		return
+	}
+	if c.pollCh != nil {
+		c.mu.Unlock()
+		c.closeWith(ReasonTransportError, ErrPollOverlap, closeProtocol, false)
+		writeError(w, http.StatusBadRequest, errBadRequest, "")
+		return
+	}
+	if c.closed && !c.lingering {
+		c.mu.Unlock()
+		writeError(w, http.StatusBadRequest, errUnknownSid, "")
+		return
+	}
+	if len(c.queue) == 0 && !c.closed && !c.upgrading {
+		ch := make(chan struct{}, 1)
+		c.pollCh = ch
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+		}
+		c.mu.Lock()
+		c.pollCh = nil
+		if r.Context().Err() != nil && !c.closed {
+			c.mu.Unlock()
+			return // the client left; its packets stay queued
+		}
+	}
+	var body []byte
+	switch {
+	case c.transport == tWebSocket: // upgraded while waiting
+		body = []byte{pNoop}
+	default:
+		body = appendPayload(make([]byte, 0, c.queued+1), c.queue)
+		c.queue, c.queued = nil, 0
+		end := byte(0)
+		if c.closed {
+			end = c.closePacket
+		} else if c.upgrading {
+			end = pNoop
+		}
+		if end != 0 {
+			if len(body) > 0 {
+				body = append(body, recordSeparator)
+			}
+			body = append(body, end)
+		}
+	}
+	drop := c.lingering
+	c.mu.Unlock()
+	if drop {
+		c.s.remove(c)
+	}
+	writePoll(w, body)
+}
+
+// post takes a polling payload. Nothing is delivered from a body over
+// MaxPayload (413) or with an invalid packet (400, session closed).
+func (c *Conn) post(w http.ResponseWriter, r *http.Request) {
+	max := c.s.cfg.MaxPayload
+	c.mu.Lock()
+	if c.transport != tPolling || c.closed {
+		c.mu.Unlock()
+		writeError(w, http.StatusBadRequest, errBadRequest, "")
+		return
+	}
+	if c.posting {
+		c.mu.Unlock()
+		c.closeWith(ReasonTransportError, ErrPollOverlap, closeProtocol, false)
+		writeError(w, http.StatusBadRequest, errBadRequest, "")
+		return
+	}
+	c.posting = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.posting = false
+		c.mu.Unlock()
+	}()
+	if r.ContentLength > int64(max) {
+		http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+	if len(body) > max {
+		http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, errBadRequest, "")
+		return
+	}
+	pks, err := decodePayload(body)
+	for _, p := range pks {
+		if !fromClient(p.typ) {
+			err = errBadPacket
+		}
+	}
+	if err != nil {
+		c.closeWith(ReasonParseError, err, closeProtocol, false)
+		writeError(w, http.StatusBadRequest, errBadRequest, "")
+		return
+	}
+	for _, p := range pks {
+		if c.onPacket(p) {
+			break
+		}
+	}
+	w.Header().Set("Content-Type", "text/html")
+	_, _ = io.WriteString(w, "ok")
+}
