@@ -29,7 +29,7 @@ type Conn struct {
 	awaitingPong bool
 	upgrading    bool
 	posting      bool
-	lingering    bool  // closed by the server; the next GET gets the queue and "1"
+	lingering    bool  // closed; the next GET gets the queue and the close packet
 	closePacket  byte  // answer of the pending GET once closed: pClose or pNoop
 	hbDue        int64 // unix nanos the heartbeat timer is due
 	hb           *time.Timer
@@ -176,10 +176,27 @@ func (c *Conn) heartbeat() {
 		return
 	}
 	c.awaitingPong = true
-	c.setHeartbeat(c.s.cfg.PingTimeout)
+	c.hbDue += int64(c.s.cfg.PingTimeout) // from when the ping was due, not from a late timer
+	c.hb.Reset(time.Duration(c.hbDue - time.Now().UnixNano()))
 	post := c.writeLocked(framePing, qpacket{data: framePing[2:]})
 	c.mu.Unlock()
 	post()
+}
+
+// pingExpired closes the session if its pong is overdue, so that a
+// request is never served after the deadline because the timer is late.
+func (c *Conn) pingExpired() bool {
+	c.mu.Lock()
+	due := c.hbDue
+	if !c.awaitingPong {
+		due += int64(c.s.cfg.PingTimeout) // the ping itself is late
+	}
+	late := !c.closed && time.Now().UnixNano() >= due
+	c.mu.Unlock()
+	if late {
+		c.closeWith(ReasonPingTimeout, nil, closeNormal, false)
+	}
+	return late
 }
 
 func (c *Conn) setHeartbeat(d time.Duration) {
@@ -270,6 +287,9 @@ func (c *Conn) writeLocked(frame []byte, q qpacket) func() {
 		return nop
 	}
 	if c.transport == tWebSocket {
+		if c.ws == nil { // still in its handshake
+			return nop
+		}
 		if frame == nil {
 			frame = qFrame(q)
 		}
@@ -320,8 +340,10 @@ func (c *Conn) wakePoll() {
 	}
 }
 
-// closeWith closes the session once. linger keeps a polling session with
-// queued packets until its next GET (or PingTimeout).
+// closeWith closes the session once. linger keeps a polling session
+// without a pending GET until its next GET (or PingTimeout) when it has
+// packets queued or the client closed it: a GET that raced the close
+// packet is answered rather than refused.
 func (c *Conn) closeWith(reason string, err error, code int, linger bool) {
 	c.mu.Lock()
 	if c.closed {
@@ -352,7 +374,7 @@ func (c *Conn) closeWith(reason string, err error, code int, linger bool) {
 	}
 	if c.pollCh != nil {
 		c.wakePoll()
-	} else if linger && c.transport == tPolling && len(c.queue) > 0 {
+	} else if linger && c.transport == tPolling && (len(c.queue) > 0 || reason == ReasonTransportClose) {
 		c.lingering = true
 		c.aux = time.AfterFunc(c.s.cfg.PingTimeout, func() {
 			if c.s.enter() {
@@ -405,7 +427,7 @@ func (c *Conn) onPacket(p packet) (stop bool) {
 		}
 	case pNoop:
 	case pClose:
-		c.closeWith(ReasonTransportClose, nil, closeNormal, false)
+		c.closeWith(ReasonTransportClose, nil, closeNormal, true)
 		return true
 	default:
 		c.closeWith(ReasonParseError, errBadPacket, closeProtocol, false)
@@ -414,9 +436,19 @@ func (c *Conn) onPacket(p packet) (stop bool) {
 	return false
 }
 
+// upgradeGrace is how long a GET that arrives while a probe websocket is
+// attached waits for the upgrade to finish before it is ended with a noop:
+// the client may have sent "2probe" and "5" before this GET, and the
+// poller may not have read them yet.
+const upgradeGrace = 50 * time.Millisecond
+
 // poll answers a long-polling GET: at once if packets wait, else when
-// one is queued or the session closes.
+// one is queued or the session closes or upgrades.
 func (c *Conn) poll(w http.ResponseWriter, r *http.Request) {
+	if c.pingExpired() {
+		writeError(w, http.StatusBadRequest, errUnknownSid, "")
+		return
+	}
 	c.mu.Lock()
 	if c.transport != tPolling {
 		c.mu.Unlock()
@@ -434,12 +466,20 @@ func (c *Conn) poll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errUnknownSid, "")
 		return
 	}
-	if len(c.queue) == 0 && !c.closed && !c.upgrading {
+	var grace <-chan time.Time
+	if c.probe != nil {
+		t := time.NewTimer(upgradeGrace)
+		defer t.Stop()
+		grace = t.C
+	}
+	for !c.closed && len(c.queue) == 0 && c.transport == tPolling && !(c.upgrading && grace == nil) {
 		ch := make(chan struct{}, 1)
 		c.pollCh = ch
 		c.mu.Unlock()
 		select {
 		case <-ch:
+		case <-grace:
+			grace = nil
 		case <-r.Context().Done():
 		}
 		c.mu.Lock()
@@ -449,25 +489,24 @@ func (c *Conn) poll(w http.ResponseWriter, r *http.Request) {
 			return // the client left; its packets stay queued
 		}
 	}
-	var body []byte
-	switch {
-	case c.transport == tWebSocket: // upgraded while waiting
-		body = []byte{pNoop}
-	default:
-		body = appendPayload(make([]byte, 0, c.queued+1), c.queue)
-		c.queue, c.queued = nil, 0
-		end := byte(0)
-		if c.closed {
-			end = c.closePacket
-		} else if c.upgrading {
-			end = pNoop
+	if c.transport != tPolling { // upgraded meanwhile: this GET came after "5"
+		c.mu.Unlock()
+		writeError(w, http.StatusBadRequest, errBadRequest, "")
+		return
+	}
+	body := appendPayload(make([]byte, 0, c.queued+1), c.queue)
+	c.queue, c.queued = nil, 0
+	end := byte(0)
+	if c.closed {
+		end = c.closePacket
+	} else if c.upgrading {
+		end = pNoop
+	}
+	if end != 0 {
+		if len(body) > 0 {
+			body = append(body, recordSeparator)
 		}
-		if end != 0 {
-			if len(body) > 0 {
-				body = append(body, recordSeparator)
-			}
-			body = append(body, end)
-		}
+		body = append(body, end)
 	}
 	drop := c.lingering
 	c.mu.Unlock()
@@ -481,6 +520,10 @@ func (c *Conn) poll(w http.ResponseWriter, r *http.Request) {
 // MaxPayload (413) or with an invalid packet (400, session closed).
 func (c *Conn) post(w http.ResponseWriter, r *http.Request) {
 	max := c.s.cfg.MaxPayload
+	if c.pingExpired() {
+		writeError(w, http.StatusBadRequest, errUnknownSid, "")
+		return
+	}
 	c.mu.Lock()
 	if c.transport != tPolling || c.closed {
 		c.mu.Unlock()

@@ -175,6 +175,25 @@ func TestClosePacketAnswersPendingGET(t *testing.T) {
 	}
 }
 
+// A GET that the client sent before its close packet but that the
+// server sees after it is answered with a noop, not refused.
+func TestGETAfterClosePacket(t *testing.T) {
+	ts := newServer(t, Config{}, true)
+	sid := ts.open()
+	if code, _ := ts.post(sid, "1"); code != 200 {
+		t.Fatal("close packet refused")
+	}
+	if code, body := ts.get(sid); code != 200 || body != "6" {
+		t.Fatalf("GET after close packet: %d %q", code, body)
+	}
+	if code, _ := ts.get(sid); code != 400 {
+		t.Fatal("session still open")
+	}
+	if ts.s.Len() != 0 {
+		t.Fatal("session kept")
+	}
+}
+
 func TestServerCloseDeliversQueue(t *testing.T) {
 	ts := newServer(t, Config{}, false)
 	sid := ts.open()
@@ -348,8 +367,15 @@ func TestUpgrade(t *testing.T) {
 	if code, _ := ts.get(sid); code != 400 {
 		t.Fatal("polling GET accepted after upgrade")
 	}
-	if _, resp, err := websocket.DefaultDialer.Dial(ts.wsURL("EIO=4&transport=websocket&sid="+sid), nil); err == nil || resp.StatusCode != 400 {
-		t.Fatal("second websocket accepted after upgrade")
+	// A second websocket for the session opens and is closed at once (as Node does).
+	second := ts.dial("EIO=4&transport=websocket&sid=" + sid)
+	var ce *websocket.CloseError
+	if _, _, err := second.ReadMessage(); !errors.As(err, &ce) || ce.Code != closeNormal {
+		t.Fatalf("second websocket after upgrade: %v", err)
+	}
+	send(t, ws, websocket.TextMessage, "4still")
+	if got := readText(t, ws); got != "4still" {
+		t.Fatalf("echo after the second websocket %q", got)
 	}
 }
 
@@ -554,4 +580,52 @@ func TestManyPollingClients(t *testing.T) {
 			t.Fatalf("answer %q", got)
 		}
 	}
+}
+
+// TestCheckRequestOnEveryRequest: the hook sees the handshake, each poll
+// and POST, and the upgrade; its error refuses a poll of an open session.
+func TestCheckRequestOnEveryRequest(t *testing.T) {
+	var calls atomic.Int32
+	var deny atomic.Bool
+	ts := newServer(t, Config{CheckRequest: func(*http.Request) error {
+		calls.Add(1)
+		if deny.Load() {
+			return errors.New("denied")
+		}
+		return nil
+	}}, true)
+	sid := ts.open()
+	ts.post(sid, "4a")
+	ts.get(sid)
+	ws := ts.dial("EIO=4&transport=websocket&sid=" + sid)
+	send(t, ws, websocket.TextMessage, "2probe")
+	readText(t, ws)
+	if n := calls.Load(); n != 4 {
+		t.Fatalf("CheckRequest called %d times, want 4", n)
+	}
+	deny.Store(true)
+	if code, body := ts.get(sid); code != 403 || body != `{"code":4,"message":"denied"}` {
+		t.Fatalf("denied poll: %d %s", code, body)
+	}
+}
+
+// TestUpgradeTimeout: a probe that never completes is closed; the
+// polling session goes on.
+func TestUpgradeTimeout(t *testing.T) {
+	ts := newServer(t, Config{UpgradeTimeout: 50 * time.Millisecond}, true)
+	sid := ts.open()
+	ws := ts.dial("EIO=4&transport=websocket&sid=" + sid)
+	send(t, ws, websocket.TextMessage, "2probe")
+	readText(t, ws)
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, closeNormal) {
+		t.Fatalf("probe not closed: %v", err)
+	}
+	if code, _ := ts.post(sid, "4still"); code != 200 {
+		t.Fatal("session closed with its probe")
+	}
+	if code, body := ts.get(sid); code != 200 || body != "4still" {
+		t.Fatalf("GET after failed upgrade: %d %q", code, body)
+	}
+	ts.none("close")
 }

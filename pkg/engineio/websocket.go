@@ -173,10 +173,16 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request) {
 func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, c *Conn) {
 	key := wsKey(r)
 	c.mu.Lock()
-	bad := c.closed || c.transport != tPolling || c.probe != nil
+	closed, taken := c.closed, c.transport != tPolling || c.probe != nil
 	c.mu.Unlock()
-	if bad || key == "" {
+	if closed || key == "" {
 		writeError(w, http.StatusBadRequest, errBadRequest, "")
+		return
+	}
+	if taken { // upgraded or upgrading already: open, then close at once, as Node does
+		if fd, _, err := hijack(w, key, closeFrame(closeNormal)); fd >= 0 && err == nil {
+			_ = unix.Close(fd)
+		}
 		return
 	}
 	fd, rest, err := hijack(w, key, nil)
