@@ -150,7 +150,7 @@ func TestClusterCrossInstance(t *testing.T) {
 		jsonEq(t, cl.waitEvent("node-online", wait).Args[0], `{"id":3,"name":"org2-node3","org_id":2}`)
 	}
 	ui.wait(wait, "join message", func(m msg) bool {
-		return m.Event == "message" && string(m.Args[0]) == `"Node org2-node3 joined room collaboration_1"`
+		return m.Event == "message" && string(m.Args[0]) == `"Node <org2-node3> joined room <collaboration_1>"`
 	})
 
 	c.mustPublish(`{"event":"new_task","room":"collaboration_1","data":{"id":12,"parent_id":null}}`)

@@ -31,7 +31,7 @@ func TestVantage6NodeAndUI(t *testing.T) {
 	ui.waitType("connect", wait)
 	// An upgrade means the client started on polling (with extraHeaders).
 	ui.wait(wait, "upgrade to websocket", func(m msg) bool { return m.Type == "upgrade" && m.Transport == "websocket" })
-	jsonEq(t, ui.waitEvent("message", wait).Args[0], `"User user5 joined room collaboration_1"`)
+	jsonEq(t, ui.waitEvent("message", wait).Args[0], `"User <user5> joined room <collaboration_1>"`)
 
 	node := startPyNode(t, s, "node", clientOpts{token: nodeToken(t, 3, 1, 2, time.Hour)})
 	node.waitType("connect", wait)
@@ -45,7 +45,7 @@ func TestVantage6NodeAndUI(t *testing.T) {
 	}
 	jsonEq(t, online.Args[0], `{"id":3,"name":"org2-node3","org_id":2}`)
 	ui.wait(wait, "join message of the node", func(m msg) bool {
-		return m.Event == "message" && len(m.Args) == 1 && string(m.Args[0]) == `"Node org2-node3 joined room collaboration_1"`
+		return m.Event == "message" && len(m.Args) == 1 && string(m.Args[0]) == `"Node <org2-node3> joined room <collaboration_1>"`
 	})
 
 	// The backend creates a task and kills runs.
@@ -227,7 +227,7 @@ func TestIsolation(t *testing.T) {
 			if c == b && strings.Contains(text, "org2-node3") {
 				t.Errorf("node B learnt of node A: %q", text)
 			}
-			if c == u4 || (c == u3 && text != "User user13 joined room collaboration_1_organization_5") {
+			if c == u4 || (c == u3 && text != "User <user13> joined room <collaboration_1_organization_5>") {
 				t.Errorf("%s got a room message: %q", c.name, text)
 			}
 		}
@@ -407,6 +407,7 @@ func TestPublishAPIEndToEnd(t *testing.T) {
 	s.mustPublish(`{"event":"sync","room":"collaboration_1","args":[]}`)
 	s.mustPublish(`{"event":"multi","rooms":["collaboration_1","collaboration_2"],"except":["collaboration_2_organization_2"],"args":[1,"two",{"three":3}]}`)
 	s.mustPublish(`{"event":"all","namespace":"/tasks","data":null}`)
+	s.mustPublish(`{"event":"one_null","room":"collaboration_1","args":[null]}`)
 	barrier(t, s, n1, n2, n3)
 	if got := len(n1.events("sync")); got != 2 {
 		t.Errorf("n1 got sync %d times, want 2", got)
@@ -422,10 +423,15 @@ func TestPublishAPIEndToEnd(t *testing.T) {
 	if len(n2.events("multi")) != 0 || len(n3.events("multi")) != 0 {
 		t.Errorf("except or rooms ignored: n2 %v, n3 %v", n2.eventNames(), n3.eventNames())
 	}
+	// "data": null is no argument (as python-socketio's emit(event)); an
+	// explicit "args": [null] is one null.
 	for _, c := range []*client{n1, n2, n3} {
-		if ev := c.events("all"); len(ev) != 1 || string(ev[0].Args[0]) != "null" {
-			t.Errorf("%s: namespace-wide: %+v", c.name, ev)
+		if ev := c.events("all"); len(ev) != 1 || len(ev[0].Args) != 0 {
+			t.Errorf("%s: namespace-wide with data null: %+v, want once with no argument", c.name, ev)
 		}
+	}
+	if ev := n1.events("one_null"); len(ev) != 1 || len(ev[0].Args) != 1 || string(ev[0].Args[0]) != "null" {
+		t.Errorf("args [null]: %+v, want one null argument", ev)
 	}
 	// The sockets API says who is in a room.
 	code, body := s.do("GET", "/api/v1/sockets?room=collaboration_1&room=collaboration_2", testPublishToken, "")

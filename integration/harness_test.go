@@ -28,6 +28,7 @@ import (
 	"github.com/eventserver/eventserver/internal/app"
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/config"
+	"github.com/eventserver/eventserver/internal/testenv"
 	"github.com/eventserver/eventserver/internal/testwait"
 )
 
@@ -244,6 +245,7 @@ type client struct {
 	msgs   []msg
 	stdin  io.WriteCloser
 	emitFn func(event string, ack int, args ...any)
+	sendFn func(cmd any)
 	stop   func()
 }
 
@@ -327,6 +329,15 @@ func (c *client) emit(event string, ack int, args ...any) {
 
 func (c *client) disconnect() { c.stop() }
 
+// reconnect asks a running client to connect again, to the same server
+// (after a disconnect command, or when the server closed it).
+func (c *client) reconnect() { c.sendFn(map[string]any{"cmd": "connect"}) }
+
+// leave asks a running client to disconnect and stay running, so that a
+// later reconnect is quick (a new python process takes seconds on a loaded
+// machine).
+func (c *client) leave() { c.sendFn(map[string]any{"cmd": "disconnect"}) }
+
 func repoRoot(t testing.TB) string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
@@ -335,19 +346,22 @@ func repoRoot(t testing.TB) string {
 // need skips a test that lacks a real client, except in CI where it fails.
 func need(t testing.TB, ok bool, what string) {
 	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing (CI=true: failing instead of skipping); .ci/run installs it", what)
-	}
-	t.Skipf("%s is missing; run .ci/run or install it", what)
+	testenv.Need(t, ok, what)
 }
 
 type clientOpts struct {
 	authMode   string // header (default), auth, none
 	transports string // "polling,websocket" (default), "websocket", "polling"
 	token      string
+	// reconnect keeps socket.io-client's automatic reconnection on, as the
+	// vantage6 UI has it (it still never reconnects after a server
+	// disconnect); python nodes always run without it.
+	reconnect bool
+	// namespace is the UI's namespace; empty: /tasks.
+	namespace string
+	// v6Handlers gives the python node zero-argument handlers of sync,
+	// expired_token and invalid_token, as the vantage6 node has.
+	v6Handlers bool
 }
 
 // startProcClient runs a scripted client (python or node) and collects its lines.
@@ -387,6 +401,7 @@ func startProcClient(t testing.TB, name string, cmd *exec.Cmd) *client {
 		defer enc.Unlock()
 		_, _ = c.stdin.Write(append(b, '\n'))
 	}
+	c.sendFn = send
 	c.emitFn = func(event string, ack int, args ...any) {
 		if args == nil {
 			args = []any{}
@@ -429,6 +444,9 @@ func startPyNode(t testing.TB, s *server, name string, o clientOpts) *client {
 	ok := err == nil && exec.Command(python, "-c", "import socketio, requests, websocket").Run() == nil
 	need(t, ok, "python3-socketio (with python3-requests, python3-websocket) under "+python)
 	args := []string{filepath.Join(repoRoot(t), "integration", "clients", "v6node.py"), "--url", s.URL, "--no-reconnect"}
+	if o.v6Handlers {
+		args = append(args, "--v6-handlers")
+	}
 	args = append(args, o.args()...)
 	return startProcClient(t, name, exec.Command(python, args...))
 }
@@ -440,7 +458,13 @@ func startUI(t testing.TB, s *server, name string, o clientOpts) *client {
 	_, err := exec.LookPath("node")
 	_, err2 := os.Stat(filepath.Join(root, "node_modules", "socket.io-client"))
 	need(t, err == nil && err2 == nil, "node and node_modules/socket.io-client (npm ci)")
-	args := []string{filepath.Join(root, "integration", "clients", "ui.js"), "--url", s.URL, "--no-reconnect"}
+	args := []string{filepath.Join(root, "integration", "clients", "ui.js"), "--url", s.URL}
+	if !o.reconnect {
+		args = append(args, "--no-reconnect")
+	}
+	if o.namespace != "" {
+		args = append(args, "--namespace", o.namespace)
+	}
 	args = append(args, o.args()...)
 	return startProcClient(t, name, exec.Command("node", args...))
 }

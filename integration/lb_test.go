@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventserver/eventserver/internal/testenv"
 	"github.com/eventserver/eventserver/pkg/redistest"
 )
 
@@ -26,7 +27,7 @@ const lbConfig = "deploy/haproxy/haproxy.cfg"
 type lbProc struct {
 	URL  string
 	cmd  *exec.Cmd
-	logs lockedBuffer
+	logs testenv.Buffer
 	done chan struct{}
 }
 

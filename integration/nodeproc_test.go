@@ -6,7 +6,6 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventserver/eventserver/internal/testenv"
 	"github.com/eventserver/eventserver/pkg/redistest"
 )
 
@@ -54,26 +54,7 @@ type jsonProc struct {
 	stdinMu sync.Mutex
 	stdin   io.WriteCloser
 	done    chan struct{} // closed when stdout has ended
-	stderr  lockedBuffer
-}
-
-// lockedBuffer is a bytes.Buffer safe for os/exec's copying goroutine and
-// the test's reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	stderr  testenv.Buffer
 }
 
 func startJSONProc(t testing.TB, name string, args ...string) *jsonProc {

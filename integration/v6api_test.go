@@ -48,7 +48,7 @@ func TestV6APIEndToEnd(t *testing.T) {
 	aliceTok, nodeTok := api.UserToken(20), api.NodeToken(7)
 	alice := startUI(t, s, "ui-alice", clientOpts{token: aliceTok, transports: "websocket"})
 	alice.waitType("connect", wait)
-	jsonEq(t, alice.waitEvent("message", wait).Args[0], `"User alice joined room collaboration_1"`)
+	jsonEq(t, alice.waitEvent("message", wait).Args[0], `"User <alice> joined room <collaboration_1>"`)
 	node := startPyNode(t, s, "node-7", clientOpts{token: nodeTok})
 	node.waitType("connect", wait)
 	if ev := node.waitEvent("sync", wait); len(ev.Args) != 0 {

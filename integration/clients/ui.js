@@ -5,6 +5,7 @@
 // vantage6 UI uses) and is driven through stdin/stdout with one JSON object a
 // line. Run it from the repository root after `npm ci`:
 //   node integration/clients/ui.js --url http://127.0.0.1:PORT --token T
+// --namespace /admin connects to that namespace instead of /tasks.
 // --auth-json '{"rooms":["r1"]}' sends that object as the handshake auth (with
 // --auth-mode auth the token is added to it as "token").
 //
@@ -39,7 +40,7 @@ function usage(msg) {
     (msg ? msg + "\n" : "") +
       "usage: ui.js --url URL [--token T] [--auth-mode header|auth|none]\n" +
       "             [--transports polling,websocket] [--no-reconnect] [--origin ORIGIN]\n" +
-      "             [--auth-json JSON]\n",
+      "             [--auth-json JSON] [--namespace /tasks]\n",
   );
   process.exit(2);
 }
@@ -53,6 +54,7 @@ function parseArgs(argv) {
     reconnect: true,
     origin: "",
     authJSON: null,
+    namespace: "/tasks",
   };
   eachFlag(argv, usage, (arg, next) => {
     switch (arg) {
@@ -64,6 +66,7 @@ function parseArgs(argv) {
         break;
       case "--no-reconnect": opts.reconnect = false; break;
       case "--origin": opts.origin = next(); break;
+      case "--namespace": opts.namespace = next(); break;
       case "--auth-json": {
         const raw = next();
         try {
@@ -81,6 +84,7 @@ function parseArgs(argv) {
     }
   });
   if (!opts.url) usage("--url is required");
+  if (!opts.namespace.startsWith("/")) usage("--namespace must start with /");
   if (!["header", "auth", "none"].includes(opts.authMode)) usage("bad --auth-mode");
   const okTransports = opts.transports.length > 0 &&
     opts.transports.every((t) => t === "polling" || t === "websocket");
@@ -109,7 +113,7 @@ function authFor(token) {
 const auth = authFor(opts.token);
 if (auth !== undefined) clientOpts.auth = auth;
 
-const socket = io(opts.url.replace(/\/+$/, "") + "/tasks", clientOpts);
+const socket = io(opts.url.replace(/\/+$/, "") + opts.namespace, clientOpts);
 
 // Each (re)connection makes a new Engine.IO socket: watch each one's upgrade.
 socket.io.on("open", () => {

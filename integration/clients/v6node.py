@@ -17,6 +17,8 @@ Output lines (stdout, flushed at once):
   {"type":"ready"}                                  stdin is being read
   {"type":"sent","event":"ping"}                    an emit returned
   {"type":"ack","id":7,"args":[...]}                the server answered an ack request
+  {"type":"handler_error","event":"sync","message":"..."}  with --v6-handlers: a handler
+                                                    raised (e.g. TypeError: an argument too many)
   {"type":"disconnected"}                           the disconnect command returned
 
 Input lines (stdin):
@@ -80,6 +82,10 @@ def parse_args(argv):
     p.add_argument("--events", default="",
                    help="extra event names to register explicitly (comma separated)")
     p.add_argument("--origin", default="", help="send this Origin header")
+    p.add_argument("--v6-handlers", action="store_true",
+                   help="handle sync, expired_token and invalid_token with handlers that take no "
+                        "argument, as the vantage6 node's on_sync(self) does; an event with an "
+                        "argument then raises TypeError, reported as a handler_error line")
     p.add_argument("--wait-timeout", type=float, default=1.0,
                    help="seconds connect() waits for the namespace ack (library default 1)")
     p.add_argument("--threaded-dispatch", action="store_true",
@@ -187,6 +193,29 @@ class Node:
         extra = [e.strip() for e in self.args.events.split(",") if e.strip()]
         for name in KNOWN_EVENTS + extra:
             sio.on(name, make_handler(name), namespace=NAMESPACE)
+
+        if self.args.v6_handlers:
+            # The vantage6 4.14 node's handlers of these events take no
+            # argument (NodeTaskNamespace.on_sync(self), ...).
+            def make_zero_arg_handler(name):
+                def handler():
+                    out({"type": "event", "event": name, "args": []})
+                return handler
+
+            for name in ("sync", "expired_token", "invalid_token"):
+                sio.on(name, make_zero_arg_handler(name), namespace=NAMESPACE)
+
+            # Where the real node would crash, say so on stdout.
+            orig_trigger = sio._trigger_event
+
+            def trigger_event(event, namespace, *args):
+                try:
+                    return orig_trigger(event, namespace, *args)
+                except TypeError as exc:
+                    out({"type": "handler_error", "event": event, "message": str(exc)})
+                    return None
+
+            sio._trigger_event = trigger_event
 
         # python-socketio 5.7.2 has a per-namespace catch-all: handler(event, *args),
         # used for any event without an explicit handler.

@@ -173,10 +173,12 @@ func (a *App) build(verifier *auth.Verifier) error {
 		ResolveTimeout: resolveTimeout,
 		NewPresence:    a.newPresence,
 		AuthGrace:      cfg.AuthGrace,
-		Instance:       cfg.InstanceID,
-		Logger:         log,
-		Metrics:        a.metrics,
-		Facts:          facts,
+		// Checked by config (keep or disconnect) and again by the hub.
+		UserTokenExpiry: hub.UserExpiry(cfg.UserTokenExpiry),
+		Instance:        cfg.InstanceID,
+		Logger:          log,
+		Metrics:         a.metrics,
+		Facts:           facts,
 	})
 	if err != nil {
 		return err
@@ -195,7 +197,7 @@ func (a *App) build(verifier *auth.Verifier) error {
 		Metrics:  a.metrics,
 	})
 	mux := http.NewServeMux()
-	mux.Handle("/socket.io/", httpapi.CORS(cfg.CORSOrigins, a.io.ServeHandler(nil)))
+	mux.Handle("/socket.io/", httpapi.CORS(httpapi.NewOriginPolicy(cfg.CORSOrigins, log, a.metrics), a.io.ServeHandler(nil)))
 	api.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

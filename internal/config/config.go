@@ -36,12 +36,19 @@ type Config struct {
 	// AuthGrace is how long a socket whose token failed or expired stays
 	// connected before the server disconnects it. Default 5s.
 	AuthGrace time.Duration
+	// UserTokenExpiry is what happens to a connected user whose token
+	// expires: "keep" (default; told expired_token once, keeps its socket and
+	// rooms, as vantage6 4.14 does) or "disconnect" (told expired_token and
+	// disconnected after AuthGrace unless it refreshes). Nodes are always
+	// disconnected after the grace.
+	UserTokenExpiry string
 
 	// PublishToken is the bearer token of the publish API. Empty: the API is off.
 	PublishToken string
 
-	// CORSOrigins lists the origins allowed to read responses cross-origin;
-	// "*" allows any. Default: none.
+	// CORSOrigins lists the origins allowed cross-origin, on every transport
+	// (polling, its preflights, the WebSocket upgrade); "*" allows any.
+	// Default: none (same-origin requests and clients without an Origin only).
 	CORSOrigins []string
 	// PingInterval and PingTimeout are Engine.IO's heartbeat. Defaults 25s and 60s.
 	PingInterval time.Duration
@@ -156,6 +163,7 @@ func settings() []setting {
 		}},
 		{"jwt-leeway", "EVENTSERVER_JWT_LEEWAY", "10s", "clock skew allowed on a token's exp and nbf", durationAtLeast(0, func(c *Config) *time.Duration { return &c.JWTLeeway })},
 		{"auth-grace", "EVENTSERVER_AUTH_GRACE", "5s", "how long a socket with a failed or expired token stays before it is disconnected", durationAtLeast(0, func(c *Config) *time.Duration { return &c.AuthGrace })},
+		{"user-token-expiry", "EVENTSERVER_USER_TOKEN_EXPIRY", "keep", "what a connected user whose token expires gets: keep (expired_token once, keeps its socket and rooms, as vantage6 4.14) or disconnect (expired_token, then disconnected after the auth grace unless it sends refresh_token); nodes are always disconnected", oneOf(func(c *Config) *string { return &c.UserTokenExpiry }, "keep", "disconnect")},
 		{"publish-token", "EVENTSERVER_PUBLISH_TOKEN", "", "bearer token of the publish API (/api/v1/*); empty turns the API off", func(c *Config, v string) error {
 			if v != "" && len(v) < 16 {
 				return errors.New("must be at least 16 characters")
@@ -163,7 +171,7 @@ func settings() []setting {
 			c.PublishToken = v
 			return nil
 		}},
-		{"cors-origins", "EVENTSERVER_CORS_ORIGINS", "", "comma-separated origins allowed cross-origin (e.g. https://portal.example.org); * allows any; empty: none", func(c *Config, v string) error {
+		{"cors-origins", "EVENTSERVER_CORS_ORIGINS", "", "comma-separated origins allowed cross-origin, on polling and WebSocket (e.g. https://portal.example.org); * allows any; empty: same-origin only. Any other Origin is refused (403)", func(c *Config, v string) error {
 			c.CORSOrigins = nil
 			for _, o := range strings.Split(v, ",") {
 				o = strings.TrimSpace(o)

@@ -35,6 +35,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"ShutdownDelay", c.ShutdownDelay, 5 * time.Second},
 		{"DrainTimeout", c.DrainTimeout, 10 * time.Second},
 		{"AuthGrace", c.AuthGrace, 5 * time.Second},
+		{"UserTokenExpiry", c.UserTokenExpiry, "keep"},
 		{"JWTLeeway", c.JWTLeeway, 10 * time.Second},
 		{"JWTSecret", c.JWTSecret, ""},
 		{"JWTPublicKeyFile", c.JWTPublicKeyFile, ""},
@@ -117,6 +118,12 @@ func TestLoadOverrides(t *testing.T) {
 			func(c *Config) bool { return slices.Equal(c.CORSOrigins, []string{"*"}) }},
 		{"cors flag", []string{"--cors-origins", "https://ui.example/"}, nil,
 			func(c *Config) bool { return slices.Equal(c.CORSOrigins, []string{"https://ui.example"}) }},
+		{"env user token expiry disconnect", nil, map[string]string{"EVENTSERVER_USER_TOKEN_EXPIRY": "disconnect"},
+			func(c *Config) bool { return c.UserTokenExpiry == "disconnect" }},
+		{"env user token expiry capitals", nil, map[string]string{"EVENTSERVER_USER_TOKEN_EXPIRY": "KEEP"},
+			func(c *Config) bool { return c.UserTokenExpiry == "keep" }},
+		{"flag user token expiry", []string{"--user-token-expiry", "disconnect"}, map[string]string{"EVENTSERVER_USER_TOKEN_EXPIRY": "keep"},
+			func(c *Config) bool { return c.UserTokenExpiry == "disconnect" }},
 		{"env v6 api url", nil, map[string]string{"EVENTSERVER_V6_API_URL": "https://v6.example.org/api"},
 			func(c *Config) bool { return c.V6APIURL == "https://v6.example.org/api" }},
 		{"env v6 api url http with port", nil, map[string]string{"EVENTSERVER_V6_API_URL": "http://vantage6-server:7601/api/"},
@@ -161,6 +168,7 @@ func TestLoadInvalid(t *testing.T) {
 		// wantIn are substrings of the error message.
 		wantIn []string
 	}{
+		{"user token expiry unknown", nil, map[string]string{"EVENTSERVER_USER_TOKEN_EXPIRY": "refresh"}, []string{"EVENTSERVER_USER_TOKEN_EXPIRY", "keep, disconnect", "refresh"}},
 		{"outbox stream with space", nil, map[string]string{"EVENTSERVER_OUTBOX_STREAM": "event server"}, []string{"EVENTSERVER_OUTBOX_STREAM"}},
 		{"outbox maxlen zero", nil, map[string]string{"EVENTSERVER_OUTBOX_MAXLEN": "0"}, []string{"EVENTSERVER_OUTBOX_MAXLEN", "at least 1"}},
 		{"outbox maxlen abc", nil, map[string]string{"EVENTSERVER_OUTBOX_MAXLEN": "lots"}, []string{"EVENTSERVER_OUTBOX_MAXLEN", "lots"}},
@@ -320,6 +328,7 @@ var allVariables = []string{
 	"EVENTSERVER_JWT_PUBLIC_KEY_FILE",
 	"EVENTSERVER_JWT_LEEWAY",
 	"EVENTSERVER_AUTH_GRACE",
+	"EVENTSERVER_USER_TOKEN_EXPIRY",
 	"EVENTSERVER_PUBLISH_TOKEN",
 	"EVENTSERVER_CORS_ORIGINS",
 	"EVENTSERVER_PING_INTERVAL",

@@ -112,10 +112,24 @@ func TestCORS(t *testing.T) {
 			wantCredentials: true,
 		},
 		{
-			name:     "GET disallowed origin still served, without CORS headers",
+			name:     "GET disallowed origin refused",
 			origins:  uiOnly,
 			method:   http.MethodGet,
 			headers:  map[string]string{"Origin": "https://evil.example"},
+			wantCode: http.StatusForbidden,
+		},
+		{
+			name:     "POST disallowed origin refused",
+			origins:  uiOnly,
+			method:   http.MethodPost,
+			headers:  map[string]string{"Origin": "https://evil.example"},
+			wantCode: http.StatusForbidden,
+		},
+		{
+			name:     "GET same-origin served without CORS headers",
+			origins:  nil,
+			method:   http.MethodGet,
+			headers:  map[string]string{"Origin": "http://example.com"},
 			wantCode: http.StatusTeapot,
 			wantNext: true,
 		},
@@ -130,9 +144,17 @@ func TestCORS(t *testing.T) {
 			name:     "OPTIONS without Access-Control-Request-Method is not a preflight",
 			origins:  uiOnly,
 			method:   http.MethodOptions,
-			headers:  map[string]string{"Origin": "https://evil.example"},
+			headers:  map[string]string{"Origin": "https://ui.example"},
 			wantCode: http.StatusTeapot,
 			wantNext: true,
+			wantACAO: "https://ui.example", wantCredentials: true,
+		},
+		{
+			name:     "OPTIONS from a disallowed origin refused even if not a preflight",
+			origins:  uiOnly,
+			method:   http.MethodOptions,
+			headers:  map[string]string{"Origin": "https://evil.example"},
+			wantCode: http.StatusForbidden,
 		},
 		{
 			name:    "star echoes any origin in a preflight",
@@ -200,7 +222,7 @@ func TestCORS(t *testing.T) {
 				req.Header.Set(k, v)
 			}
 			rec := httptest.NewRecorder()
-			CORS(tt.origins, next).ServeHTTP(rec, req)
+			CORS(NewOriginPolicy(tt.origins, nil, nil), next).ServeHTTP(rec, req)
 			h := rec.Result().Header
 
 			if rec.Code != tt.wantCode {

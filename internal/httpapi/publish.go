@@ -1,5 +1,5 @@
 // Package httpapi is eventserver's HTTP API: the publish API that the
-// backend uses to send events, the nodes list, and the CORS policy of the
+// backend uses to send events, the nodes list, and the origin (CORS) policy of the
 // Socket.IO endpoint.
 package httpapi
 
@@ -175,8 +175,13 @@ func (req *EmitRequest) parse() (rooms []string, args []any, err error) {
 	switch {
 	case hasData && hasArgs:
 		return nil, nil, &fieldError{"args", `give "data" (one argument) or "args" (a list), not both`}
+	case hasData && isNull(req.Data):
+		// "data": null is no argument, as python-socketio's emit(event,
+		// data=None) and the queue bridge: vantage6 sends sync,
+		// expired_token and invalid_token so, and a node's handlers for
+		// them take none. One null argument is "args": [null].
+		args = nil
 	case hasData:
-		// "data": null is one argument, null, as vantage6 sends parent_id.
 		args = []any{json.RawMessage(req.Data)}
 	case hasArgs:
 		var list []json.RawMessage
@@ -221,6 +226,11 @@ func (a *API) emit(w http.ResponseWriter, r *http.Request) int {
 	}
 	a.log.Debug("published", zap.String("event", req.Event), zap.Strings("rooms", rooms), zap.Strings("except", req.Except))
 	return writeJSON(w, http.StatusAccepted, map[string]any{"ok": true})
+}
+
+// isNull reports whether raw is the JSON literal null.
+func isNull(raw json.RawMessage) bool {
+	return string(bytes.TrimSpace(raw)) == "null"
 }
 
 // jsonField names the field of a decoding error, where it can.

@@ -286,8 +286,24 @@ func TestPublishAccepted(t *testing.T) {
 			wantArgs:  []string{},
 		},
 		{
-			name:      "data null is one null argument",
-			body:      `{"event":"new_task","room":"collaboration_1","data":null}`,
+			// As python-socketio's emit(event, data=None): vantage6 sends
+			// sync this way, and the node's on_sync takes no argument.
+			name:      "data null is zero arguments",
+			body:      `{"event":"sync","room":"collaboration_1","data":null}`,
+			wantEvent: "sync",
+			wantRooms: []string{"collaboration_1"},
+			wantArgs:  []string{},
+		},
+		{
+			name:      "data null with spaces is zero arguments",
+			body:      `{"event":"sync","room":"collaboration_1","data": null }`,
+			wantEvent: "sync",
+			wantRooms: []string{"collaboration_1"},
+			wantArgs:  []string{},
+		},
+		{
+			name:      "args with one null is one null argument",
+			body:      `{"event":"new_task","room":"collaboration_1","args":[null]}`,
 			wantEvent: "new_task",
 			wantRooms: []string{"collaboration_1"},
 			wantArgs:  []string{`null`},

@@ -6,6 +6,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -40,6 +41,9 @@ type Config struct {
 	// AuthGrace is how long a socket whose token failed or expired stays
 	// before it is disconnected. Zero: 5s.
 	AuthGrace time.Duration
+	// UserTokenExpiry is what a connected user whose token expires gets.
+	// Zero: UserExpiryKeep. Nodes are always disconnected after AuthGrace.
+	UserTokenExpiry UserExpiry
 	// ResolveTimeout bounds identity resolution. Zero: 10s.
 	ResolveTimeout time.Duration
 	// Instance names this instance. Logger and Metrics are required.
@@ -53,10 +57,25 @@ type Config struct {
 	Facts FactSink
 }
 
+// UserExpiry is the policy for a connected user whose token expires.
+type UserExpiry string
+
+const (
+	// UserExpiryKeep tells the user expired_token once and keeps its
+	// socket and rooms, as vantage6 4.14 does (it checks a token only at
+	// connect; its UI has no expired_token handler and never reconnects
+	// after a server disconnect).
+	UserExpiryKeep UserExpiry = "keep"
+	// UserExpiryDisconnect tells the user expired_token and disconnects it
+	// after the auth grace unless it sends refresh_token first.
+	UserExpiryDisconnect UserExpiry = "disconnect"
+)
+
 // Hub is the /tasks namespace's logic.
 type Hub struct {
 	cfg      Config
 	nsp      socket.Namespace
+	admin    socket.Namespace // /admin: node-status-changed for global-scope users
 	log      *zap.Logger
 	m        *metrics.Metrics
 	presence presence.Store
@@ -78,6 +97,13 @@ func New(cfg Config) (*Hub, error) {
 	}
 	if cfg.AuthGrace <= 0 {
 		cfg.AuthGrace = 5 * time.Second
+	}
+	switch cfg.UserTokenExpiry {
+	case "":
+		cfg.UserTokenExpiry = UserExpiryKeep
+	case UserExpiryKeep, UserExpiryDisconnect:
+	default:
+		return nil, fmt.Errorf("hub: UserTokenExpiry %q: want %q or %q", cfg.UserTokenExpiry, UserExpiryKeep, UserExpiryDisconnect)
 	}
 	if cfg.ResolveTimeout <= 0 {
 		cfg.ResolveTimeout = 10 * time.Second
@@ -107,7 +133,16 @@ func New(cfg Config) (*Hub, error) {
 	}
 	if err := h.nsp.On("connection", func(args ...any) {
 		if s, ok := first[*socket.Socket](args); ok {
-			h.onConnection(s)
+			h.onConnection(s, false)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	h.admin = cfg.Server.Of(protocol.AdminNamespace, nil)
+	h.admin.Use(h.authenticate)
+	if err := h.admin.On("connection", func(args ...any) {
+		if s, ok := first[*socket.Socket](args); ok {
+			h.onConnection(s, true)
 		}
 	}); err != nil {
 		return nil, err
@@ -138,7 +173,18 @@ func (h *Hub) emitVia(op *socket.BroadcastOperator, except []string, event strin
 	return op.Except(toRooms(append(slices.Clip(except), unauthenticatedRoom))...).Emit(event, args...)
 }
 
-// Connections is the number of sockets on this instance's /tasks namespace.
+// adminRoom holds the /admin sockets allowed to read node-status-changed,
+// so that refused sockets never get it during their grace.
+const adminRoom = "eventserver:admin"
+
+// mayAdmin reports whether id may use /admin: a user allowed to see every
+// collaboration (global event scope), as 4.14's admin namespace.
+func mayAdmin(id *identity.Identity) bool {
+	return id != nil && id.Kind == rooms.KindUser && id.Scope == rooms.ScopeGlobal
+}
+
+// Connections is the number of sockets on this instance's /tasks and /admin
+// namespaces.
 func (h *Hub) Connections() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -192,6 +238,13 @@ func (h *Hub) onTransition(tr presence.Transition) {
 		h.log.Error("emit node status", zap.String("event", event), zap.Error(err))
 	}
 	h.transitionFact(tr, payload)
+	// 4.14 tells /admin at every node connect and disconnect, with no
+	// argument. The transition is decided once for the cluster, and the
+	// broadcast goes through the adapter to every instance.
+	h.m.EventsOut.WithLabelValues(metricEvent(protocol.EventNodeStatusChanged)).Inc()
+	if err := h.admin.To(adminRoom).Emit(protocol.EventNodeStatusChanged); err != nil {
+		h.log.Error("emit "+protocol.EventNodeStatusChanged, zap.Error(err))
+	}
 	h.log.Info("node "+label, zap.String("node_id", tr.Node.Key), zap.String("node_name", tr.Node.Name),
 		zap.Int64("collaboration_id", tr.Node.CollaborationID))
 }
@@ -219,7 +272,7 @@ var knownEvents = map[string]bool{
 	protocol.EventError: true, protocol.EventRefreshToken: true,
 	protocol.EventSync: true, protocol.EventExpiredToken: true, protocol.EventInvalidToken: true,
 	protocol.EventNodeOnline: true, protocol.EventNodeOffline: true, protocol.EventNewTask: true,
-	protocol.EventKillContainers: true, protocol.EventStatusUpdate: true,
+	protocol.EventKillContainers: true, protocol.EventStatusUpdate: true, protocol.EventNodeStatusChanged: true,
 }
 
 // metricEvent bounds the label values of event metrics.

@@ -105,10 +105,19 @@ func reasonOf(err error) string {
 	return "invalid"
 }
 
-func (h *Hub) onConnection(s *socket.Socket) {
+// onConnection sets up a socket of /tasks, or of /admin when admin is true.
+func (h *Hub) onConnection(s *socket.Socket, admin bool) {
 	res, _ := s.Data().(*authResult)
 	if res == nil {
 		res = &authResult{reason: "invalid"}
+	}
+	if admin && res.id != nil && !mayAdmin(res.id) {
+		// A valid token, but not of a user who may see every
+		// collaboration: told invalid_token and disconnected, as a bad token.
+		h.log.Info("refused on "+protocol.AdminNamespace+": not a user with the global event scope",
+			zap.String("socket_id", string(s.Id())), zap.String("client_type", string(res.id.Kind)),
+			zap.String("client_id", res.id.ID.String()))
+		res = &authResult{reason: "not_admin"}
 	}
 	transport := s.Conn().Transport().Name()
 	sess := &session{
@@ -120,9 +129,14 @@ func (h *Hub) onConnection(s *socket.Socket) {
 		clientTyp: "unauthenticated",
 	}
 	fields := []zap.Field{zap.String("socket_id", string(s.Id()))}
+	if admin {
+		fields = append(fields, zap.String("namespace", protocol.AdminNamespace))
+	}
 	if sess.id != nil {
 		sess.clientTyp = string(sess.id.Kind)
-		sess.rooms = sess.id.Rooms()
+		if !admin {
+			sess.rooms = sess.id.Rooms()
+		}
 		fields = append(fields, zap.String("client_type", sess.clientTyp), zap.String("client_id", sess.id.ID.String()))
 	}
 	sess.log = h.log.With(fields...)
@@ -146,6 +160,11 @@ func (h *Hub) onConnection(s *socket.Socket) {
 		return
 	}
 	sess.scheduleExpiry(res.exp)
+	if admin {
+		s.Join(adminRoom)
+		sess.log.Info("client connected", zap.String("transport", transport), zap.String("name", sess.id.Name))
+		return
+	}
 	if sess.id.Kind == rooms.KindNode {
 		sess.emit(protocol.EventSync)
 		err := h.presence.Connect(context.Background(), presence.Conn{
@@ -162,7 +181,7 @@ func (h *Hub) onConnection(s *socket.Socket) {
 	s.Join(toRooms(sess.rooms)...)
 	for _, r := range sess.rooms {
 		if rooms.Announced(r) {
-			sess.announce(r, fmt.Sprintf("%s %s joined room %s", title(sess.id.Kind), sess.id.Name, r))
+			sess.announce(r, joinText(sess.id.Kind, sess.id.Name, r))
 		}
 	}
 	sess.log.Info("client connected", zap.Strings("rooms", sess.rooms), zap.String("transport", transport),
@@ -185,6 +204,18 @@ func title(k rooms.Kind) string {
 		return "Node"
 	}
 	return "User"
+}
+
+// joinText is the message sent to a room that a client joined, as vantage6
+// 4.14 words it: f"{session.type.title()} <{session.name}> joined room <{room}>".
+func joinText(k rooms.Kind, name, room string) string {
+	return fmt.Sprintf("%s <%s> joined room <%s>", title(k), name, room)
+}
+
+// leaveText is the message sent to a room that a client left; 4.14 puts no
+// brackets here: f"{name} left room {room}".
+func leaveText(name, room string) string {
+	return fmt.Sprintf("%s left room %s", name, room)
 }
 
 // nodeKey is the node's key in the presence store.
@@ -268,16 +299,37 @@ func (s *session) scheduleExpiry(exp time.Time) {
 	s.expTimer = time.AfterFunc(exp.Sub(s.h.cfg.Now()), s.onExpired)
 }
 
+// keepOnExpiry reports whether a socket of kind k stays connected when its
+// token expires: users under UserExpiryKeep do; nodes never (the real node
+// answers expired_token by logging in again and reconnecting).
+func keepOnExpiry(k rooms.Kind, policy UserExpiry) bool {
+	return k == rooms.KindUser && policy == UserExpiryKeep
+}
+
+// onExpired runs once per armed expiry: it tells the client expired_token,
+// once, and either keeps the socket and its rooms (a user under the keep
+// policy: its identity did not change) or disconnects it after the grace
+// unless it refreshes. refresh_token re-arms the expiry in both cases.
 func (s *session) onExpired() {
 	s.mu.Lock()
 	if s.gone || s.h.cfg.Now().Before(s.exp) {
 		s.mu.Unlock()
 		return
 	}
-	s.startKickLocked()
+	keep := keepOnExpiry(s.id.Kind, s.h.cfg.UserTokenExpiry)
+	if !keep {
+		s.startKickLocked()
+	}
 	s.mu.Unlock()
-	s.h.m.AuthFailures.WithLabelValues("expired_while_connected").Inc()
-	s.log.Info("token expired while connected: told expired_token", zap.Duration("grace", s.h.cfg.AuthGrace))
+	if keep {
+		s.h.m.AuthFailures.WithLabelValues("expired_while_connected_kept").Inc()
+		s.log.Info("token expired while connected: told expired_token, keeping the socket and its rooms",
+			zap.String("policy", "EVENTSERVER_USER_TOKEN_EXPIRY="+string(UserExpiryKeep)))
+	} else {
+		s.h.m.AuthFailures.WithLabelValues("expired_while_connected").Inc()
+		s.log.Info("token expired while connected: told expired_token, disconnecting after grace",
+			zap.Duration("grace", s.h.cfg.AuthGrace))
+	}
 	s.emit(protocol.EventExpiredToken)
 }
 
@@ -339,7 +391,7 @@ func (s *session) onDisconnect(reason string) {
 	}
 	for _, r := range s.rooms {
 		if rooms.Announced(r) {
-			s.announce(r, fmt.Sprintf("%s left room %s", s.id.Name, r))
+			s.announce(r, leaveText(s.id.Name, r))
 		}
 	}
 	if s.id.Kind == rooms.KindNode {

@@ -17,6 +17,7 @@ type Metrics struct {
 	EventsRefused   *prometheus.CounterVec // event, reason
 	AuthFailures    *prometheus.CounterVec // reason
 	PublishRequests *prometheus.CounterVec // status
+	OriginRefused   *prometheus.CounterVec // transport
 }
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
@@ -48,6 +49,10 @@ func New() *Metrics {
 			Name: "eventserver_publish_requests_total",
 			Help: "Publish API requests by HTTP status.",
 		}, []string{"status"}),
+		OriginRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventserver_origin_refused_total",
+			Help: "Socket.IO requests refused (403) for an Origin that EVENTSERVER_CORS_ORIGINS does not allow, by transport (polling, preflight, websocket).",
+		}, []string{"transport"}),
 	}
 	// Idle series read 0 rather than "no data".
 	for _, ct := range []string{"node", "user", "unauthenticated"} {
@@ -55,8 +60,11 @@ func New() *Metrics {
 			m.Connections.WithLabelValues(ct, tr)
 		}
 	}
+	for _, tr := range []string{"polling", "preflight", "websocket"} {
+		m.OriginRefused.WithLabelValues(tr)
+	}
 	r.MustRegister(m.Connections, m.EventsIn, m.EventsOut, m.EventsRefused, m.AuthFailures,
-		m.PublishRequests,
+		m.PublishRequests, m.OriginRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

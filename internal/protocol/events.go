@@ -7,6 +7,14 @@ import "encoding/json"
 // Namespace carries every event.
 const Namespace = "/tasks"
 
+// AdminNamespace is vantage6 4.14's /admin: users allowed to see every
+// collaboration get EventNodeStatusChanged there.
+const AdminNamespace = "/admin"
+
+// EventNodeStatusChanged is sent on AdminNamespace, with no arguments, when
+// a node comes online or goes offline.
+const EventNodeStatusChanged = "node-status-changed"
+
 // Events the server sends.
 const (
 	EventSync                  = "sync"          // to a node on (re)connect; no arguments

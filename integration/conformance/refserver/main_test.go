@@ -15,7 +15,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRejectsUnknownMode(t *testing.T) {
-	err := run([]string{"--mode", "socketio"}, strings.NewReader(""), io.Discard)
+	err := run([]string{"--mode", "nats"}, strings.NewReader(""), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "unsupported --mode") {
 		t.Fatalf("err %v", err)
 	}
