@@ -272,7 +272,14 @@ func TestWebSocketMessages(t *testing.T) {
 	}
 	send(t, ws, websocket.TextMessage, "3")
 	ts.next("pong")
+	// A close packet over websocket is ignored, as Node does; closing the
+	// socket closes the session.
 	send(t, ws, websocket.TextMessage, "1")
+	send(t, ws, websocket.TextMessage, "4after")
+	if _, got := readSkipPing(t, ws); got != "4after" {
+		t.Fatalf("after a close packet: %q", got)
+	}
+	_ = ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
 	if e := ts.next("close"); e.reason != ReasonTransportClose {
 		t.Fatalf("reason %q", e.reason)
 	}

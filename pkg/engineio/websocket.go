@@ -472,6 +472,12 @@ func (w *wsConn) message(op byte, m []byte) bool {
 		c.closeWith(ReasonParseError, err, closeProtocol, false)
 		return true
 	}
+	if p.typ == pClose {
+		// As Node's engine.io: over websocket the client closes the
+		// socket itself; a close packet is ignored (a peer that keeps the
+		// socket open is an idle connection, and pings still run).
+		return false
+	}
 	c.onPacket(p)
 	return w.isClosed()
 }

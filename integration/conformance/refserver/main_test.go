@@ -28,7 +28,7 @@ func TestHandshakeAndEcho(t *testing.T) {
 	stdoutR, stdoutW := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run([]string{"--listen", "127.0.0.1:0"}, stdinR, stdoutW)
+		done <- run([]string{"--listen", "127.0.0.1:0", "--deflate", "--connect-timeout", "1000"}, stdinR, stdoutW)
 		_ = stdoutW.Close()
 	}()
 	line, err := bufio.NewReader(stdoutR).ReadString('\n')
