@@ -299,7 +299,7 @@ func (a *MemoryAdapter) BroadcastWithAck(p *Packet, opts BroadcastOptions, clien
 				}
 				ack(first)
 			}
-		}, 0) {
+		}, opts.Flags.Timeout) {
 			n++
 			s.writeFrames(frames)
 		}

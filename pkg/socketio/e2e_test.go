@@ -301,3 +301,36 @@ func TestServerSideEmitNeedsACluster(t *testing.T) {
 	}
 	testwait.Until(t, time.Second, "no socket", func() bool { return nsp.Len() == 0 })
 }
+
+// TestBroadcastAckTimeoutFreesPending: a client that never answers a
+// broadcast with acks holds no pending ack past the broadcast's timeout
+// (a resource a client could otherwise make the server keep until it
+// disconnects).
+func TestBroadcastAckTimeoutFreesPending(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ev := newEvents()
+	nsp := ts.Of("/tasks")
+	echoNamespace(nsp, ev)
+	c := ts.dial(t)
+	sid := c.connect("/tasks", "")
+	ev.next(t)
+	done := make(chan error, 1)
+	nsp.To().Timeout(100*time.Millisecond).EmitWithAck(func(_ []any, err error) { done <- err }, "poll")
+	c.expect(`2/tasks,0["poll"]`)
+	if err := <-done; err == nil {
+		t.Fatal("broadcast ack without an answer: no error")
+	}
+	s := nsp.Socket(sid)
+	if s == nil {
+		t.Fatalf("socket %s not found", sid)
+	}
+	testwait.For(t, 2*time.Second, func() error {
+		s.mu.Lock()
+		n := len(s.acks)
+		s.mu.Unlock()
+		if n != 0 {
+			return fmt.Errorf("%d pending acks after the broadcast's timeout", n)
+		}
+		return nil
+	})
+}
