@@ -95,6 +95,16 @@ def main(results, machine, es_label, node_label):
         row("fanout: highest rate with p99 < 100 ms, nothing lost (emits/s)", best(es), best(node), "≥ 1.5×", "{:.0f}")
         row("fanout: duplicates", None if es is None else es["duplicates"], None if node is None else node["duplicates"], "0", "{:.0f}")
 
+    notes = []
+    for r in rows:
+        res = r["result"]
+        for k in ("error", "metrics_error"):
+            if res.get(k):
+                notes.append(f'{r["shape"]} {res.get("clients")} on {r["kind"]}: {k}: {res[k]}')
+        for st in res.get("steps", []):
+            if st.get("publish_error"):
+                notes.append(f'fanout {st["rate"]}/s on {r["kind"]}: first publish error: {st["publish_error"]}')
+
     print(f"machine: {open(machine).read().strip()}")
     print()
     cols = ["measure", es_label, node_label, "ratio", "target (ratio)"]
@@ -102,6 +112,8 @@ def main(results, machine, es_label, node_label):
     print("| --- " * len(cols) + "|")
     for r in out:
         print("| " + " | ".join(r) + " |")
+    for n in notes:
+        print("note: " + n)
 
 
 if __name__ == "__main__":

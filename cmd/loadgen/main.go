@@ -94,13 +94,15 @@ func run(args []string) int {
 	if *authRooms {
 		roomAuth = func(room string) map[string]any { return map[string]any{"rooms": []string{room}} }
 	}
-	// idle and connects: every client in collaboration_1.
+	// idle and connects: client i alone in collaboration_<i+1>, so that the
+	// announcement of its join ("message" to the room) reaches itself only.
+	ownRoom := func(i int) string { return "collaboration_" + strconv.Itoa(i+1) }
 	target := loadgen.Target{URL: *urls, Sources: srcs}
 	if token != nil {
-		target.Token = func(i int) string { return token(i, "collaboration_1") }
+		target.Token = func(i int) string { return token(i, ownRoom(i)) }
 	}
 	if roomAuth != nil {
-		target.Auth = func(int) map[string]any { return roomAuth("collaboration_1") }
+		target.Auth = func(i int) map[string]any { return roomAuth(ownRoom(i)) }
 	}
 	if len(pidList) > 0 {
 		target.PID = pidList[0]

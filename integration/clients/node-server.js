@@ -16,8 +16,10 @@
 //   --ping-timeout MS       and timeout (default socket.io's 20000)
 //   --jwt-secret KEY        /tasks verifies an HS256 JWT per connect (Authorization:
 //                           Bearer, or auth.token) with node's crypto, refuses a bad
-//                           or expired one, and joins collaboration_<id> for each of
-//                           its collaboration_ids, as eventserver does for a user
+//                           or expired one, joins collaboration_<id> for each of its
+//                           collaboration_ids and announces it there with a "message"
+//                           event ("User <name> joined room <room>"), as eventserver
+//                           does for a user (vantage6's words)
 //   --publish-token T       POST /api/v1/emit with eventserver's body shape
 //                           ({"event","room"|"rooms","data"|"args"}; /tasks only),
 //                           bearer T, answers 202 {"ok":true}
@@ -216,15 +218,24 @@ function jwtMiddleware(socket, next) {
     return next(new Error(String(err.message || err)));
   }
   const ids = Array.isArray(claims.collaboration_ids) ? claims.collaboration_ids : [];
-  socket.join(ids.map((id) => "collaboration_" + id));
+  const rooms = ids.map((id) => "collaboration_" + id);
+  socket.join(rooms);
+  announced.set(socket, { name: String(claims.name), rooms });
   next();
 }
+
+// announced: what jwtMiddleware verified, announced on connection.
+const announced = new WeakMap();
 
 function onConnection(nsp) {
   return (socket) => {
     const auth = socket.handshake.auth || {};
     if (Array.isArray(auth.rooms)) socket.join(auth.rooms.map(String));
     if (Object.prototype.hasOwnProperty.call(auth, "data")) socket.data = auth.data;
+    const a = announced.get(socket);
+    if (a) {
+      for (const room of a.rooms) socket.nsp.to(room).emit("message", `User <${a.name}> joined room <${room}>`);
+    }
     if (opts.quiet) return;
     out({ type: "connection", nsp, sid: socket.id, auth, rooms: [...socket.rooms].sort() });
     socket.on("disconnect", (reason) => out({ type: "disconnect", nsp, sid: socket.id, reason }));

@@ -62,6 +62,7 @@ type FanoutStep struct {
 	Rate                int     `json:"rate"`
 	Events              int     `json:"events"`
 	PublishErrors       int64   `json:"publish_errors"`
+	PublishError        string  `json:"publish_error,omitempty"` // the first
 	Expected            int64   `json:"expected"`
 	Delivered           int64   `json:"delivered"`
 	Complete            float64 `json:"completeness"` // delivered / expected
@@ -200,6 +201,7 @@ func runStep(ctx context.Context, cfg FanoutConfig, pub *publisher, rec *recorde
 	s := FanoutStep{Rate: rate, Events: total}
 	filler := strings.Repeat("x", cfg.Payload)
 	var errs atomic.Int64
+	var firstErr sync.Once
 	jobs := make(chan benchEvent, cfg.Publishers)
 	var wg sync.WaitGroup
 	for w := 0; w < cfg.Publishers; w++ {
@@ -208,8 +210,9 @@ func runStep(ctx context.Context, cfg FanoutConfig, pub *publisher, rec *recorde
 			defer wg.Done()
 			for ev := range jobs {
 				ev.T = time.Now().UnixNano()
-				if pub.publish(ctx, ev.Seq%servers, cfg.RoomName(ev.Seq%cfg.Rooms), "bench", ev) != nil {
+				if err := pub.publish(ctx, ev.Seq%servers, cfg.RoomName(ev.Seq%cfg.Rooms), "bench", ev); err != nil {
 					errs.Add(1)
+					firstErr.Do(func() { s.PublishError = err.Error() })
 				}
 			}
 		}()
@@ -272,8 +275,11 @@ type publisher struct {
 }
 
 func newPublisher(cfg FanoutConfig) *publisher {
+	// Idle connections are dropped before a server would close them (Node's
+	// keep-alive timeout is 5s): a POST on a connection closed meanwhile
+	// fails and is not retried.
 	tr := &http.Transport{MaxIdleConns: cfg.Publishers * len(cfg.URLs), MaxIdleConnsPerHost: cfg.Publishers,
-		IdleConnTimeout: 30 * time.Second}
+		IdleConnTimeout: 2 * time.Second}
 	p := &publisher{token: cfg.PublishToken, ns: cfg.Namespace, tr: tr, hc: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
 	for _, u := range cfg.URLs {
 		p.urls = append(p.urls, strings.TrimSuffix(u, "/")+"/api/v1/emit")

@@ -74,7 +74,8 @@ type IdleResult struct {
 	GoroutinesBefore int     `json:"goroutines_before,omitempty"`
 	GoroutinesAfter  int     `json:"goroutines_after,omitempty"`
 	LoadgenRSSKiB    int64   `json:"loadgen_rss_kib"`
-	Error            string  `json:"error,omitempty"` // the first connect failure
+	Error            string  `json:"error,omitempty"`         // the first connect failure
+	MetricsError     string  `json:"metrics_error,omitempty"` // reading go_goroutines after the wait
 }
 
 // Idle runs the memory shape.
@@ -134,7 +135,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleResult, error) {
 	}
 	if cfg.MetricsURL != "" {
 		if res.GoroutinesAfter, err = goroutines(ctx, cfg.MetricsURL); err != nil {
-			return nil, err
+			res.MetricsError = err.Error()
 		}
 	}
 	res.LoadgenRSSKiB, _ = rssKiB(0)

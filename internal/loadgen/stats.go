@@ -165,7 +165,7 @@ func (m *cpuMeter) stop() (servers, self float64) {
 
 // goroutines reads go_goroutines from a Prometheus /metrics URL.
 func goroutines(ctx context.Context, metricsURL string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
 	if err != nil {
