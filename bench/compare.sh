@@ -29,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SHAPES=${SHAPES:-memory connects fanout}
-IDLE_STEPS=${IDLE_STEPS:-5000 10000}
+IDLE_STEPS=${IDLE_STEPS-5000 10000} # empty: none
 BIG=${BIG:-0}
 BIG_CLIENTS=${BIG_CLIENTS:-100000}
 CONNECTS=${CONNECTS:-3000}
@@ -46,6 +46,11 @@ SOURCES=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,12
 # Room for the clients' and the servers' descriptors (both run from here).
 if [ "$BIG" = 1 ]; then want=$((BIG_CLIENTS * 2 + 10000)); else want=65536; fi
 ulimit -n "$want" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if [ "$BIG" = 1 ] && [ "$BIG_CLIENTS" -gt $(($(ulimit -n) - 1000)) ]; then
+  echo "compare.sh: open files are limited to $(ulimit -n) here (ulimit -Hn, not raisable):" \
+    "BIG_CLIENTS $BIG_CLIENTS lowered to $(($(ulimit -n) - 1000))" >&2
+  BIG_CLIENTS=$(($(ulimit -n) - 1000))
+fi
 
 work=$(mktemp -d)
 pids=()   # every process started, for the trap
@@ -128,7 +133,7 @@ results="$work/results.jsonl"
 # started; its JSON line goes to the results with the server's kind.
 measure() {
   local kind=$1; shift
-  local label=$es_label; [ "$kind" = node ] && label=$node_label
+  local label=$es_label; [ "$kind" = node ] && label=$node_label # es, es-big or node
   local rc=0
   "$work/loadgen" "$@" --label "$label" --jwt-secret "$secret" --sources "$SOURCES" >"$work/out.json" || rc=$?
   if [ -s "$work/out.json" ]; then
@@ -162,7 +167,7 @@ for shape in $SHAPES; do
     if [ "$BIG" = 1 ]; then
       echo "memory: $BIG_CLIENTS idle websockets on one eventserver" >&2
       one es
-      measure es idle --url "http://127.0.0.1:$port" --clients "$BIG_CLIENTS" --pid "$pid" \
+      measure es-big idle --url "http://127.0.0.1:$port" --clients "$BIG_CLIENTS" --pid "$pid" \
         --wait "$((PING_MS + 5000))ms" --metrics "http://127.0.0.1:$port/metrics"
     fi
     ;;

@@ -32,11 +32,8 @@ def main(results, machine, es_label, node_label):
         return [(k, es.get(k), node.get(k)) for k in sorted(set(es) | set(node))]
 
     # memory
-    big = None
+    big = (by.get(("idle", "es-big")) or [None])[-1]
     for n, es, node in pair("idle", lambda r: r["clients"]):
-        if node is None and es is not None and n >= 50000:
-            big = es
-            continue
         g = lambda r, k: None if r is None else r.get(k)
         row(f"memory: RSS per idle websocket at {n} (KiB)", g(es, "rss_per_conn_kib"), g(node, "rss_per_conn_kib"), "≤ 1× (aim ⅓)")
         row(f"memory: RSS with {n} idle websockets (MiB)", g(es, "rss_after_kib") and es["rss_after_kib"] / 1024,
