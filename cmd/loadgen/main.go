@@ -6,7 +6,7 @@
 //	loadgen idle     --url http://127.0.0.1:7600 --clients 5000 --pid PID [--metrics URL] [--sources 127.0.0.2,127.0.0.3]
 //	loadgen connects --url http://127.0.0.1:7600 --clients 3000 --in-flight 200 --pid PID
 //	loadgen fanout   --url URL1,URL2,URL3 --publish-token T --clients 3000 --rooms 100 \
-//	                 --rates 500,1000,2000,3000 --step 5s --pid PID1,PID2,PID3
+//	                 --rates 500,750,1000,1500,2000,3000 --step 5s --pid PID1,PID2,PID3
 //
 // Clients present a user token made with --jwt-secret (default
 // EVENTSERVER_JWT_SECRET) for collaboration <id> of their room
@@ -53,7 +53,7 @@ func run(args []string) int {
 	warmup := fs.Int("warmup", 200, "connects: connects opened and closed before the timed ones")
 	publishToken := fs.String("publish-token", "", "fanout: bearer token of POST /api/v1/emit")
 	rooms := fs.Int("rooms", 100, "fanout: rooms")
-	rates := fs.String("rates", "500,1000,2000,3000", "fanout: events a second, one step each")
+	rates := fs.String("rates", "500,750,1000,1500,2000,3000", "fanout: events a second, one step each")
 	step := fs.Duration("step", 5*time.Second, "fanout: how long each rate lasts")
 	payload := fs.Int("payload", 128, "fanout: bytes of filler in each event")
 	settle := fs.Duration("settle", 5*time.Second, "fanout: how long to wait for a step's last deliveries")

@@ -38,7 +38,8 @@ type FanoutConfig struct {
 	Token func(i int, room string) string
 	// Auth returns the handshake auth object of a client in room (nil: none).
 	Auth func(room string) map[string]any
-	// Rates are the steps, in events a second. Default 500, 1000, 2000, 3000.
+	// Rates are the steps, in events a second. Default 500, 750, 1000, 1500,
+	// 2000, 3000.
 	Rates []int
 	// Step is how long each rate is published. Default 5s.
 	Step time.Duration
@@ -100,7 +101,7 @@ func (c *FanoutConfig) defaults() error {
 		c.RoomName = func(r int) string { return "collaboration_" + strconv.Itoa(r+1) }
 	}
 	if len(c.Rates) == 0 {
-		c.Rates = []int{500, 1000, 2000, 3000}
+		c.Rates = []int{500, 750, 1000, 1500, 2000, 3000}
 	}
 	for _, r := range c.Rates {
 		if r <= 0 {
