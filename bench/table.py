@@ -73,7 +73,7 @@ def main(results, machine, es_label, node_label):
         for rate in sorted(set(se) | set(sn)):
             e, n = se.get(rate), sn.get(rate)
             nominal = rate * per_room
-            name = f"fanout {rate}/s ({nominal:.0f} deliveries/s):"
+            name = f"fanout {rate}/s ({nominal / 1000:g}k deliveries/s offered):"
             g = lambda s, k: None if s is None else s.get(k)
             lat = lambda s, k: None if s is None else s["latency"][k]
             row(f"{name} deliveries/s", g(e, "deliveries_per_second"), g(n, "deliveries_per_second"), "", "{:.0f}")
