@@ -40,6 +40,7 @@ RATES=${RATES:-500,750,1000,1500,2000,3000}
 STEP=${STEP:-5s}
 PAYLOAD=${PAYLOAD:-128}
 PING_MS=${PING_MS:-5000}
+RESULTS=${RESULTS:-} # a file to keep loadgen's JSON lines in (bench/table.py reads them)
 ES_ENV=${ES_ENV:-} # words NAME=value added to every eventserver's environment
 SOURCES=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9
 
@@ -196,3 +197,4 @@ for shape in $SHAPES; do
 done
 
 python3 bench/table.py "$results" "$work/machine" "$es_label" "$node_label"
+if [ -n "${RESULTS:-}" ]; then cp "$results" "$RESULTS"; fi
