@@ -1,11 +1,17 @@
-// Command loadgen measures how fast a Socket.IO server of a Redis cluster
-// fans events out to WebSocket clients: eventserver, or the Node.js
-// reference (integration/clients/node-server.js). bench/compare.sh runs both
-// side by side. See internal/loadgen.
+// Command loadgen measures a Socket.IO server, eventserver or the Node.js
+// reference (integration/clients/node-server.js), in one of three shapes;
+// bench/compare.sh runs both side by side. See internal/loadgen. It prints
+// one JSON object, and exits 1 when a client failed or an event was lost.
 //
-//	loadgen --url http://127.0.0.1:7600 --redis redis://127.0.0.1:6379/0 \
-//	        --jwt-secret "$EVENTSERVER_JWT_SECRET" --clients 1000 --events 2000 --rate 500
-//	loadgen --url http://127.0.0.1:7700 --redis redis://127.0.0.1:6379/0 --auth-rooms ...
+//	loadgen idle     --url http://127.0.0.1:7600 --clients 5000 --pid PID [--metrics URL] [--sources 127.0.0.2,127.0.0.3]
+//	loadgen connects --url http://127.0.0.1:7600 --clients 3000 --in-flight 200 --pid PID
+//	loadgen fanout   --url URL1,URL2,URL3 --publish-token T --clients 3000 --rooms 100 \
+//	                 --rates 500,750,1000,1500,2000,3000 --step 5s --pid PID1,PID2,PID3
+//
+// Clients present a user token made with --jwt-secret (default
+// EVENTSERVER_JWT_SECRET) for collaboration <id> of their room
+// collaboration_<id>; --auth-rooms also sends {"rooms":[room]} as handshake
+// auth (node-server.js without --jwt-secret joins those).
 package main
 
 import (
@@ -21,55 +27,59 @@ import (
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/loadgen"
-	"github.com/eventserver/eventserver/internal/redisconn"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }
 
+const usage = "usage: loadgen idle|connects|fanout [flags] (-h for the flags of each)"
+
 func run(args []string) int {
-	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
-	target := fs.String("url", "http://127.0.0.1:7600", "the server's base URL")
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, usage)
+		return 2
+	}
+	shape := args[0]
+	fs := flag.NewFlagSet("loadgen "+shape, flag.ContinueOnError)
+	urls := fs.String("url", "http://127.0.0.1:7600", "the server's base URL (fanout: a comma-separated list)")
 	label := fs.String("label", "", "name of the server in the output")
-	clients := fs.Int("clients", 100, "WebSocket clients to open")
-	events := fs.Int("events", 1000, "events to publish")
-	rate := fs.Int("rate", 200, "events a second")
-	payload := fs.Int("payload", 0, "bytes of filler in each event")
-	room := fs.String("room", "collaboration_1", "room of the clients and the events")
-	redisURL := fs.String("redis", "", "Redis of the cluster, where the events are published (required)")
-	prefix := fs.String("prefix", "socket.io", "the cluster's Redis prefix")
-	secret := fs.String("jwt-secret", "", "mint a user token per client with this HS256 key (eventserver; default EVENTSERVER_JWT_SECRET)")
-	authRooms := fs.Bool("auth-rooms", false, `send {"rooms":[room]} as handshake auth (the Node reference server joins them)`)
-	pid := fs.Int("pid", 0, "the server's pid: sample its memory and CPU time")
-	settle := fs.Duration("settle", 5*time.Second, "how long to wait for the last deliveries")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := fs.Parse(args); err != nil {
+	clients := fs.Int("clients", 0, "WebSocket clients (default: idle 1000, connects 3000, fanout 3000)")
+	inFlight := fs.Int("in-flight", 200, "connects at a time")
+	secret := fs.String("jwt-secret", "", "mint a user token per client with this HS256 key (default EVENTSERVER_JWT_SECRET)")
+	authRooms := fs.Bool("auth-rooms", false, `also send {"rooms":[room]} as handshake auth`)
+	pids := fs.String("pid", "", "the server's pid (fanout: a comma-separated list): read its memory and CPU time")
+	sources := fs.String("sources", "", "comma-separated loopback addresses to dial from (e.g. 127.0.0.2,127.0.0.3)")
+	metrics := fs.String("metrics", "", "idle: a /metrics URL with go_goroutines")
+	wait := fs.Duration("wait", 6*time.Second, "idle: how long the clients stay idle (longer than the ping interval)")
+	warmup := fs.Int("warmup", 200, "connects: connects opened and closed before the timed ones")
+	publishToken := fs.String("publish-token", "", "fanout: bearer token of POST /api/v1/emit")
+	rooms := fs.Int("rooms", 100, "fanout: rooms")
+	rates := fs.String("rates", "500,750,1000,1500,2000,3000", "fanout: events a second, one step each")
+	step := fs.Duration("step", 5*time.Second, "fanout: how long each rate lasts")
+	payload := fs.Int("payload", 128, "fanout: bytes of filler in each event")
+	settle := fs.Duration("settle", 5*time.Second, "fanout: how long to wait for a step's last deliveries")
+	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(os.Stderr, "loadgen: "+format+"\n", a...)
 		return 2
 	}
-	if *redisURL == "" {
-		return fail("--redis is required")
-	}
-	rdb, _, err := redisconn.NewClient(*redisURL)
+	pidList, err := ints(*pids)
 	if err != nil {
-		return fail("--redis: %v", err)
+		return fail("--pid: %v", err)
 	}
-	defer rdb.Close()
-
-	cfg := loadgen.Config{URL: *target, Room: *room, Clients: *clients, Events: *events, Rate: *rate,
-		Payload: *payload, Redis: rdb, Prefix: *prefix, Settle: *settle, PID: *pid}
+	var srcs []string
+	if *sources != "" {
+		srcs = strings.Split(*sources, ",")
+	}
 	if *secret == "" {
 		*secret = os.Getenv("EVENTSERVER_JWT_SECRET")
 	}
-	if *secret != "" && !*authRooms {
-		cid, err := strconv.ParseInt(strings.TrimPrefix(*room, "collaboration_"), 10, 64)
-		if err != nil || !strings.HasPrefix(*room, "collaboration_") || cid <= 0 {
-			return fail("--room must be collaboration_<id> to mint tokens for it")
-		}
+	var token func(i int, room string) string
+	if *secret != "" {
 		key := []byte(*secret)
-		cfg.Token = func(i int) string {
+		token = func(i int, room string) string {
+			cid, _ := strconv.ParseInt(strings.TrimPrefix(room, "collaboration_"), 10, 64)
 			tok, err := auth.Mint(key, map[string]any{
 				"client_type": "user", "sub": i + 1, "name": fmt.Sprintf("loadgen-%d", i+1),
 				"organization_id": 1, "collaboration_ids": []int64{cid}, "event_scope": "collaboration",
@@ -80,35 +90,92 @@ func run(args []string) int {
 			return tok
 		}
 	}
+	var roomAuth func(room string) map[string]any
 	if *authRooms {
-		cfg.Auth = map[string]any{"rooms": []string{*room}}
+		roomAuth = func(room string) map[string]any { return map[string]any{"rooms": []string{room}} }
+	}
+	// idle and connects: client i alone in collaboration_<i+1>, so that the
+	// announcement of its join ("message" to the room) reaches itself only.
+	ownRoom := func(i int) string { return "collaboration_" + strconv.Itoa(i+1) }
+	target := loadgen.Target{URL: *urls, Sources: srcs}
+	if token != nil {
+		target.Token = func(i int) string { return token(i, ownRoom(i)) }
+	}
+	if roomAuth != nil {
+		target.Auth = func(i int) map[string]any { return roomAuth(ownRoom(i)) }
+	}
+	if len(pidList) > 0 {
+		target.PID = pidList[0]
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	res, err := loadgen.Run(ctx, cfg)
+	var res any
+	switch shape {
+	case "idle":
+		res, err = loadgen.Idle(ctx, loadgen.IdleConfig{Target: target, Clients: *clients, InFlight: *inFlight,
+			Wait: *wait, MetricsURL: *metrics})
+	case "connects":
+		if *warmup == 0 {
+			*warmup = -1
+		}
+		res, err = loadgen.Connects(ctx, loadgen.ConnectsConfig{Target: target, Clients: *clients, InFlight: *inFlight,
+			Warmup: *warmup})
+	case "fanout":
+		rateList, rerr := ints(*rates)
+		if rerr != nil {
+			return fail("--rates: %v", rerr)
+		}
+		res, err = loadgen.Fanout(ctx, loadgen.FanoutConfig{URLs: strings.Split(*urls, ","), PublishToken: *publishToken,
+			Clients: *clients, Rooms: *rooms, Token: token, Auth: roomAuth, Rates: rateList, Step: *step,
+			Payload: *payload, Settle: *settle, PIDs: pidList, Sources: srcs})
+	default:
+		return fail("unknown shape %q; %s", shape, usage)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if *asJSON {
-		out := struct {
-			Label string `json:"label"`
-			*loadgen.Result
-		}{*label, res}
-		b, _ := json.Marshal(out)
-		fmt.Println(string(b))
-	} else {
-		fmt.Printf("%s: %d clients (connected in %s), %d events: %d/%d delivered, %d duplicates, %.0f deliveries/s, latency p50 %s p90 %s p99 %s max %s",
-			*label, res.Clients, res.ConnectTime.Round(time.Millisecond), res.Events, res.Delivered, res.Expected, res.Duplicates,
-			res.Throughput, res.P50.Round(10*time.Microsecond), res.P90.Round(10*time.Microsecond), res.P99.Round(10*time.Microsecond), res.Max.Round(10*time.Microsecond))
-		if *pid > 0 {
-			fmt.Printf(", server RSS %d KiB idle / %d KiB peak, CPU %.2f s", res.RSSIdleKiB, res.RSSPeakKiB, res.CPUSeconds)
-		}
-		fmt.Println()
+	b, err := json.Marshal(map[string]any{"shape": shape, "label": *label, "result": res})
+	if err != nil {
+		return fail("%v", err)
 	}
-	if res.Delivered < res.Expected || res.Duplicates > 0 {
-		return 1
+	fmt.Println(string(b))
+	// Exit 1 when something was lost: the figures are printed all the same.
+	switch r := res.(type) {
+	case *loadgen.IdleResult:
+		if r.Alive < r.Clients {
+			return 1
+		}
+	case *loadgen.ConnectsResult:
+		if r.Failed > 0 {
+			return 1
+		}
+	case *loadgen.FanoutResult:
+		for _, s := range r.Steps {
+			if s.Delivered < s.Expected || s.PublishErrors > 0 {
+				return 1
+			}
+		}
+		if r.Duplicates > 0 {
+			return 1
+		}
 	}
 	return 0
+}
+
+// ints parses a comma-separated list of integers ("" is none).
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

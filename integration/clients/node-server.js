@@ -10,6 +10,21 @@
 //        [--prefix socket.io] [--port 0] [--host 127.0.0.1] \
 //        [--requests-timeout 5000] [--sse-events a,b]
 //
+// For the benchmarks (bench/compare.sh), all off by default:
+//   --no-redis              one process, no Redis adapter (then --redis is not needed)
+//   --ping-interval MS      Engine.IO heartbeat interval (default socket.io's 25000);
+//   --ping-timeout MS       and timeout (default socket.io's 20000)
+//   --jwt-secret KEY        /tasks verifies an HS256 JWT per connect (Authorization:
+//                           Bearer, or auth.token) with node's crypto, refuses a bad
+//                           or expired one, joins collaboration_<id> for each of its
+//                           collaboration_ids and announces it there with a "message"
+//                           event ("User <name> joined room <room>"), as eventserver
+//                           does for a user (vantage6's words)
+//   --publish-token T       POST /api/v1/emit with eventserver's body shape
+//                           ({"event","room"|"rooms","data"|"args"}; /tasks only),
+//                           bearer T, answers 202 {"ok":true}
+//   --quiet                 no connection, disconnect or client_event lines
+//
 // Output lines (stdout) without an "id" are events:
 //   {"type":"listening","port":N}        once, when the adapters' Redis subscriptions
 //                                        are confirmed and the HTTP server listens
@@ -59,6 +74,7 @@
 // Redis clients and exits 0.
 "use strict";
 
+const crypto = require("crypto");
 const http = require("http");
 
 const lib = require("./lib");
@@ -76,7 +92,9 @@ function usage(msg) {
   process.stderr.write(
     (msg ? msg + "\n" : "") +
       "usage: node-server.js --redis URL [--prefix socket.io] [--port 0] [--host 127.0.0.1]\n" +
-      "                      [--requests-timeout 5000] [--sse-events a,b]\n",
+      "                      [--requests-timeout 5000] [--sse-events a,b]\n" +
+      "                      [--no-redis] [--ping-interval MS] [--ping-timeout MS]\n" +
+      "                      [--jwt-secret KEY] [--publish-token T] [--quiet]\n",
   );
   process.exit(2);
 }
@@ -89,6 +107,12 @@ function parseArgs(argv) {
     host: "127.0.0.1",
     requestsTimeout: 5000,
     sseEvents: [],
+    noRedis: false,
+    pingInterval: 0,
+    pingTimeout: 0,
+    jwtSecret: "",
+    publishToken: "",
+    quiet: false,
   };
   eachFlag(argv, usage, (arg, next) => {
     switch (arg) {
@@ -100,11 +124,20 @@ function parseArgs(argv) {
       case "--sse-events":
         opts.sseEvents = next().split(",").map((s) => s.trim()).filter(Boolean);
         break;
+      case "--no-redis": opts.noRedis = true; break;
+      case "--ping-interval": opts.pingInterval = Number(next()); break;
+      case "--ping-timeout": opts.pingTimeout = Number(next()); break;
+      case "--jwt-secret": opts.jwtSecret = next(); break;
+      case "--publish-token": opts.publishToken = next(); break;
+      case "--quiet": opts.quiet = true; break;
       case "-h": case "--help": usage(); break;
       default: usage("unknown argument " + arg);
     }
   });
-  if (!opts.redis) usage("--redis is required");
+  if (!opts.redis && !opts.noRedis) usage("--redis is required (or --no-redis)");
+  for (const k of ["pingInterval", "pingTimeout"]) {
+    if (!Number.isInteger(opts[k]) || opts[k] < 0) usage("bad --" + k.replace(/[A-Z]/, (c) => "-" + c.toLowerCase()));
+  }
   if (!Number.isInteger(opts.port) || opts.port < 0) usage("bad --port");
   if (!(opts.requestsTimeout > 0)) usage("bad --requests-timeout");
   return opts;
@@ -115,15 +148,16 @@ const opts = parseArgs(process.argv.slice(2));
 process.on("uncaughtException", (err) => out({ type: "error", message: String(err && err.stack || err) }));
 process.on("unhandledRejection", (err) => out({ type: "error", message: String(err && err.stack || err) }));
 
-const pub = createClient({ url: opts.redis });
-const sub = pub.duplicate();
-pub.on("error", (err) => out({ type: "redis_error", client: "pub", message: String(err && err.message || err) }));
-sub.on("error", (err) => out({ type: "redis_error", client: "sub", message: String(err && err.message || err) }));
+// Without Redis (--no-redis) there are no clients and no adapter.
+const pub = opts.noRedis ? null : createClient({ url: opts.redis });
+const sub = opts.noRedis ? null : pub.duplicate();
+if (pub) pub.on("error", (err) => out({ type: "redis_error", client: "pub", message: String(err && err.message || err) }));
+if (sub) sub.on("error", (err) => out({ type: "redis_error", client: "sub", message: String(err && err.message || err) }));
 
 // The adapter calls subClient.subscribe/pSubscribe in its constructor and
 // drops the promises; keep them to know when the subscriptions are live.
 const subscriptions = [];
-for (const method of ["subscribe", "pSubscribe"]) {
+for (const method of sub ? ["subscribe", "pSubscribe"] : []) {
   const orig = sub[method].bind(sub);
   sub[method] = (...a) => {
     const p = orig(...a);
@@ -153,11 +187,56 @@ function describeSocket(socket, local) {
   };
 }
 
+// verifyHS256 checks an HS256 JWT with key and returns its claims; it throws
+// on a bad signature, algorithm or shape, or an expired token.
+function verifyHS256(token, key) {
+  const parts = String(token).split(".");
+  if (parts.length !== 3) throw new Error("malformed token");
+  const header = JSON.parse(Buffer.from(parts[0], "base64url").toString());
+  if (header.alg !== "HS256") throw new Error("unexpected algorithm " + header.alg);
+  const mac = crypto.createHmac("sha256", key).update(parts[0] + "." + parts[1]).digest();
+  const sig = Buffer.from(parts[2], "base64url");
+  if (sig.length !== mac.length || !crypto.timingSafeEqual(sig, mac)) throw new Error("bad signature");
+  const claims = JSON.parse(Buffer.from(parts[1], "base64url").toString());
+  const now = Date.now() / 1000;
+  if (typeof claims.exp === "number" && claims.exp < now) throw new Error("expired token");
+  if (typeof claims.nbf === "number" && claims.nbf > now + 60) throw new Error("token not valid yet");
+  return claims;
+}
+
+// jwtMiddleware (--jwt-secret): one verification per connect, rooms from
+// the claims.
+function jwtMiddleware(socket, next) {
+  const h = socket.handshake.headers.authorization || "";
+  const auth = socket.handshake.auth || {};
+  const token = h.startsWith("Bearer ") ? h.slice(7) : auth.token;
+  if (!token) return next(new Error("missing token"));
+  let claims;
+  try {
+    claims = verifyHS256(token, opts.jwtSecret);
+  } catch (err) {
+    return next(new Error(String(err.message || err)));
+  }
+  const ids = Array.isArray(claims.collaboration_ids) ? claims.collaboration_ids : [];
+  const rooms = ids.map((id) => "collaboration_" + id);
+  socket.join(rooms);
+  announced.set(socket, { name: String(claims.name), rooms });
+  next();
+}
+
+// announced: what jwtMiddleware verified, announced on connection.
+const announced = new WeakMap();
+
 function onConnection(nsp) {
   return (socket) => {
     const auth = socket.handshake.auth || {};
     if (Array.isArray(auth.rooms)) socket.join(auth.rooms.map(String));
     if (Object.prototype.hasOwnProperty.call(auth, "data")) socket.data = auth.data;
+    const a = announced.get(socket);
+    if (a) {
+      for (const room of a.rooms) socket.nsp.to(room).emit("message", `User <${a.name}> joined room <${room}>`);
+    }
+    if (opts.quiet) return;
     out({ type: "connection", nsp, sid: socket.id, auth, rooms: [...socket.rooms].sort() });
     socket.on("disconnect", (reason) => out({ type: "disconnect", nsp, sid: socket.id, reason }));
     socket.onAny((event, ...args) => {
@@ -198,6 +277,7 @@ function handleServerSideEmit(nsp, via, event, args) {
 
 function setupNamespace(name) {
   const nsp = io.of(name);
+  if (opts.jwtSecret && name === "/tasks") nsp.use(jwtMiddleware);
   nsp.on("connection", onConnection(name));
   for (const ev of opts.sseEvents) {
     if (RESERVED.has(ev)) continue;
@@ -234,8 +314,43 @@ function withTimeout(p, ms, what) {
   ]).finally(() => clearTimeout(timer));
 }
 
-// flushed resolves once Redis has processed everything sent on pub before.
-const flushed = () => pub.ping();
+// flushed resolves once Redis has processed everything sent on pub before
+// (at once without Redis).
+const flushed = () => (pub ? pub.ping() : Promise.resolve());
+
+// publishAPI (--publish-token) is eventserver's POST /api/v1/emit, enough of
+// it for the benchmarks: same path, bearer token and body shape, 202.
+function publishAPI(req, res) {
+  const reply = (status, obj) => {
+    res.writeHead(status, { "Content-Type": "application/json" });
+    res.end(JSON.stringify(obj));
+  };
+  if (req.method !== "POST" || req.url !== "/api/v1/emit") return reply(404, { error: "not found" });
+  const want = Buffer.from("Bearer " + opts.publishToken);
+  const got = Buffer.from(req.headers.authorization || "");
+  if (got.length !== want.length || !crypto.timingSafeEqual(got, want)) return reply(401, { error: "missing or wrong bearer token" });
+  const chunks = [];
+  req.on("data", (c) => chunks.push(c));
+  req.on("end", () => {
+    let body;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString());
+    } catch (err) {
+      return reply(400, { error: "invalid JSON body: " + err.message });
+    }
+    if (!body || typeof body.event !== "string" || !body.event) return reply(400, { error: "event: required", field: "event" });
+    if (body.namespace !== undefined && body.namespace !== "/tasks") return reply(400, { error: "unknown namespace", field: "namespace" });
+    let op = io.of("/tasks");
+    const rooms = body.room !== undefined ? [body.room] : body.rooms;
+    if (Array.isArray(rooms)) op = op.to(rooms.map(String));
+    if (Array.isArray(body.except)) op = op.except(body.except.map(String));
+    let args = [];
+    if (body.data !== undefined && body.data !== null) args = [body.data];
+    else if (Array.isArray(body.args)) args = body.args;
+    op.emit(body.event, ...args);
+    reply(202, { ok: true });
+  });
+}
 
 async function run(cmd) {
   const nspName = cmd.nsp || "/tasks";
@@ -327,7 +442,7 @@ async function shutdown() {
   }
   for (const c of [sub, pub]) {
     try {
-      if (c.isOpen) await c.quit();
+      if (c && c.isOpen) await c.quit();
     } catch (err) {
       process.stderr.write("redis quit: " + err + "\n");
     }
@@ -336,11 +451,14 @@ async function shutdown() {
 }
 
 async function main() {
-  await Promise.all([pub.connect(), sub.connect()]);
-  io = new Server(httpServer, {
-    adapter: createAdapter(pub, sub, { key: opts.prefix, requestsTimeout: opts.requestsTimeout }),
-    cors: { origin: true, credentials: true },
-  });
+  if (pub) await Promise.all([pub.connect(), sub.connect()]);
+  // Requests that are not Socket.IO's (engine.io passes them on).
+  if (opts.publishToken) httpServer.on("request", publishAPI);
+  const serverOpts = { cors: { origin: true, credentials: true } };
+  if (pub) serverOpts.adapter = createAdapter(pub, sub, { key: opts.prefix, requestsTimeout: opts.requestsTimeout });
+  if (opts.pingInterval) serverOpts.pingInterval = opts.pingInterval;
+  if (opts.pingTimeout) serverOpts.pingTimeout = opts.pingTimeout;
+  io = new Server(httpServer, serverOpts);
   setupNamespace("/");
   setupNamespace("/tasks");
   await Promise.all(subscriptions);

@@ -19,17 +19,21 @@ import (
 func BenchmarkFanout(b *testing.B) {
 	const clients = 100
 	r := redistest.Start(b)
-	a, url := startAppWith(b, r)
+	a, url := startApp(b, r)
 	wsURL, err := websocketURL(url)
 	if err != nil {
 		b.Fatal(err)
 	}
+	ds, err := newDialers(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	token := userToken(b, secret)
-	rec := newRecorder(b.N)
+	rec := newRecorder(1)
 	conns := make([]*conn, clients)
 	for i := range conns {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, err := dial(ctx, wsURL, "/tasks", token(i), nil)
+		c, err := dial(ctx, ds[0], wsURL, "/tasks", token(i), nil)
 		cancel()
 		if err != nil {
 			b.Fatal(err)
@@ -55,7 +59,7 @@ func BenchmarkFanout(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		want.Add(clients)
-		if err := a.Hub().Emit([]string{"collaboration_1"}, nil, "bench", map[string]any{"seq": i, "t": time.Now().UnixNano(), "filler": filler}); err != nil {
+		if err := a.Hub().Emit([]string{"collaboration_1"}, nil, "bench", map[string]any{"seq": i, "st": 0, "t": time.Now().UnixNano(), "filler": filler}); err != nil {
 			b.Fatal(err)
 		}
 		for rec.delivered.Load() < want.Load() {

@@ -2,12 +2,15 @@ package loadgen
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
@@ -17,23 +20,27 @@ import (
 	"github.com/eventserver/eventserver/pkg/redistest"
 )
 
-const secret = "loadgen-test-secret"
+const (
+	secret       = "loadgen-test-secret"
+	publishToken = "loadgen-publish-token"
+)
 
-// startApp runs an eventserver in cluster mode on r, on a free port.
-func startApp(t testing.TB, r *redistest.Server) string {
-	_, url := startAppWith(t, r)
-	return url
-}
-
-func startAppWith(t testing.TB, r *redistest.Server) (*app.App, string) {
+// startApp runs an eventserver on a free port: in cluster mode on r when r
+// is not nil, with a 200 ms ping interval and the publish API on.
+func startApp(t testing.TB, r *redistest.Server) (*app.App, string) {
 	t.Helper()
 	env := map[string]string{
 		"EVENTSERVER_LISTEN":         "127.0.0.1:0",
 		"EVENTSERVER_JWT_SECRET":     secret,
-		"EVENTSERVER_REDIS_URL":      r.URL(),
+		"EVENTSERVER_PUBLISH_TOKEN":  publishToken,
+		"EVENTSERVER_PING_INTERVAL":  "200ms",
+		"EVENTSERVER_PING_TIMEOUT":   "5s",
 		"EVENTSERVER_LOG_LEVEL":      "warn",
 		"EVENTSERVER_SHUTDOWN_DELAY": "0s",
 		"EVENTSERVER_DRAIN_TIMEOUT":  "0s",
+	}
+	if r != nil {
+		env["EVENTSERVER_REDIS_URL"] = r.URL()
 	}
 	cfg, err := config.Load(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
@@ -54,11 +61,21 @@ func startAppWith(t testing.TB, r *redistest.Server) (*app.App, string) {
 	return a, "http://" + a.Addr().String()
 }
 
+// userToken mints user tokens of collaboration 1 with key.
 func userToken(t testing.TB, key string) func(int) string {
-	return func(i int) string {
+	return func(i int) string { return roomToken(t, key)(i, "collaboration_1") }
+}
+
+// roomToken mints user tokens for the collaboration of a room.
+func roomToken(t testing.TB, key string) func(int, string) string {
+	return func(i int, room string) string {
+		var cid int64
+		if _, err := fmt.Sscanf(room, "collaboration_%d", &cid); err != nil {
+			t.Error(err)
+		}
 		tok, err := auth.Mint([]byte(key), map[string]any{
 			"client_type": "user", "sub": i + 1, "name": "u", "organization_id": 1,
-			"collaboration_ids": []int64{1}, "event_scope": "collaboration",
+			"collaboration_ids": []int64{cid}, "event_scope": "collaboration",
 		}, time.Hour, time.Time{})
 		if err != nil {
 			t.Error(err)
@@ -67,57 +84,115 @@ func userToken(t testing.TB, key string) func(int) string {
 	}
 }
 
-// TestRun: against a real eventserver in cluster mode, every event reaches
-// every client once and the figures are filled in.
-func TestRun(t *testing.T) {
+// TestFanout: two eventservers of a cluster, clients in three rooms spread
+// over both, events published over HTTP round-robin: every event reaches
+// every member of its room once, and the figures are filled in.
+func TestFanout(t *testing.T) {
 	r := redistest.Start(t)
-	url := startApp(t, r)
-	rdb := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
-	defer rdb.Close()
-
-	res, err := Run(context.Background(), Config{
-		URL: url, Room: "collaboration_1", Clients: 20, Events: 50, Rate: 500, Payload: 64,
-		Token: userToken(t, secret), Redis: rdb, Prefix: "socket.io", Settle: 5 * time.Second,
+	_, url1 := startApp(t, r)
+	_, url2 := startApp(t, r)
+	res, err := Fanout(context.Background(), FanoutConfig{
+		URLs: []string{url1, url2}, PublishToken: publishToken, Clients: 12, Rooms: 3,
+		Token: roomToken(t, secret), Rates: []int{50, 100}, Step: 200 * time.Millisecond, Payload: 64,
+		Publishers: 4, PIDs: []int{os.Getpid()},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Expected != 1000 || res.Delivered != res.Expected || res.Duplicates != 0 {
-		t.Fatalf("delivered %d of %d, %d duplicates", res.Delivered, res.Expected, res.Duplicates)
+	if len(res.Steps) != 2 || res.Duplicates != 0 || res.Servers != 2 {
+		t.Fatalf("result %+v", res)
 	}
-	if res.P50 <= 0 || res.P50 > res.P99 || res.P99 > res.Max || res.Throughput <= 0 || res.ConnectTime <= 0 {
-		t.Errorf("figures: %+v", res)
+	for _, s := range res.Steps {
+		// 12 clients in 3 rooms: every event has 4 members.
+		if s.Expected != int64(s.Events)*4 || s.Delivered != s.Expected || s.Complete != 1 || s.PublishErrors != 0 {
+			t.Errorf("step %+v", s)
+		}
+		l := s.Latency
+		if l.P50 <= 0 || l.P50 > l.P99 || l.P99 > l.Max || s.DeliveriesPerSecond <= 0 {
+			t.Errorf("figures %+v", s)
+		}
+	}
+	if res.Steps[0].Events != 10 || res.Steps[1].Events != 20 {
+		t.Errorf("events per step: %d, %d", res.Steps[0].Events, res.Steps[1].Events)
 	}
 }
 
-// TestRunFailsWhenNothingArrives: clients with a wrong token are connected
-// but in no room; the run says so instead of reporting figures.
-func TestRunFailsWhenNothingArrives(t *testing.T) {
-	r := redistest.Start(t)
-	url := startApp(t, r)
-	rdb := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
-	defer rdb.Close()
-	_, err := Run(context.Background(), Config{
-		URL: url, Room: "collaboration_1", Clients: 5, Events: 10,
-		Token: userToken(t, "another-secret"), Redis: rdb, ConnectTimeout: 2 * time.Second,
+// TestFanoutFailsWithTheWrongPublishToken: the publish API refuses, and the
+// run says so instead of reporting figures.
+func TestFanoutFailsWithTheWrongPublishToken(t *testing.T) {
+	_, url := startApp(t, nil)
+	_, err := Fanout(context.Background(), FanoutConfig{
+		URLs: []string{url}, PublishToken: "wrong-token-wrong-token", Clients: 2, Rooms: 1,
+		Token: roomToken(t, secret), Rates: []int{10}, Step: 100 * time.Millisecond,
 	})
-	if err == nil || !strings.Contains(err.Error(), "only 0 of 5 clients") {
+	if err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("err %v", err)
 	}
 }
 
+// TestIdle: clients from two loopback source addresses stay connected
+// through ping cycles; memory and goroutines are read.
+func TestIdle(t *testing.T) {
+	_, url := startApp(t, nil)
+	res, err := Idle(context.Background(), IdleConfig{
+		Target:  Target{URL: url, Token: userToken(t, secret), Sources: []string{"127.0.0.2", "127.0.0.3"}, PID: os.Getpid()},
+		Clients: 20, InFlight: 5, Wait: 600 * time.Millisecond, MetricsURL: url + "/metrics",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connected != 20 || res.Alive != 20 || res.Error != "" {
+		t.Fatalf("result %+v", res)
+	}
+	// Each connection has at least its reader goroutine on the server.
+	if res.RSSAfterKiB <= 0 || res.LoadgenRSSKiB <= 0 || res.GoroutinesAfter < res.GoroutinesBefore+20 {
+		t.Errorf("figures %+v", res)
+	}
+}
+
+// TestConnects: every connect is timed; failed connects (nothing listens)
+// are counted and explained rather than fatal.
+func TestConnects(t *testing.T) {
+	_, url := startApp(t, nil)
+	res, err := Connects(context.Background(), ConnectsConfig{
+		Target:  Target{URL: url, Token: userToken(t, secret), PID: os.Getpid()},
+		Clients: 30, InFlight: 5, Warmup: 5,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connected != 30 || res.Failed != 0 || res.PerSecond <= 0 || res.Latency.P50 <= 0 || res.Latency.P99 > res.Latency.Max {
+		t.Fatalf("result %+v", res)
+	}
+
+	res, err = Connects(context.Background(), ConnectsConfig{
+		Target:  Target{URL: "http://127.0.0.1:1", Token: userToken(t, secret)},
+		Clients: 4, Warmup: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connected != 0 || res.Failed != 4 || !strings.Contains(res.Error, "refused") {
+		t.Fatalf("result %+v", res)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
-	rdb := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1"})
-	defer rdb.Close()
-	for _, cfg := range []Config{
-		{Room: "r", Redis: rdb},
-		{URL: "http://x", Room: "r"},
-		{URL: "http://x", Redis: rdb},
-		{URL: "ftp://x", Room: "r", Redis: rdb},
-	} {
-		if _, err := Run(context.Background(), cfg); err == nil {
-			t.Errorf("Run(%+v) accepted", cfg)
-		}
+	ctx := context.Background()
+	if _, err := Idle(ctx, IdleConfig{}); err == nil {
+		t.Error("Idle without a URL")
+	}
+	if _, err := Connects(ctx, ConnectsConfig{Target: Target{URL: "ftp://x"}}); err == nil {
+		t.Error("Connects with an ftp URL")
+	}
+	if _, err := Idle(ctx, IdleConfig{Target: Target{URL: "http://x", Sources: []string{"10.0.0.1"}}}); err == nil {
+		t.Error("a source address that is not loopback")
+	}
+	if _, err := Fanout(ctx, FanoutConfig{}); err == nil {
+		t.Error("Fanout without URLs")
+	}
+	if _, err := Fanout(ctx, FanoutConfig{URLs: []string{"http://x"}, Rates: []int{0}}); err == nil {
+		t.Error("a zero rate")
 	}
 }
 
@@ -130,6 +205,44 @@ func TestQuantile(t *testing.T) {
 	}
 	if quantile(nil, 0.5) != 0 {
 		t.Error("empty")
+	}
+	got := latencyOf([]time.Duration{3 * time.Millisecond, time.Millisecond, 2 * time.Millisecond})
+	if got != (Latency{P50: 2, P90: 3, P99: 3, Max: 3}) {
+		t.Errorf("latencyOf = %+v", got)
+	}
+}
+
+// TestRecorder: arrivals count in their step; a step out of range is
+// ignored.
+func TestRecorder(t *testing.T) {
+	r := newRecorder(2)
+	t0 := time.Now()
+	r.add(0, time.Millisecond, t0)
+	r.add(1, 2*time.Millisecond, t0.Add(time.Second))
+	r.add(1, 3*time.Millisecond, t0.Add(500*time.Millisecond))
+	r.add(2, time.Millisecond, t0)
+	n, lat, last := r.step(1)
+	if n != 2 || len(lat) != 2 || !last.Equal(t0.Add(time.Second)) || r.delivered.Load() != 3 {
+		t.Errorf("step 1: %d %v %v, delivered %d", n, lat, last, r.delivered.Load())
+	}
+}
+
+func TestProc(t *testing.T) {
+	if v, err := rssKiB(0); err != nil || v <= 0 {
+		t.Errorf("rssKiB(self) = %d, %v", v, err)
+	}
+	if _, err := cpuSeconds(0, os.Getpid()); err != nil {
+		t.Errorf("cpuSeconds: %v", err)
+	}
+	if _, err := rssKiB(-5); err == nil {
+		t.Error("rssKiB of no process")
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "# HELP go_goroutines x\n# TYPE go_goroutines gauge\ngo_goroutines 100012\ngo_threads 9\n")
+	}))
+	defer srv.Close()
+	if n, err := goroutines(context.Background(), srv.URL); err != nil || n != 100012 {
+		t.Errorf("goroutines = %d, %v", n, err)
 	}
 }
 
