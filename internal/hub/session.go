@@ -48,6 +48,7 @@ type session struct {
 	expTimer  *time.Timer // fires at exp
 	kickTimer *time.Timer // fires after the grace, unless refreshed
 	gone      bool
+	joined    bool // in its rooms (and announced there)
 	seenAt    time.Time // last heartbeat handed to presence
 }
 
@@ -253,14 +254,19 @@ func (h *Hub) onConnection(s *socketio.Socket, admin bool) {
 	// What fetchSockets shows of this socket, on any instance of the cluster.
 	s.SetData(sess.summary())
 
-	if sess.id != nil && !admin && sess.id.Kind == rooms.KindNode {
-		// Queued before the session is visible, so that the presence
-		// disconnect always follows it.
+	if sess.heartbeats {
+		// A node: sync right after the CONNECT ack; then, off this
+		// goroutine, presence (whose node-online reaches the node's rooms
+		// before the node is in them, so not the node itself) and only then
+		// its rooms. Queued before the session is visible, so that the
+		// disconnect's work always follows.
+		sess.emit(protocol.EventSync)
 		conn := presence.Conn{Node: sess.node(), ID: s.ID(), Instance: h.cfg.Instance, Since: sess.since}
 		sess.later(true, func() {
 			if err := h.presence.Connect(context.Background(), conn); err != nil {
 				sess.log.Error("presence connect", zap.Error(err))
 			}
+			sess.joinRooms()
 		})
 	}
 	h.mu.Lock()
@@ -284,17 +290,29 @@ func (h *Hub) onConnection(s *socketio.Socket, admin bool) {
 		sess.log.Info("client connected", zap.String("transport", transport), zap.String("name", sess.id.Name))
 		return
 	}
-	if sess.id.Kind == rooms.KindNode {
-		sess.emit(protocol.EventSync)
+	if !sess.heartbeats {
+		sess.joinRooms()
 	}
-	s.Join(sess.rooms...)
-	for _, r := range sess.rooms {
+}
+
+// joinRooms puts the socket in its identity's rooms and tells the rooms
+// that announce it, unless the socket is already gone.
+func (s *session) joinRooms() {
+	s.mu.Lock()
+	gone, transport := s.gone, s.transport
+	s.joined = !gone
+	s.mu.Unlock()
+	if gone {
+		return
+	}
+	s.sock.Join(s.rooms...)
+	for _, r := range s.rooms {
 		if rooms.Announced(r) {
-			sess.announce(r, joinText(sess.id.Kind, sess.id.Name, r))
+			s.announce(r, joinText(s.id.Kind, s.id.Name, r))
 		}
 	}
-	sess.log.Info("client connected", zap.Strings("rooms", sess.rooms), zap.String("transport", transport),
-		zap.String("name", sess.id.Name))
+	s.log.Info("client connected", zap.Strings("rooms", s.rooms), zap.String("transport", transport),
+		zap.String("name", s.id.Name))
 }
 
 // summary is the socket's data: who it is, as plain values that every
@@ -502,18 +520,30 @@ func (s *session) onDisconnect(reason string) {
 		s.log.Debug("unauthenticated socket disconnected", zap.String("reason", reason))
 		return
 	}
-	for _, r := range s.rooms {
-		if rooms.Announced(r) {
-			s.announce(r, leaveText(s.id.Name, r))
+	leave := func() {
+		s.mu.Lock()
+		joined := s.joined
+		s.mu.Unlock()
+		if !joined {
+			return
+		}
+		for _, r := range s.rooms {
+			if rooms.Announced(r) {
+				s.announce(r, leaveText(s.id.Name, r))
+			}
 		}
 	}
-	if s.id.Kind == rooms.KindNode && s.heartbeats {
+	if s.heartbeats {
+		// A node: after its queued join, then presence.
 		key, sid := s.nodeKey(), s.sock.ID()
 		s.later(true, func() {
+			leave()
 			if err := h.presence.Disconnect(context.Background(), key, sid); err != nil {
 				s.log.Error("presence disconnect", zap.Error(err))
 			}
 		})
+	} else {
+		leave()
 	}
 	s.log.Info("client disconnected", zap.String("reason", reason),
 		zap.Duration("connected_for", h.cfg.Now().Sub(s.since)))
