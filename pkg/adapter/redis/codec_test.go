@@ -52,7 +52,6 @@ func mustHex(t testing.TB, s string) string {
 	return string(b)
 }
 
-
 func TestEncodeMatchesNotepack(t *testing.T) {
 	long := "a string longer than thirty-one chars"
 	cases := []struct {
