@@ -48,7 +48,7 @@ type session struct {
 	expTimer  *time.Timer // fires at exp
 	kickTimer *time.Timer // fires after the grace, unless refreshed
 	gone      bool
-	joined    bool // in its rooms (and announced there)
+	joined    bool      // in its rooms (and announced there)
 	seenAt    time.Time // last heartbeat handed to presence
 }
 
