@@ -211,23 +211,22 @@ func (h *Hub) enter() bool {
 	return true
 }
 
-// Shutdown stops the background work: authentications in flight are
-// cancelled, and the session queues (presence calls) are waited for, up to
-// ctx. Call it after the Socket.IO server is shut down, before the presence
-// store. It is idempotent.
+// Shutdown stops the background work: the token checks in flight are
+// cancelled, and the session queues (presence calls, each bounded by the
+// store's own timeout) are waited for, up to ctx. Call it after the
+// Socket.IO server is shut down, before the presence store. It is
+// idempotent.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.stopped = true
 	h.mu.Unlock()
+	h.cancel()
 	done := make(chan struct{})
 	go func() { h.work.Wait(); close(done) }()
 	select {
 	case <-done:
-		h.cancel()
 		return nil
 	case <-ctx.Done():
-		h.cancel()
-		<-done
 		return ctx.Err()
 	}
 }
