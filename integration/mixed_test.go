@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -8,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	gosocket "github.com/zishang520/socket.io/servers/socket/v3"
 	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/internal/redisconn"
 	redisadapter "github.com/eventserver/eventserver/pkg/adapter/redis"
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // TestMixedCluster: Go eventserver instances and Node socket.io 4.8 servers
@@ -151,9 +152,9 @@ func TestMixedCluster(t *testing.T) {
 	goAck.waitType("connect", wait)
 	io := inProcessAdapterServer(t, r.URL(), prefix)
 	done := make(chan string, 1)
-	io.Of("/tasks", nil).To("ackroom").Timeout(3*time.Second).EmitWithAck("ack-me", 11)(func(res []any, err error) {
+	io.Of("/tasks").To("ackroom").Timeout(3*time.Second).EmitWithAck(func(res []any, err error) {
 		done <- fmt.Sprint(res, err)
-	})
+	}, "ack-me", 11)
 	select {
 	case got := <-done:
 		if got != "[acker@n1] <nil>" { // one response per client: its first argument
@@ -184,7 +185,7 @@ func TestMixedCluster(t *testing.T) {
 // inProcessAdapterServer is a bare Go Socket.IO server with our Redis adapter
 // (no eventserver logic), for what the eventserver never does itself, such
 // as a broadcast with ack.
-func inProcessAdapterServer(t *testing.T, redisURL, prefix string) *gosocket.Server {
+func inProcessAdapterServer(t *testing.T, redisURL, prefix string) *socketio.Server {
 	t.Helper()
 	client, _, err := redisconn.NewClient(redisURL)
 	if err != nil {
@@ -194,12 +195,13 @@ func inProcessAdapterServer(t *testing.T, redisURL, prefix string) *gosocket.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := gosocket.DefaultServerOptions()
-	opts.SetAdapter(b)
-	io := gosocket.NewServer(nil, opts)
-	io.Of("/tasks", nil)
+	io, err := socketio.NewServer(socketio.Config{Adapter: b.New})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Of("/tasks")
 	t.Cleanup(func() {
-		io.Close(nil)
+		_ = io.Shutdown(context.Background())
 		_ = b.Close()
 		_ = client.Close()
 	})

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -17,10 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	goredis "github.com/redis/go-redis/v9"
-	engine "github.com/zishang520/socket.io/servers/engine/v3"
-	"github.com/zishang520/socket.io/servers/engine/v3/transports"
-	"github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -36,7 +31,9 @@ import (
 	"github.com/eventserver/eventserver/internal/v6api"
 	"github.com/eventserver/eventserver/internal/v6bridge"
 	redisadapter "github.com/eventserver/eventserver/pkg/adapter/redis"
+	"github.com/eventserver/eventserver/pkg/engineio"
 	"github.com/eventserver/eventserver/pkg/presence"
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // App is one eventserver instance.
@@ -44,7 +41,7 @@ type App struct {
 	cfg     *config.Config
 	log     *zap.Logger
 	metrics *metrics.Metrics
-	io      *socket.Server
+	io      *socketio.Server
 	hub     *hub.Hub
 	http    *http.Server
 	ln      net.Listener
@@ -125,16 +122,26 @@ func (a *App) build(verifier *auth.Verifier) error {
 	// go-redis logs through zap, whichever client (cluster, outbox, queue
 	// bridge) is made.
 	redisconn.SetLogger(log)
+	var err error
 
-	opts := socket.DefaultServerOptions()
-	opts.SetPingInterval(cfg.PingInterval)
-	opts.SetPingTimeout(cfg.PingTimeout)
-	opts.SetMaxHttpBufferSize(cfg.MaxPayload)
-	opts.SetServeClient(false)
-	opts.SetTransports(types.NewSet[transports.TransportCtor](engine.Polling, engine.WebSocket))
-	opts.SetAllowUpgrades(true)
-	opts.SetCleanupEmptyChildNamespaces(false)
-	opts.SetPerMessageDeflate(wsNeverCompress)
+	m := a.metrics
+	scfg := socketio.Config{
+		Engine: engineio.Config{
+			PingInterval:   cfg.PingInterval,
+			PingTimeout:    cfg.PingTimeout,
+			MaxPayload:     int(cfg.MaxPayload),
+			ConnectTimeout: cfg.ConnectTimeout,
+			// What the hub reads of the handshake (the token).
+			KeepHeaders: []string{"Authorization"},
+			Hooks: engineio.Hooks{
+				Opened:       func(transport string) { m.EngineOpened.WithLabelValues(transport).Inc() },
+				Closed:       func(reason string) { m.EngineClosed.WithLabelValues(reason).Inc() },
+				Upgraded:     m.EngineUpgrades.Inc,
+				SlowConsumer: m.SlowConsumers.Inc,
+			},
+		},
+		OnError: func(err error) { log.Error("socket.io", zap.Error(err)) },
+	}
 	if cfg.RedisURL != "" {
 		client, mode, err := redisconn.NewClient(cfg.RedisURL)
 		if err != nil {
@@ -152,11 +159,14 @@ func (a *App) build(verifier *auth.Verifier) error {
 			return fmt.Errorf("app: %w", err)
 		}
 		a.redis = client
-		opts.SetAdapter(a.adapter)
+		scfg.Adapter = a.adapter.New
 		log.Info("cluster mode", zap.String("redis", redisconn.Redact(cfg.RedisURL)),
 			zap.String("redis_mode", string(mode)), zap.String("prefix", cfg.RedisPrefix))
 	}
-	a.io = socket.NewServer(nil, opts)
+	a.io, err = socketio.NewServer(scfg)
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
 
 	resolver, resolveTimeout, err := a.newResolver()
 	if err != nil {
@@ -197,7 +207,7 @@ func (a *App) build(verifier *auth.Verifier) error {
 		Metrics:  a.metrics,
 	})
 	mux := http.NewServeMux()
-	mux.Handle("/socket.io/", httpapi.CORS(httpapi.NewOriginPolicy(cfg.CORSOrigins, log, a.metrics), a.io.ServeHandler(nil)))
+	mux.Handle("/socket.io/", httpapi.CORS(httpapi.NewOriginPolicy(cfg.CORSOrigins, log, a.metrics), a.io))
 	api.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -234,7 +244,11 @@ func (a *App) build(verifier *auth.Verifier) error {
 // release frees, in reverse order, whatever a failed New had started.
 func (a *App) release() {
 	ctx := context.Background()
+	if a.io != nil {
+		_ = a.io.Shutdown(ctx)
+	}
 	if a.hub != nil {
+		_ = a.hub.Shutdown(ctx)
 		_ = a.hub.Presence().Shutdown(ctx)
 	}
 	a.closeBridge(ctx)
@@ -322,17 +336,6 @@ func graceOrNone(d time.Duration) time.Duration {
 	}
 	return d
 }
-
-// wsNeverCompress makes the WebSocket transport write each message with the
-// connection's own buffer, and never compress it. Without a
-// permessage-deflate setting, the library (v3.0.6) writes a broadcast
-// through a gorilla PreparedMessage made anew for every socket, which
-// allocates two 4 KiB frame buffers per delivery: 80% of the allocations
-// and twice the CPU of the Node.js reference in bench/compare.sh. With a
-// setting whose threshold no message reaches, it takes the plain path.
-// Clients may negotiate the extension (and compress what they send); the
-// server's messages are never compressed, as with Node's default.
-var wsNeverCompress = &types.PerMessageDeflate{Threshold: math.MaxInt}
 
 // startBridge subscribes to vantage6's Flask-SocketIO message queue when
 // EVENTSERVER_V6_QUEUE_CHANNEL is set: on EVENTSERVER_V6_QUEUE_URL, or on the
@@ -508,10 +511,18 @@ func (a *App) Shutdown(ctx context.Context) error {
 		t.Stop()
 		a.hub.Drain(ctx, a.cfg.DrainTimeout)
 		a.closeBridge(ctx)
-		a.io.Close(nil)
+		// Closes what Drain left (and connections still authenticating),
+		// the websockets taken out of net/http, and the adapters.
+		if err := a.io.Shutdown(ctx); err != nil {
+			a.log.Warn("socket.io shutdown", zap.Error(err))
+		}
 		a.shutErr = a.http.Shutdown(ctx)
 		if a.shutErr != nil {
 			_ = a.http.Close()
+		}
+		// Waits for the hub's presence calls of the sockets just closed.
+		if err := a.hub.Shutdown(ctx); err != nil {
+			a.log.Warn("hub shutdown", zap.Error(err))
 		}
 		// Hands this instance's node connections over at once.
 		if err := a.hub.Presence().Shutdown(ctx); err != nil {

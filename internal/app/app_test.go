@@ -203,7 +203,7 @@ func TestNewErrors(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer first.ln.Close()
+				defer func() { _ = first.Shutdown(context.Background()) }()
 				cfg.Listen = first.Addr().String()
 			}
 			a, err := New(cfg, zap.NewNop())
@@ -226,5 +226,48 @@ func TestShutdownBeforeRunIsNotAnError(t *testing.T) {
 	defer a.ln.Close()
 	if err := a.Shutdown(context.Background()); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		t.Errorf("Shutdown before Run: %v", err)
+	}
+}
+
+// TestConnectTimeout: an Engine.IO session that joins no namespace within
+// EVENTSERVER_CONNECT_TIMEOUT is closed, and the engine's hooks reach
+// /metrics.
+func TestConnectTimeout(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	a, err := New(testConfig(t, map[string]string{"EVENTSERVER_SHUTDOWN_DELAY": "0s", "EVENTSERVER_CONNECT_TIMEOUT": "200ms"}), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.Run() }()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	defer func() {
+		if err := a.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		client.CloseIdleConnections()
+	}()
+	base := "http://" + a.Addr().String()
+	code, body, err := get(client, base+"/socket.io/?EIO=4&transport=polling")
+	if err != nil || code != http.StatusOK || !strings.HasPrefix(body, "0{") {
+		t.Fatalf("handshake: %d %q %v", code, body, err)
+	}
+	const closed = `eventserver_engineio_sessions_closed_total{reason="connect timeout"} 1`
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, m, err := get(client, base+"/metrics")
+		if err == nil && strings.Contains(m, closed) {
+			if !strings.Contains(m, `eventserver_engineio_sessions_opened_total{transport="polling"} 1`) {
+				t.Error("/metrics does not count the session opened")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics never showed %s", closed)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -53,6 +53,9 @@ type Config struct {
 	// PingInterval and PingTimeout are Engine.IO's heartbeat. Defaults 25s and 60s.
 	PingInterval time.Duration
 	PingTimeout  time.Duration
+	// ConnectTimeout is how long an Engine.IO session may live without a
+	// namespace CONNECT (Node's connectTimeout). Default 45s.
+	ConnectTimeout time.Duration
 	// MaxPayload bounds one Engine.IO message and one publish API body, in bytes. Default 1 MB.
 	MaxPayload int64
 
@@ -187,6 +190,7 @@ func settings() []setting {
 		}},
 		{"ping-interval", "EVENTSERVER_PING_INTERVAL", "25s", "Engine.IO heartbeat interval", durationAtLeast(time.Millisecond, func(c *Config) *time.Duration { return &c.PingInterval })},
 		{"ping-timeout", "EVENTSERVER_PING_TIMEOUT", "60s", "Engine.IO heartbeat timeout", durationAtLeast(time.Millisecond, func(c *Config) *time.Duration { return &c.PingTimeout })},
+		{"connect-timeout", "EVENTSERVER_CONNECT_TIMEOUT", "45s", "how long an Engine.IO connection may stay without joining a namespace before it is closed", durationAtLeast(time.Millisecond, func(c *Config) *time.Duration { return &c.ConnectTimeout })},
 		{"max-payload", "EVENTSERVER_MAX_PAYLOAD", "1000000", "largest Engine.IO message and publish API body, in bytes (suffixes KB, MB, KiB, MiB)", func(c *Config, v string) error {
 			n, err := parseSize(v)
 			if err != nil {

@@ -189,13 +189,8 @@ func isUpgrade(r *http.Request) bool {
 // listed origin echoes the requested headers and every response to a listed
 // origin echoes it (never a literal "*") and allows credentials. A request
 // whose Origin the policy refuses gets 403, whether polling, preflight or
-// WebSocket upgrade.
-//
-// The WebSocket upgrade is decided here too: once the policy allowed it, the
-// Origin header is taken off the request handed to the Engine.IO server, so
-// that its WebSocket upgrader (whose default is a same-origin check that
-// refuses every listed cross-origin UI with a 400) does not decide a second
-// time.
+// WebSocket upgrade. The request goes on unchanged: the Engine.IO server
+// (pkg/engineio) makes no origin check of its own.
 func CORS(p *OriginPolicy, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
@@ -203,12 +198,6 @@ func CORS(p *OriginPolicy, next http.Handler) http.Handler {
 		if !p.Allowed(r) {
 			p.Refuse(w, r)
 			return
-		}
-		if isUpgrade(r) && origin != "" {
-			r2 := *r
-			r2.Header = r.Header.Clone()
-			r2.Header.Del("Origin")
-			r = &r2
 		}
 		if !p.Listed(origin) {
 			// No Origin, or same-origin: no CORS headers needed.

@@ -9,12 +9,12 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
 	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/internal/outbox"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/rooms"
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // errRefused is a client event the server will not act on; reason is a
@@ -30,23 +30,11 @@ func refused(reason, format string, args ...any) error {
 	return &errRefused{reason: reason, msg: fmt.Sprintf(format, args...)}
 }
 
-// onEvent receives every event the client sends. It never panics: a panic in
-// a handler is logged and the event dropped.
-func (s *session) onEvent(raw ...any) {
-	if len(raw) == 0 {
-		return
-	}
-	event, ok := raw[0].(string)
-	if !ok {
-		return
-	}
-	args := raw[1:]
-	var ack socket.Ack
-	if n := len(args); n > 0 {
-		if a, ok := args[n-1].(socket.Ack); ok {
-			ack, args = a, args[:n-1]
-		}
-	}
+// onEvent receives every event the client sends, on the connection's
+// goroutine: what may block (presence, token checks) is handed to the
+// session's queue. It never panics: a panic in a handler is logged and the
+// event dropped.
+func (s *session) onEvent(event string, args []any, ack socketio.Ack) {
 	s.h.m.EventsIn.WithLabelValues(metricEvent(event)).Inc()
 	defer func() {
 		if p := recover(); p != nil {
@@ -68,9 +56,24 @@ func (s *session) onEvent(raw ...any) {
 	}
 }
 
-func (s *session) handle(event string, args []any, ack socket.Ack) error {
+// presenceLater hands a presence update of event to the session's queue; a
+// full queue drops it (counted as refused, "overloaded").
+func (s *session) presenceLater(event string, fn func(ctx context.Context) error) error {
+	if !s.later(false, func() {
+		if err := fn(context.Background()); err != nil {
+			s.log.Error("event", zap.String("event", event), zap.Error(err))
+		}
+	}) {
+		return refused("overloaded", "too much background work waiting for this socket")
+	}
+	return nil
+}
+
+func (s *session) handle(event string, args []any, ack socketio.Ack) error {
 	if event == protocol.EventRefreshToken {
-		s.refresh(args, ack)
+		if !s.later(false, func() { s.refresh(args, ack) }) {
+			return refused("overloaded", "too much background work waiting for this socket")
+		}
 		return nil
 	}
 	if s.id == nil {
@@ -84,26 +87,26 @@ func (s *session) handle(event string, args []any, ack socket.Ack) error {
 		}
 		return refused("not_node", "events that users send lead to no action")
 	}
-	ctx := context.Background()
 	now := s.h.cfg.Now()
+	key := s.nodeKey()
 	switch event {
 	case protocol.EventPing:
-		s.fact(outbox.TypePing, now, pingData{SocketID: string(s.sock.Id())})
-		return s.h.presence.Ping(ctx, s.nodeKey(), now)
+		s.fact(outbox.TypePing, now, pingData{SocketID: s.sock.ID()})
+		return s.presenceLater(event, func(ctx context.Context) error { return s.h.presence.Ping(ctx, key, now) })
 	case protocol.EventNodeInfoUpdate:
 		obj, err := oneObject(args)
 		if err != nil {
 			return err
 		}
 		s.fact(outbox.TypeNodeInfoUpdate, now, obj)
-		return s.h.presence.SetConfig(ctx, s.nodeKey(), obj, now)
+		return s.presenceLater(event, func(ctx context.Context) error { return s.h.presence.SetConfig(ctx, key, obj, now) })
 	case protocol.EventNodeMetricsUpdate:
 		obj, err := oneObject(args)
 		if err != nil {
 			return err
 		}
 		s.fact(outbox.TypeNodeMetricsUpdate, now, obj)
-		return s.h.presence.SetMetrics(ctx, s.nodeKey(), obj, now)
+		return s.presenceLater(event, func(ctx context.Context) error { return s.h.presence.SetMetrics(ctx, key, obj, now) })
 	case protocol.EventAlgorithmStatusChange:
 		return s.algorithmStatusChange(args)
 	case protocol.EventAlgorithmLog:
@@ -224,15 +227,16 @@ func (s *session) algorithmLog(args []any) error {
 }
 
 // refresh handles refresh_token: {"token": "..."}. A valid token of the same
-// client keeps the socket and its rooms and re-arms the expiry.
-func (s *session) refresh(args []any, ack socket.Ack) {
+// client keeps the socket and its rooms and re-arms the expiry. It may block
+// (the vantage6 API): it runs on the session's queue.
+func (s *session) refresh(args []any, ack socketio.Ack) {
 	answer := func(a protocol.RefreshTokenAck) {
 		if !a.OK {
 			s.h.m.AuthFailures.WithLabelValues("refresh_" + a.Error).Inc()
 			s.log.Info("refresh_token refused", zap.String("error", a.Error))
 		}
 		if ack != nil {
-			ack([]any{a}, nil)
+			ack(a)
 		}
 	}
 	if s.id == nil {
@@ -244,7 +248,7 @@ func (s *session) refresh(args []any, ack socket.Ack) {
 		answer(protocol.RefreshTokenAck{Error: "malformed"})
 		return
 	}
-	id, exp, err := s.h.verify(in.Token)
+	id, exp, err := s.h.verify(s.h.ctx, in.Token)
 	if err != nil {
 		answer(protocol.RefreshTokenAck{Error: reasonOf(err) + "_token"})
 		return

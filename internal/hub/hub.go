@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
 	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/internal/auth"
@@ -21,6 +20,7 @@ import (
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/presence"
 	"github.com/eventserver/eventserver/pkg/rooms"
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // Verifier checks a client's token.
@@ -30,8 +30,10 @@ type Verifier interface {
 
 // Config configures a Hub.
 type Config struct {
-	// Server is the Socket.IO server; the hub serves its /tasks namespace. Required.
-	Server *socket.Server
+	// Server is the Socket.IO server; the hub registers its /tasks and
+	// /admin namespaces, behind a server-wide authentication middleware.
+	// Required.
+	Server *socketio.Server
 	// Verifier and Resolver authenticate clients. Required.
 	Verifier Verifier
 	Resolver identity.Resolver
@@ -46,6 +48,10 @@ type Config struct {
 	UserTokenExpiry UserExpiry
 	// ResolveTimeout bounds identity resolution. Zero: 10s.
 	ResolveTimeout time.Duration
+	// MaxPendingAuth bounds the authentications in flight (token check and
+	// identity resolution, off the connection's goroutine); a CONNECT over
+	// it gets CONNECT_ERROR "server busy". Zero: 4096.
+	MaxPendingAuth int
 	// Instance names this instance. Logger and Metrics are required.
 	Instance string
 	Logger   *zap.Logger
@@ -74,15 +80,23 @@ const (
 // Hub is the /tasks namespace's logic.
 type Hub struct {
 	cfg      Config
-	nsp      socket.Namespace
-	admin    socket.Namespace // /admin: node-status-changed for global-scope users
+	nsp      *socketio.Namespace
+	admin    *socketio.Namespace // /admin: node-status-changed for global-scope users
 	log      *zap.Logger
 	m        *metrics.Metrics
 	presence presence.Store
 
+	// ctx bounds the work the hub runs off the connections' goroutines
+	// (authentication, presence); Shutdown cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	mu       sync.Mutex
-	sessions map[socket.SocketId]*session
-	closed   bool
+	sessions map[string]*session // by socket id (ids are unique across namespaces)
+	closed   bool                // draining: new connections are refused
+	stopped  bool                // shut down: no new background work
+	pending  int                 // authentications in flight
+	work     sync.WaitGroup      // background work: authentications, session queues
 }
 
 // New registers the hub's handlers on the server's /tasks namespace.
@@ -111,12 +125,16 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxPendingAuth <= 0 {
+		cfg.MaxPendingAuth = 4096
+	}
 	h := &Hub{
 		cfg:      cfg,
 		log:      cfg.Logger.Named("hub"),
 		m:        cfg.Metrics,
-		sessions: map[socket.SocketId]*session{},
+		sessions: map[string]*session{},
 	}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if cfg.NewPresence != nil {
 		p, err := cfg.NewPresence(h.onTransition)
 		if err != nil {
@@ -126,26 +144,20 @@ func New(cfg Config) (*Hub, error) {
 	} else {
 		h.presence = presence.NewMemory(h.onTransition)
 	}
-	h.nsp = cfg.Server.Of(protocol.Namespace, nil)
-	h.nsp.Use(h.authenticate)
-	if err := h.nsp.On(EventInstance, h.onInstanceRequest); err != nil {
-		return nil, err
-	}
-	if err := h.nsp.On("connection", func(args ...any) {
-		if s, ok := first[*socket.Socket](args); ok {
-			h.onConnection(s, false)
-		}
-	}); err != nil {
-		return nil, err
-	}
-	h.admin = cfg.Server.Of(protocol.AdminNamespace, nil)
-	h.admin.Use(h.authenticate)
-	if err := h.admin.On("connection", func(args ...any) {
-		if s, ok := first[*socket.Socket](args); ok {
-			h.onConnection(s, true)
-		}
-	}); err != nil {
-		return nil, err
+	// Every namespace served is behind the same authentication; only /tasks
+	// and /admin are registered (another gets CONNECT_ERROR "Invalid
+	// namespace", as Node).
+	cfg.Server.Use(h.authenticate)
+	h.nsp = cfg.Server.Of(protocol.Namespace)
+	h.nsp.OnConnection(func(s *socketio.Socket) { h.onConnection(s, false) })
+	h.nsp.OnServerSideEmit(EventInstance, h.onInstanceRequest)
+	h.admin = cfg.Server.Of(protocol.AdminNamespace)
+	h.admin.OnConnection(func(s *socketio.Socket) { h.onConnection(s, true) })
+	for _, n := range []*socketio.Namespace{h.nsp, h.admin} {
+		n.OnDisconnect(h.onDisconnect)
+		n.OnAny(h.onAny)
+		n.OnUpgrade(h.onUpgrade)
+		n.OnHeartbeat(h.onHeartbeat)
 	}
 	return h, nil
 }
@@ -154,7 +166,70 @@ func New(cfg Config) (*Hub, error) {
 func (h *Hub) Presence() presence.Store { return h.presence }
 
 // Namespace is the /tasks namespace, for the publish API.
-func (h *Hub) Namespace() socket.Namespace { return h.nsp }
+func (h *Hub) Namespace() *socketio.Namespace { return h.nsp }
+
+// session returns the hub's session of a socket, or nil.
+func (h *Hub) session(id string) *session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sessions[id]
+}
+
+func (h *Hub) onDisconnect(s *socketio.Socket, reason string) {
+	if sess := h.session(s.ID()); sess != nil {
+		sess.onDisconnect(reason)
+	}
+}
+
+func (h *Hub) onAny(s *socketio.Socket, event string, args []any, ack socketio.Ack) {
+	if sess := h.session(s.ID()); sess != nil {
+		sess.onEvent(event, args, ack)
+	}
+}
+
+func (h *Hub) onUpgrade(s *socketio.Socket) {
+	if sess := h.session(s.ID()); sess != nil {
+		sess.onUpgrade()
+	}
+}
+
+func (h *Hub) onHeartbeat(s *socketio.Socket) {
+	if sess := h.session(s.ID()); sess != nil && sess.heartbeats {
+		sess.onHeartbeat()
+	}
+}
+
+// enter registers background work that Shutdown waits for; false once
+// the hub is shut down.
+func (h *Hub) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return false
+	}
+	h.work.Add(1)
+	return true
+}
+
+// Shutdown stops the background work: the token checks in flight are
+// cancelled, and the session queues (presence calls, each bounded by the
+// store's own timeout) are waited for, up to ctx. Call it after the
+// Socket.IO server is shut down, before the presence store. It is
+// idempotent.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.stopped = true
+	h.mu.Unlock()
+	h.cancel()
+	done := make(chan struct{})
+	go func() { h.work.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // unauthenticatedRoom holds the sockets whose token failed, for the grace
 // before they are disconnected, so that namespace-wide emits skip them.
@@ -163,14 +238,14 @@ const unauthenticatedRoom = "eventserver:unauthenticated"
 // Emit sends an event to rooms (every authenticated client of the namespace
 // when rooms is empty), except the sockets in except. It counts the event.
 func (h *Hub) Emit(roomList, except []string, event string, args ...any) error {
-	return h.emitVia(h.nsp.To(toRooms(roomList)...), except, event, args)
+	return h.emitVia(h.nsp.To(roomList...), except, event, args)
 }
 
 // emitVia emits on op, skipping the except rooms and the unauthenticated
 // sockets, and counts the event.
-func (h *Hub) emitVia(op *socket.BroadcastOperator, except []string, event string, args []any) error {
+func (h *Hub) emitVia(op socketio.BroadcastOperator, except []string, event string, args []any) error {
 	h.m.EventsOut.WithLabelValues(metricEvent(event)).Inc()
-	return op.Except(toRooms(append(slices.Clip(except), unauthenticatedRoom))...).Emit(event, args...)
+	return op.Except(append(slices.Clip(except), unauthenticatedRoom)...).Emit(event, args...)
 }
 
 // adminRoom holds the /admin sockets allowed to read node-status-changed,
@@ -249,23 +324,6 @@ func (h *Hub) onTransition(tr presence.Transition) {
 		zap.Int64("collaboration_id", tr.Node.CollaborationID))
 }
 
-func toRooms(in []string) []socket.Room {
-	out := make([]socket.Room, len(in))
-	for i, r := range in {
-		out[i] = socket.Room(r)
-	}
-	return out
-}
-
-func first[T any](args []any) (T, bool) {
-	var zero T
-	if len(args) == 0 {
-		return zero, false
-	}
-	v, ok := args[0].(T)
-	return v, ok
-}
-
 var knownEvents = map[string]bool{
 	protocol.EventPing: true, protocol.EventNodeInfoUpdate: true, protocol.EventNodeMetricsUpdate: true,
 	protocol.EventAlgorithmStatusChange: true, protocol.EventAlgorithmLog: true, protocol.EventMessage: true,
@@ -294,35 +352,18 @@ type SocketInfo struct {
 // empty) on every instance of the cluster. In cluster mode it waits for the
 // other instances up to the adapter's request timeout, or ctx.
 func (h *Hub) FetchSockets(ctx context.Context, roomList []string) ([]SocketInfo, error) {
-	type result struct {
-		sockets []*socket.RemoteSocket
-		err     error
+	list, err := h.nsp.In(roomList...).FetchSockets(ctx)
+	if err != nil {
+		return nil, err
 	}
-	done := make(chan result, 1)
-	h.nsp.In(toRooms(roomList)...).FetchSockets()(func(s []*socket.RemoteSocket, err error) {
-		done <- result{s, err}
-	})
-	select {
-	case r := <-done:
-		if r.err != nil {
-			return nil, r.err
-		}
-		out := make([]SocketInfo, 0, len(r.sockets))
-		for _, s := range r.sockets {
-			info := SocketInfo{ID: string(s.Id()), Rooms: []string{}, Data: s.Data()}
-			if s.Rooms() != nil {
-				for _, room := range s.Rooms().Keys() {
-					info.Rooms = append(info.Rooms, string(room))
-				}
-				slices.Sort(info.Rooms)
-			}
-			out = append(out, info)
-		}
-		slices.SortFunc(out, func(a, b SocketInfo) int { return strings.Compare(a.ID, b.ID) })
-		return out, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	out := make([]SocketInfo, 0, len(list))
+	for _, s := range list {
+		info := SocketInfo{ID: s.ID, Rooms: append([]string{}, s.Rooms...), Data: s.Data}
+		slices.Sort(info.Rooms)
+		out = append(out, info)
 	}
+	slices.SortFunc(out, func(a, b SocketInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
 }
 
 // EventInstance is the server-side event by which instances of a cluster
@@ -334,16 +375,9 @@ func (h *Hub) instanceInfo() map[string]any {
 	return map[string]any{"instance": h.cfg.Instance, "connections": h.Connections()}
 }
 
-func (h *Hub) onInstanceRequest(args ...any) {
-	if len(args) == 0 {
-		return
-	}
-	info := h.instanceInfo()
-	switch ack := args[len(args)-1].(type) {
-	case socket.Ack:
-		ack([]any{info}, nil)
-	case func(...any):
-		ack(info)
+func (h *Hub) onInstanceRequest(_ []any, ack socketio.Ack) {
+	if ack != nil {
+		ack(h.instanceInfo())
 	}
 }
 
@@ -351,23 +385,11 @@ func (h *Hub) onInstanceRequest(args ...any) {
 // one. Instances that do not answer within the adapter's request timeout are
 // missing, and the error says how many answered.
 func (h *Hub) Instances(ctx context.Context) ([]any, error) {
-	type result struct {
-		answers []any
-		err     error
-	}
-	done := make(chan result, 1)
-	err := h.nsp.ServerSideEmitWithAck(EventInstance)(func(answers []any, err error) {
-		done <- result{answers, err}
-	})
+	answers, err := h.nsp.ServerSideEmitWithAck(ctx, EventInstance)
 	self := h.instanceInfo()
-	if err != nil {
+	if errors.Is(err, socketio.ErrNoCluster) {
 		// A single instance without a cluster adapter: only itself.
 		return []any{self}, nil
 	}
-	select {
-	case r := <-done:
-		return append([]any{self}, r.answers...), r.err
-	case <-ctx.Done():
-		return []any{self}, ctx.Err()
-	}
+	return append([]any{self}, answers...), err
 }

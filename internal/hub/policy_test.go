@@ -5,13 +5,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
 	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/pkg/rooms"
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // TestKeepOnExpiry: only users under the keep policy keep their socket when
@@ -64,8 +64,11 @@ func TestNewUserTokenExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	newHub := func(p UserExpiry) (*Hub, error) {
-		srv := socket.NewServer(nil, nil)
-		t.Cleanup(func() { srv.Close(nil) })
+		srv, err := socketio.NewServer(socketio.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 		return New(Config{Server: srv, Verifier: verifier, Resolver: identity.ClaimsResolver{},
 			Logger: zap.NewNop(), Metrics: metrics.New(), UserTokenExpiry: p})
 	}

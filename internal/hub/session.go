@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
 	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/internal/auth"
@@ -15,6 +14,7 @@ import (
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/presence"
 	"github.com/eventserver/eventserver/pkg/rooms"
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // authResult is what the middleware learnt, handed to onConnection.
@@ -27,12 +27,20 @@ type authResult struct {
 // session is the hub's state of one socket.
 type session struct {
 	h         *Hub
-	sock      *socket.Socket
+	sock      *socketio.Socket
 	id        *identity.Identity // nil: not authenticated
 	rooms     []string
 	log       *zap.Logger
 	since     time.Time
 	clientTyp string
+	// heartbeats: the socket's Engine.IO heartbeats are recorded (nodes).
+	heartbeats bool
+
+	// The session's background work (presence calls, token refresh), run
+	// in order by one goroutine at a time, off the connection's goroutine.
+	qmu     sync.Mutex
+	queue   []func()
+	running bool
 
 	mu        sync.Mutex
 	transport string
@@ -40,6 +48,7 @@ type session struct {
 	expTimer  *time.Timer // fires at exp
 	kickTimer *time.Timer // fires after the grace, unless refreshed
 	gone      bool
+	joined    bool      // in its rooms (and announced there)
 	seenAt    time.Time // last heartbeat handed to presence
 }
 
@@ -47,49 +56,142 @@ type session struct {
 // recorded as its last-seen time.
 const seenEvery = 5 * time.Second
 
-// authenticate runs before the CONNECT ack. It never rejects: a socket with a
-// bad token is connected, told expired_token or invalid_token, and
-// disconnected after the grace, as vantage6 clients expect.
-func (h *Hub) authenticate(s *socket.Socket, next func(*socket.ExtendedError)) {
+// authenticate runs before the CONNECT ack, as a middleware of every
+// namespace. It never rejects a token: a socket with a bad token is
+// connected, told expired_token or invalid_token, and disconnected after the
+// grace, as vantage6 clients expect. The token check and the identity
+// resolution (which may call the vantage6 API) run on a goroutine of their
+// own, not on the connection's; next is called from there.
+func (h *Hub) authenticate(s *socketio.Socket, next func(error)) {
 	res := &authResult{}
-	defer func() {
-		s.SetData(res)
-		next(nil)
-	}()
 	h.mu.Lock()
 	closed := h.closed
 	h.mu.Unlock()
 	if closed {
 		res.reason = "draining"
+		s.SetData(res)
+		next(nil)
 		return
 	}
-	token := auth.BearerToken(s.Request().Request().Header.Get("Authorization"))
+	hs := s.Handshake()
+	token := auth.BearerToken(hs.Headers.Get("Authorization"))
 	if token == "" {
-		if a := s.Handshake().Auth; a != nil {
-			token, _ = a["token"].(string)
-		}
+		token, _ = hs.Auth["token"].(string)
 	}
 	if token == "" {
 		res.reason = "missing"
+		s.SetData(res)
+		next(nil)
 		return
 	}
-	id, exp, err := h.verify(token)
-	if err != nil {
-		res.reason = reasonOf(err)
-		h.log.Info("authentication failed", zap.String("socket_id", string(s.Id())),
-			zap.String("reason", res.reason), zap.String("remote", s.Conn().RemoteAddress()), zap.Error(err))
+	if err := h.startAuth(); err != nil {
+		next(err)
 		return
 	}
-	res.id, res.exp = id, exp
+	go func() {
+		defer h.endAuth()
+		id, exp, err := h.verify(h.ctx, token)
+		if err != nil {
+			res.reason = reasonOf(err)
+			h.log.Info("authentication failed", zap.String("socket_id", s.ID()),
+				zap.String("reason", res.reason), zap.String("remote", hs.Address), zap.Error(err))
+		} else {
+			res.id, res.exp = id, exp
+		}
+		s.SetData(res)
+		next(nil)
+	}()
 }
 
-// verify checks a token and resolves its identity.
-func (h *Hub) verify(token string) (*identity.Identity, time.Time, error) {
+// startAuth counts an authentication in flight: a CONNECT_ERROR when the
+// hub is shut down or has MaxPendingAuth in flight.
+func (h *Hub) startAuth() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.stopped:
+		return &socketio.ConnectError{Message: "server shutting down"}
+	case h.pending >= h.cfg.MaxPendingAuth:
+		h.m.AuthFailures.WithLabelValues("busy").Inc()
+		return &socketio.ConnectError{Message: "server busy"}
+	}
+	h.pending++
+	h.work.Add(1)
+	return nil
+}
+
+func (h *Hub) endAuth() {
+	h.mu.Lock()
+	h.pending--
+	h.mu.Unlock()
+	h.work.Done()
+}
+
+// maxQueue bounds the background work a session may have waiting; what
+// goes over it (heartbeats, node reports) is dropped. The connect and the
+// disconnect of a node are never dropped.
+const maxQueue = 64
+
+// later runs fn after the session's earlier background work, off the
+// connection's goroutine. must: never dropped for the bound (still dropped,
+// and reported false, once the hub is shut down).
+func (s *session) later(must bool, fn func()) bool {
+	s.qmu.Lock()
+	if !must && len(s.queue) >= maxQueue {
+		s.qmu.Unlock()
+		return false
+	}
+	if s.running {
+		s.queue = append(s.queue, fn)
+		s.qmu.Unlock()
+		return true
+	}
+	if !s.h.enter() {
+		s.qmu.Unlock()
+		return false
+	}
+	s.queue = append(s.queue, fn)
+	s.running = true
+	s.qmu.Unlock()
+	go s.runQueue()
+	return true
+}
+
+func (s *session) runQueue() {
+	defer s.h.work.Done()
+	for {
+		s.qmu.Lock()
+		if len(s.queue) == 0 {
+			s.running = false
+			s.qmu.Unlock()
+			return
+		}
+		fn := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		s.qmu.Unlock()
+		s.safe(fn)
+	}
+}
+
+// safe runs fn; a panic is logged, not propagated.
+func (s *session) safe(fn func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic in background work", zap.Any("panic", p), zap.Stack("stack"))
+		}
+	}()
+	fn()
+}
+
+// verify checks a token and resolves its identity. It may block (the
+// vantage6 API): never call it on a connection's goroutine.
+func (h *Hub) verify(ctx context.Context, token string) (*identity.Identity, time.Time, error) {
 	claims, err := h.cfg.Verifier.Verify(token)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ResolveTimeout)
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ResolveTimeout)
 	defer cancel()
 	id, err := h.cfg.Resolver.Resolve(ctx, token, claims)
 	if err != nil {
@@ -106,20 +208,28 @@ func reasonOf(err error) string {
 }
 
 // onConnection sets up a socket of /tasks, or of /admin when admin is true.
-func (h *Hub) onConnection(s *socket.Socket, admin bool) {
+// It runs after the CONNECT ack was sent, so that no event precedes it.
+func (h *Hub) onConnection(s *socketio.Socket, admin bool) {
 	res, _ := s.Data().(*authResult)
 	if res == nil {
 		res = &authResult{reason: "invalid"}
+	}
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed && res.reason == "" {
+		// Drain started while the token was checked.
+		res = &authResult{reason: "draining"}
 	}
 	if admin && res.id != nil && !mayAdmin(res.id) {
 		// A valid token, but not of a user who may see every
 		// collaboration: told invalid_token and disconnected, as a bad token.
 		h.log.Info("refused on "+protocol.AdminNamespace+": not a user with the global event scope",
-			zap.String("socket_id", string(s.Id())), zap.String("client_type", string(res.id.Kind)),
+			zap.String("socket_id", s.ID()), zap.String("client_type", string(res.id.Kind)),
 			zap.String("client_id", res.id.ID.String()))
 		res = &authResult{reason: "not_admin"}
 	}
-	transport := s.Conn().Transport().Name()
+	transport := s.Conn().Transport()
 	sess := &session{
 		h:         h,
 		sock:      s,
@@ -128,7 +238,7 @@ func (h *Hub) onConnection(s *socket.Socket, admin bool) {
 		transport: transport,
 		clientTyp: "unauthenticated",
 	}
-	fields := []zap.Field{zap.String("socket_id", string(s.Id()))}
+	fields := []zap.Field{zap.String("socket_id", s.ID())}
 	if admin {
 		fields = append(fields, zap.String("namespace", protocol.AdminNamespace))
 	}
@@ -136,6 +246,7 @@ func (h *Hub) onConnection(s *socket.Socket, admin bool) {
 		sess.clientTyp = string(sess.id.Kind)
 		if !admin {
 			sess.rooms = sess.id.Rooms()
+			sess.heartbeats = sess.id.Kind == rooms.KindNode
 		}
 		fields = append(fields, zap.String("client_type", sess.clientTyp), zap.String("client_id", sess.id.ID.String()))
 	}
@@ -143,17 +254,31 @@ func (h *Hub) onConnection(s *socket.Socket, admin bool) {
 	// What fetchSockets shows of this socket, on any instance of the cluster.
 	s.SetData(sess.summary())
 
+	if sess.heartbeats {
+		// A node: sync right after the CONNECT ack; then, off this
+		// goroutine, presence (whose node-online reaches the node's rooms
+		// before the node is in them, so not the node itself) and only then
+		// its rooms. Queued before the session is visible, so that the
+		// disconnect's work always follows.
+		sess.emit(protocol.EventSync)
+		conn := presence.Conn{Node: sess.node(), ID: s.ID(), Instance: h.cfg.Instance, Since: sess.since}
+		sess.later(true, func() {
+			if err := h.presence.Connect(context.Background(), conn); err != nil {
+				sess.log.Error("presence connect", zap.Error(err))
+			}
+			sess.joinRooms()
+		})
+	}
 	h.mu.Lock()
-	h.sessions[s.Id()] = sess
+	h.sessions[s.ID()] = sess
 	h.mu.Unlock()
 	h.m.Connections.WithLabelValues(sess.clientTyp, transport).Inc()
-
-	_ = s.Conn().On("upgrade", func(...any) { sess.onUpgrade() })
-	_ = s.On("disconnect", func(args ...any) {
-		reason, _ := first[string](args)
-		sess.onDisconnect(reason)
-	})
-	s.OnAny(sess.onEvent)
+	if !s.Connected() {
+		// Gone while it was set up: its disconnect may have found no
+		// session.
+		sess.onDisconnect("transport close")
+		return
+	}
 
 	if sess.id == nil {
 		sess.refuse(res.reason)
@@ -165,27 +290,29 @@ func (h *Hub) onConnection(s *socket.Socket, admin bool) {
 		sess.log.Info("client connected", zap.String("transport", transport), zap.String("name", sess.id.Name))
 		return
 	}
-	if sess.id.Kind == rooms.KindNode {
-		sess.emit(protocol.EventSync)
-		err := h.presence.Connect(context.Background(), presence.Conn{
-			Node:     sess.node(),
-			ID:       string(s.Id()),
-			Instance: h.cfg.Instance,
-			Since:    sess.since,
-		})
-		if err != nil {
-			sess.log.Error("presence connect", zap.Error(err))
-		}
-		_ = s.Conn().On("heartbeat", func(...any) { sess.onHeartbeat() })
+	if !sess.heartbeats {
+		sess.joinRooms()
 	}
-	s.Join(toRooms(sess.rooms)...)
-	for _, r := range sess.rooms {
+}
+
+// joinRooms puts the socket in its identity's rooms and tells the rooms
+// that announce it, unless the socket is already gone.
+func (s *session) joinRooms() {
+	s.mu.Lock()
+	gone, transport := s.gone, s.transport
+	s.joined = !gone
+	s.mu.Unlock()
+	if gone {
+		return
+	}
+	s.sock.Join(s.rooms...)
+	for _, r := range s.rooms {
 		if rooms.Announced(r) {
-			sess.announce(r, joinText(sess.id.Kind, sess.id.Name, r))
+			s.announce(r, joinText(s.id.Kind, s.id.Name, r))
 		}
 	}
-	sess.log.Info("client connected", zap.Strings("rooms", sess.rooms), zap.String("transport", transport),
-		zap.String("name", sess.id.Name))
+	s.log.Info("client connected", zap.Strings("rooms", s.rooms), zap.String("transport", transport),
+		zap.String("name", s.id.Name))
 }
 
 // summary is the socket's data: who it is, as plain values that every
@@ -344,15 +471,17 @@ func (s *session) onHeartbeat() {
 	}
 	s.seenAt = now
 	s.mu.Unlock()
-	if err := s.h.presence.Seen(context.Background(), s.nodeKey(), now); err != nil {
-		s.log.Warn("presence heartbeat", zap.Error(err))
-	}
+	s.later(false, func() {
+		if err := s.h.presence.Seen(context.Background(), s.nodeKey(), now); err != nil {
+			s.log.Warn("presence heartbeat", zap.Error(err))
+		}
+	})
 }
 
 func (s *session) onUpgrade() {
 	s.mu.Lock()
 	old := s.transport
-	s.transport = s.sock.Conn().Transport().Name()
+	s.transport = s.sock.Conn().Transport()
 	now, gone := s.transport, s.gone
 	s.mu.Unlock()
 	if gone || old == now {
@@ -381,7 +510,9 @@ func (s *session) onDisconnect(reason string) {
 
 	h := s.h
 	h.mu.Lock()
-	delete(h.sessions, s.sock.Id())
+	if h.sessions[s.sock.ID()] == s {
+		delete(h.sessions, s.sock.ID())
+	}
 	h.mu.Unlock()
 	h.m.Connections.WithLabelValues(s.clientTyp, transport).Dec()
 
@@ -389,15 +520,30 @@ func (s *session) onDisconnect(reason string) {
 		s.log.Debug("unauthenticated socket disconnected", zap.String("reason", reason))
 		return
 	}
-	for _, r := range s.rooms {
-		if rooms.Announced(r) {
-			s.announce(r, leaveText(s.id.Name, r))
+	leave := func() {
+		s.mu.Lock()
+		joined := s.joined
+		s.mu.Unlock()
+		if !joined {
+			return
+		}
+		for _, r := range s.rooms {
+			if rooms.Announced(r) {
+				s.announce(r, leaveText(s.id.Name, r))
+			}
 		}
 	}
-	if s.id.Kind == rooms.KindNode {
-		if err := h.presence.Disconnect(context.Background(), s.nodeKey(), string(s.sock.Id())); err != nil {
-			s.log.Error("presence disconnect", zap.Error(err))
-		}
+	if s.heartbeats {
+		// A node: after its queued join, then presence.
+		key, sid := s.nodeKey(), s.sock.ID()
+		s.later(true, func() {
+			leave()
+			if err := h.presence.Disconnect(context.Background(), key, sid); err != nil {
+				s.log.Error("presence disconnect", zap.Error(err))
+			}
+		})
+	} else {
+		leave()
 	}
 	s.log.Info("client disconnected", zap.String("reason", reason),
 		zap.Duration("connected_for", h.cfg.Now().Sub(s.since)))

@@ -18,6 +18,12 @@ type Metrics struct {
 	AuthFailures    *prometheus.CounterVec // reason
 	PublishRequests *prometheus.CounterVec // status
 	OriginRefused   *prometheus.CounterVec // transport
+
+	// Engine.IO sessions (pkg/engineio's hooks).
+	EngineOpened   *prometheus.CounterVec // transport
+	EngineClosed   *prometheus.CounterVec // reason
+	EngineUpgrades prometheus.Counter
+	SlowConsumers  prometheus.Counter
 }
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
@@ -53,6 +59,22 @@ func New() *Metrics {
 			Name: "eventserver_origin_refused_total",
 			Help: "Socket.IO requests refused (403) for an Origin that EVENTSERVER_CORS_ORIGINS does not allow, by transport (polling, preflight, websocket).",
 		}, []string{"transport"}),
+		EngineOpened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventserver_engineio_sessions_opened_total",
+			Help: "Engine.IO sessions opened, by initial transport (polling, websocket).",
+		}, []string{"transport"}),
+		EngineClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventserver_engineio_sessions_closed_total",
+			Help: "Engine.IO sessions closed, by reason (transport close, ping timeout, connect timeout, slow consumer, ...).",
+		}, []string{"reason"}),
+		EngineUpgrades: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventserver_engineio_upgrades_total",
+			Help: "Engine.IO sessions upgraded from polling to websocket.",
+		}),
+		SlowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventserver_slow_consumers_total",
+			Help: "Connections closed because their write queue went over its bound (a client that does not read).",
+		}),
 	}
 	// Idle series read 0 rather than "no data".
 	for _, ct := range []string{"node", "user", "unauthenticated"} {
@@ -60,11 +82,14 @@ func New() *Metrics {
 			m.Connections.WithLabelValues(ct, tr)
 		}
 	}
+	for _, tr := range []string{"polling", "websocket"} {
+		m.EngineOpened.WithLabelValues(tr)
+	}
 	for _, tr := range []string{"polling", "preflight", "websocket"} {
 		m.OriginRefused.WithLabelValues(tr)
 	}
 	r.MustRegister(m.Connections, m.EventsIn, m.EventsOut, m.EventsRefused, m.AuthFailures,
-		m.PublishRequests, m.OriginRefused,
+		m.PublishRequests, m.OriginRefused, m.EngineOpened, m.EngineClosed, m.EngineUpgrades, m.SlowConsumers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

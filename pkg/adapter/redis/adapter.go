@@ -9,26 +9,25 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
-	"github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
 	"go.uber.org/zap"
+
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
-// Adapter is the Redis adapter of one namespace. It is the library's
-// in-memory adapter (embedded) plus what @socket.io/redis-adapter 8.3.0
-// adds: broadcasts are published for the other servers, and fetchSockets,
-// socketsJoin, socketsLeave, disconnectSockets, serverSideEmit and
-// broadcasts with acknowledgements reach every server of the cluster.
+// Adapter is the Redis adapter of one namespace. It is the in-memory
+// adapter (embedded) plus what @socket.io/redis-adapter 8.3.0 adds:
+// broadcasts are published for the other servers, and fetchSockets,
+// socketsJoin, socketsLeave, disconnectSockets, serverSideEmit, allRooms
+// and broadcasts with acknowledgements reach every server of the cluster.
 //
-// Beyond socket.Adapter it offers AllRooms, ClusterSockets, RemoteJoin,
+// Beyond socketio.Adapter it offers ClusterSockets, RemoteJoin,
 // RemoteLeave and RemoteDisconnect (reach it with
 // nsp.Adapter().(*redis.Adapter)).
 type Adapter struct {
-	socket.Adapter
+	*socketio.MemoryAdapter
 
 	b    *Builder
-	nsp  socket.Namespace
+	nsp  *socketio.Namespace
 	name string
 	uid  string
 	ch   channels
@@ -38,10 +37,9 @@ type Adapter struct {
 	closed   bool
 	requests map[string]*pending
 	acks     map[string]*ackRequest
-	timers   map[*time.Timer]struct{}
 }
 
-var _ socket.Adapter = (*Adapter)(nil)
+var _ socketio.Adapter = (*Adapter)(nil)
 
 // pending is a request waiting for the other servers' answers. Its fields
 // are written under Adapter.mu while it is in Adapter.requests, and read by
@@ -52,7 +50,7 @@ type pending struct {
 	got       int
 	sids      []string
 	rooms     []string
-	sockets   []socket.SocketDetails
+	sockets   []socketio.SocketInfo
 	responses []any
 	err       error
 	done      chan struct{}
@@ -62,8 +60,8 @@ type pending struct {
 // the other servers' client counts and client acks go to its callbacks
 // until its timer removes it.
 type ackRequest struct {
-	clientCount func(uint64)
-	ack         socket.Ack
+	clientCount func(int)
+	ack         func(any)
 	timer       *time.Timer
 }
 
@@ -81,19 +79,16 @@ func (e *TimeoutError) Error() string {
 		e.Op, e.Timeout, e.Answered, e.Expected)
 }
 
-func newAdapter(b *Builder, nsp socket.Namespace) *Adapter {
+func newAdapter(b *Builder, nsp *socketio.Namespace) *Adapter {
 	a := &Adapter{
-		Adapter:  socket.MakeAdapter(),
-		b:        b,
-		nsp:      nsp,
-		name:     nsp.Name(),
-		uid:      newID(),
-		requests: map[string]*pending{},
-		acks:     map[string]*ackRequest{},
-		timers:   map[*time.Timer]struct{}{},
+		MemoryAdapter: socketio.NewMemory(nsp),
+		b:             b,
+		nsp:           nsp,
+		name:          nsp.Name(),
+		uid:           newID(),
+		requests:      map[string]*pending{},
+		acks:          map[string]*ackRequest{},
 	}
-	a.Prototype(a)
-	a.Construct(nsp)
 	a.ch = newChannels(b.cfg.Prefix, a.name, a.uid)
 	a.log = b.log.With(zap.String("namespace", a.name))
 	return a
@@ -114,12 +109,11 @@ func (a *Adapter) UID() string { return a.uid }
 
 // Close cancels the pending requests (they fail with ErrClosed), stops
 // the subscriptions of the namespace and closes the in-memory adapter. The
-// library calls it when the server closes, or when it drops an empty
-// dynamic namespace.
+// server calls it when it shuts down.
 func (a *Adapter) Close() {
 	a.shutdown()
 	a.b.unregister(a)
-	a.Adapter.Close()
+	a.MemoryAdapter.Close()
 }
 
 // shutdown fails the pending requests and stops publishing.
@@ -138,10 +132,6 @@ func (a *Adapter) shutdown() {
 	for id, ar := range a.acks {
 		ar.timer.Stop()
 		delete(a.acks, id)
-	}
-	for t := range a.timers {
-		t.Stop()
-		delete(a.timers, t)
 	}
 }
 
@@ -181,21 +171,21 @@ func (a *Adapter) dropMalformed(what string, err error) {
 	}
 }
 
-// ---- socket.Adapter ----
+// ---- socketio.Adapter ----
 
 // ServerCount is the number of servers with this namespace (PUBSUB
 // NUMSUB of its request channel). It is on the path of an emit with
 // acknowledgements, so it waits at most PublishTimeout; when Redis cannot
-// tell, it is 1: no other server can be reached anyway.
-func (a *Adapter) ServerCount() int64 {
-	n, err := a.serverCount(context.Background(), a.b.cfg.PublishTimeout)
+// tell, it is 1 (no other server can be reached anyway), with the error.
+func (a *Adapter) ServerCount(ctx context.Context) (int, error) {
+	n, err := a.serverCount(ctx, a.b.cfg.PublishTimeout)
 	if err != nil {
 		if a.b.limit.allow(opNumSub) {
 			a.log.Warn("redis adapter: server count unknown; counting this server only", zap.Error(err))
 		}
-		return 1
+		return 1, err
 	}
-	return max(n, 1)
+	return int(max(n, 1)), nil
 }
 
 func (a *Adapter) serverCount(ctx context.Context, timeout time.Duration) (int64, error) {
@@ -209,103 +199,55 @@ func (a *Adapter) serverCount(ctx context.Context, timeout time.Duration) (int64
 // Broadcast delivers a packet locally and, unless flagged local, publishes
 // it for the other servers: on the room's channel for exactly one room,
 // on the namespace's channel otherwise.
-func (a *Adapter) Broadcast(packet *parser.Packet, opts *socket.BroadcastOptions) {
+func (a *Adapter) Broadcast(packet *socketio.Packet, opts socketio.BroadcastOptions) {
 	packet.Nsp = a.name
 	if !isLocal(opts) {
 		rooms, except := optsRooms(opts)
-		var flags *socket.BroadcastFlags
-		if opts != nil {
-			flags = opts.Flags
-		}
-		payload, err := encodeBroadcast(make([]byte, 0, 256), a.uid, packet, rooms, except, flags)
+		payload, err := encodeBroadcast(make([]byte, 0, 256), a.uid, packet, rooms, except, &opts.Flags)
 		if err != nil {
 			a.dropUnencodable(kindBroadcast, err)
 		} else {
 			a.publish(a.ch.roomChannel(rooms), payload, kindBroadcast)
 		}
 	}
-	a.Adapter.Broadcast(packet, opts)
+	a.MemoryAdapter.Broadcast(packet, opts)
 }
 
 // BroadcastWithAck delivers a packet locally and, unless flagged local,
 // sends a BROADCAST request to the other servers; their client counts and
-// their clients' acknowledgements come back to clientCountCallback and ack
-// until the broadcast's timeout. The request is encoded, and registered,
-// before the local delivery gives the packet its id and before Redis can
-// echo it, so this server never delivers it twice.
-func (a *Adapter) BroadcastWithAck(packet *parser.Packet, opts *socket.BroadcastOptions, clientCountCallback func(uint64), ack socket.Ack) {
+// their clients' acknowledgements come back to clientCount and ack until
+// the broadcast's timeout. The request is encoded, and registered, before
+// the local delivery gives the packet its id and before Redis can echo
+// it, so this server never delivers it twice.
+func (a *Adapter) BroadcastWithAck(packet *socketio.Packet, opts socketio.BroadcastOptions, clientCount func(int), ack func(any)) {
 	packet.Nsp = a.name
-	timeout := a.ackTimeout(opts)
 	if !isLocal(opts) {
 		rooms, except := optsRooms(opts)
-		var flags *socket.BroadcastFlags
-		if opts != nil {
-			flags = opts.Flags
-		}
 		id := newID()
-		payload, err := encodeBroadcastRequest(a.uid, id, packet, rooms, except, flags)
+		payload, err := encodeBroadcastRequest(a.uid, id, packet, rooms, except, &opts.Flags)
 		if err != nil {
 			a.dropUnencodable(typeBroadcast.String(), err)
-		} else if a.addAck(id, clientCountCallback, ack, timeout) {
+		} else if a.addAck(id, clientCount, ack, a.ackTimeout(opts)) {
 			a.publish(a.ch.request, payload, typeBroadcast.String())
 		}
 	}
-	a.broadcastWithAckLocally(packet, opts, clientCountCallback, ack, timeout)
+	// The in-memory adapter sets the packet's ack id: on a copy, so that
+	// the caller's packet stays as it was.
+	local := *packet
+	local.ID = nil
+	a.MemoryAdapter.BroadcastWithAck(&local, opts, clientCount, ack)
 }
 
 // ackTimeout is the timeout of a broadcast with acknowledgements: its
 // flag, else RequestTimeout.
-func (a *Adapter) ackTimeout(opts *socket.BroadcastOptions) time.Duration {
-	if opts != nil && opts.Flags != nil && opts.Flags.Timeout != nil && *opts.Flags.Timeout > 0 {
-		return *opts.Flags.Timeout
+func (a *Adapter) ackTimeout(opts socketio.BroadcastOptions) time.Duration {
+	if opts.Flags.Timeout > 0 {
+		return opts.Flags.Timeout
 	}
 	return a.b.cfg.RequestTimeout
 }
 
-// broadcastWithAckLocally delivers a broadcast with acknowledgements to
-// the local sockets. The in-memory adapter gives the packet its ack id;
-// it does so on a copy, because the library's BroadcastOperator reads
-// packet.Id from its timeout timer with no synchronisation, which would
-// race with that write. The copy's id is what the operator's timer would
-// have removed from the sockets' pending acks; after the timeout, this
-// removes it instead, so a client that never answers leaks nothing.
-func (a *Adapter) broadcastWithAckLocally(packet *parser.Packet, opts *socket.BroadcastOptions, clientCountCallback func(uint64), ack socket.Ack, timeout time.Duration) {
-	local := *packet
-	local.Id = nil
-	a.Adapter.BroadcastWithAck(&local, opts, clientCountCallback, ack)
-	if local.Id == nil {
-		return
-	}
-	id := *local.Id
-	a.after(timeout, func() {
-		a.nsp.Sockets().Range(func(_ socket.SocketId, s *socket.Socket) bool {
-			s.Acks().Delete(id)
-			return true
-		})
-	})
-}
-
-// after runs f after d, unless the adapter is closed first.
-func (a *Adapter) after(d time.Duration, f func()) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return
-	}
-	var t *time.Timer
-	t = time.AfterFunc(d, func() {
-		a.mu.Lock()
-		_, live := a.timers[t]
-		delete(a.timers, t)
-		a.mu.Unlock()
-		if live {
-			f()
-		}
-	})
-	a.timers[t] = struct{}{}
-}
-
-func (a *Adapter) addAck(id string, clientCount func(uint64), ack socket.Ack, timeout time.Duration) bool {
+func (a *Adapter) addAck(id string, clientCount func(int), ack func(any), timeout time.Duration) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -325,70 +267,64 @@ func (a *Adapter) addAck(id string, clientCount func(uint64), ack socket.Ack, ti
 	return true
 }
 
-// FetchSockets returns the matching sockets of every server. The callback
-// runs in the caller's goroutine, once every server answered or after
-// RequestTimeout; on a timeout it gets the sockets that did arrive and a
-// *TimeoutError. When the servers cannot be counted (Redis down), it gets
-// the local sockets and the error.
-func (a *Adapter) FetchSockets(opts *socket.BroadcastOptions) func(func([]socket.SocketDetails, error)) {
-	return func(callback func([]socket.SocketDetails, error)) {
-		var local []socket.SocketDetails
-		a.Adapter.FetchSockets(opts)(func(sockets []socket.SocketDetails, _ error) { local = sockets })
-		if isLocal(opts) {
-			callback(local, nil)
-			return
-		}
-		id := newID()
-		payload, err := json.Marshal(fetchRequest{UID: a.uid, RequestID: id, Type: typeRemoteFetch, Opts: newWireOpts(opts)})
-		if err != nil {
-			callback(local, err)
-			return
-		}
-		p, err := a.ask(context.Background(), "fetchSockets", typeRemoteFetch, id, payload)
-		if p != nil {
-			local = append(local, p.sockets...)
-		}
-		callback(local, err)
+// FetchSockets returns the matching sockets of every server, once every
+// server answered or after RequestTimeout (or when ctx is done); on a
+// timeout it returns the sockets that did arrive and a *TimeoutError.
+// When the servers cannot be counted (Redis down), it returns the local
+// sockets and the error.
+func (a *Adapter) FetchSockets(ctx context.Context, opts socketio.BroadcastOptions) ([]socketio.SocketInfo, error) {
+	local, _ := a.MemoryAdapter.FetchSockets(ctx, opts)
+	if isLocal(opts) {
+		return local, nil
 	}
+	id := newID()
+	payload, err := json.Marshal(fetchRequest{UID: a.uid, RequestID: id, Type: typeRemoteFetch, Opts: newWireOpts(opts)})
+	if err != nil {
+		return local, err
+	}
+	p, err := a.ask(ctx, "fetchSockets", typeRemoteFetch, id, payload)
+	if p != nil {
+		local = append(local, p.sockets...)
+	}
+	return local, err
 }
 
 // AddSockets makes the matching sockets of every server join rooms.
-func (a *Adapter) AddSockets(opts *socket.BroadcastOptions, rooms []socket.Room) {
-	a.Adapter.AddSockets(opts, rooms)
+func (a *Adapter) AddSockets(opts socketio.BroadcastOptions, rooms []string) {
+	a.MemoryAdapter.AddSockets(opts, rooms)
 	if !isLocal(opts) {
-		a.publishJSON(a.ch.request, roomsRequest{UID: a.uid, Type: typeRemoteJoin, Opts: newWireOpts(opts), Rooms: roomStrings(rooms)}, typeRemoteJoin.String())
+		a.publishJSON(a.ch.request, roomsRequest{UID: a.uid, Type: typeRemoteJoin, Opts: newWireOpts(opts), Rooms: nonNil(rooms)}, typeRemoteJoin.String())
 	}
 }
 
 // DelSockets makes the matching sockets of every server leave rooms.
-func (a *Adapter) DelSockets(opts *socket.BroadcastOptions, rooms []socket.Room) {
-	a.Adapter.DelSockets(opts, rooms)
+func (a *Adapter) DelSockets(opts socketio.BroadcastOptions, rooms []string) {
+	a.MemoryAdapter.DelSockets(opts, rooms)
 	if !isLocal(opts) {
-		a.publishJSON(a.ch.request, roomsRequest{UID: a.uid, Type: typeRemoteLeave, Opts: newWireOpts(opts), Rooms: roomStrings(rooms)}, typeRemoteLeave.String())
+		a.publishJSON(a.ch.request, roomsRequest{UID: a.uid, Type: typeRemoteLeave, Opts: newWireOpts(opts), Rooms: nonNil(rooms)}, typeRemoteLeave.String())
 	}
 }
 
 // DisconnectSockets disconnects the matching sockets of every server.
-func (a *Adapter) DisconnectSockets(opts *socket.BroadcastOptions, close bool) {
-	a.Adapter.DisconnectSockets(opts, close)
+func (a *Adapter) DisconnectSockets(opts socketio.BroadcastOptions, close bool) {
+	a.MemoryAdapter.DisconnectSockets(opts, close)
 	if !isLocal(opts) {
 		a.publishJSON(a.ch.request, disconnectRequest{UID: a.uid, Type: typeRemoteDisconnect, Opts: newWireOpts(opts), Close: close}, typeRemoteDisconnect.String())
 	}
 }
 
-// ServerSideEmit sends [event, args...] to the other servers. With a
-// socket.Ack last, each other server's listener gets an acknowledgement
+// ServerSideEmit sends data ([event, args...]) to the other servers. With
+// ack not nil, each other server's listener gets an acknowledgement
 // callback, and ack gets one response per server (the first argument of
 // its callback, as in Node) once all answered, or what arrived with a
 // *TimeoutError after RequestTimeout. ack runs in a goroutine of the
-// Builder. The error is about the message itself (it cannot be encoded).
-func (a *Adapter) ServerSideEmit(packet []any) error {
-	if n := len(packet); n > 0 {
-		if ack, ok := packet[n-1].(socket.Ack); ok {
-			return a.serverSideEmitWithAck(packet[:n-1], ack)
-		}
+// Builder. The error is about the message itself (it cannot be encoded),
+// or ErrClosed.
+func (a *Adapter) ServerSideEmit(data []any, ack func(answers []any, err error)) error {
+	if ack != nil {
+		return a.serverSideEmitWithAck(data, ack)
 	}
-	payload, err := json.Marshal(serverSideEmitRequest{UID: a.uid, Type: typeServerSideEmit, Data: nonNil(packet)})
+	payload, err := json.Marshal(serverSideEmitRequest{UID: a.uid, Type: typeServerSideEmit, Data: nonNil(data)})
 	if err != nil {
 		return fmt.Errorf("redis adapter: serverSideEmit: %w", err)
 	}
@@ -396,7 +332,7 @@ func (a *Adapter) ServerSideEmit(packet []any) error {
 	return nil
 }
 
-func (a *Adapter) serverSideEmitWithAck(data []any, ack socket.Ack) error {
+func (a *Adapter) serverSideEmitWithAck(data []any, ack func([]any, error)) error {
 	id := newID()
 	payload, err := json.Marshal(serverSideEmitRequest{UID: a.uid, RequestID: id, Type: typeServerSideEmit, Data: nonNil(data)})
 	if err != nil {
@@ -415,76 +351,86 @@ func (a *Adapter) serverSideEmitWithAck(data []any, ack socket.Ack) error {
 	return nil
 }
 
-// ---- requests beyond socket.Adapter ----
-
-// AllRooms returns the rooms of every server.
-func (a *Adapter) AllRooms(ctx context.Context) (*types.Set[socket.Room], error) {
-	rooms := types.NewSet(a.Rooms().Keys()...)
+// AllRooms returns the rooms of every server (socket ids included),
+// sorted.
+func (a *Adapter) AllRooms(ctx context.Context) ([]string, error) {
+	rooms := a.Rooms()
 	id := newID()
 	payload, err := json.Marshal(allRoomsRequest{UID: a.uid, RequestID: id, Type: typeAllRooms})
 	if err != nil {
 		return rooms, err
 	}
 	p, err := a.ask(ctx, "allRooms", typeAllRooms, id, payload)
-	if p != nil {
-		for _, r := range p.rooms {
-			rooms.Add(socket.Room(r))
-		}
+	if p != nil && len(p.rooms) > 0 {
+		rooms = sortedRooms(append(rooms, p.rooms...))
 	}
 	return rooms, err
 }
 
+// ---- requests beyond socketio.Adapter ----
+
+// localSids lists the ids of the local sockets in any of rooms (all
+// sockets when rooms is empty), sorted.
+func (a *Adapter) localSids(rooms []string) []string {
+	local, _ := a.MemoryAdapter.FetchSockets(context.Background(), socketio.BroadcastOptions{Rooms: rooms})
+	sids := make([]string, 0, len(local))
+	for _, s := range local {
+		sids = append(sids, s.ID)
+	}
+	slices.Sort(sids)
+	return sids
+}
+
 // ClusterSockets returns the ids of the sockets in any of rooms (all
-// sockets when rooms is empty) on every server: the SOCKETS request.
-func (a *Adapter) ClusterSockets(ctx context.Context, rooms *types.Set[socket.Room]) (*types.Set[socket.SocketId], error) {
-	sids := a.Sockets(rooms)
+// sockets when rooms is empty) on every server, sorted: the SOCKETS
+// request.
+func (a *Adapter) ClusterSockets(ctx context.Context, rooms []string) ([]string, error) {
+	sids := a.localSids(rooms)
 	id := newID()
 	payload, err := json.Marshal(socketsRequest{UID: a.uid, RequestID: id, Type: typeSockets, Rooms: sortedRooms(rooms)})
 	if err != nil {
 		return sids, err
 	}
 	p, err := a.ask(ctx, "sockets", typeSockets, id, payload)
-	if p != nil {
-		for _, s := range p.sids {
-			sids.Add(socket.SocketId(s))
-		}
+	if p != nil && len(p.sids) > 0 {
+		sids = sortedRooms(append(sids, p.sids...))
 	}
 	return sids, err
 }
 
 // RemoteJoin makes the socket sid, wherever it is, join room. It returns
 // once the socket's server confirmed, or a *TimeoutError.
-func (a *Adapter) RemoteJoin(ctx context.Context, sid socket.SocketId, room socket.Room) error {
-	if s, ok := a.nsp.Sockets().Load(sid); ok {
+func (a *Adapter) RemoteJoin(ctx context.Context, sid, room string) error {
+	if s := a.nsp.Socket(sid); s != nil {
 		s.Join(room)
 		return nil
 	}
 	id := newID()
 	return a.askOne(ctx, "remoteJoin", typeRemoteJoin, id,
-		sidRoomRequest{UID: a.uid, RequestID: id, Type: typeRemoteJoin, Sid: string(sid), Room: string(room)})
+		sidRoomRequest{UID: a.uid, RequestID: id, Type: typeRemoteJoin, Sid: sid, Room: room})
 }
 
 // RemoteLeave makes the socket sid, wherever it is, leave room.
-func (a *Adapter) RemoteLeave(ctx context.Context, sid socket.SocketId, room socket.Room) error {
-	if s, ok := a.nsp.Sockets().Load(sid); ok {
+func (a *Adapter) RemoteLeave(ctx context.Context, sid, room string) error {
+	if s := a.nsp.Socket(sid); s != nil {
 		s.Leave(room)
 		return nil
 	}
 	id := newID()
 	return a.askOne(ctx, "remoteLeave", typeRemoteLeave, id,
-		sidRoomRequest{UID: a.uid, RequestID: id, Type: typeRemoteLeave, Sid: string(sid), Room: string(room)})
+		sidRoomRequest{UID: a.uid, RequestID: id, Type: typeRemoteLeave, Sid: sid, Room: room})
 }
 
 // RemoteDisconnect disconnects the socket sid, wherever it is; close also
 // closes its connection.
-func (a *Adapter) RemoteDisconnect(ctx context.Context, sid socket.SocketId, close bool) error {
-	if s, ok := a.nsp.Sockets().Load(sid); ok {
+func (a *Adapter) RemoteDisconnect(ctx context.Context, sid string, close bool) error {
+	if s := a.nsp.Socket(sid); s != nil {
 		s.Disconnect(close)
 		return nil
 	}
 	id := newID()
 	return a.askOne(ctx, "remoteDisconnect", typeRemoteDisconnect, id,
-		sidDisconnectRequest{UID: a.uid, RequestID: id, Type: typeRemoteDisconnect, Sid: string(sid), Close: close})
+		sidDisconnectRequest{UID: a.uid, RequestID: id, Type: typeRemoteDisconnect, Sid: sid, Close: close})
 }
 
 func (a *Adapter) askOne(ctx context.Context, op string, typ requestType, id string, request any) error {
@@ -583,7 +529,7 @@ func (a *Adapter) onBroadcast(channel, payload string) {
 	}
 	if len(channel) > len(a.ch.broadcast) {
 		room := channel[len(a.ch.broadcast) : len(channel)-1]
-		if room != "" && !a.hasRoom(socket.Room(room)) {
+		if room != "" && !a.HasRoom(room) {
 			return
 		}
 	}
@@ -596,12 +542,7 @@ func (a *Adapter) onBroadcast(channel, payload string) {
 		return
 	}
 	a.b.metrics.received.WithLabelValues(kindBroadcast).Inc()
-	a.Adapter.Broadcast(m.packet, m.opts)
-}
-
-func (a *Adapter) hasRoom(room socket.Room) bool {
-	_, ok := a.Rooms().Load(room)
-	return ok
+	a.MemoryAdapter.Broadcast(m.packet, m.opts)
 }
 
 func (a *Adapter) hasRequest(id string) bool {
@@ -662,61 +603,47 @@ func (a *Adapter) onRequest(payload string) {
 		if a.hasRequest(id) {
 			return
 		}
-		rooms := types.NewSet[socket.Room]()
-		for _, r := range toStrings(req["rooms"]) {
-			rooms.Add(socket.Room(r))
-		}
-		sids := []string{}
-		for _, s := range a.Adapter.Sockets(rooms).Keys() {
-			sids = append(sids, string(s))
-		}
-		slices.Sort(sids)
-		a.respond(typ, socketsResponse{RequestID: id, Sockets: sids})
+		a.respond(typ, socketsResponse{RequestID: id, Sockets: a.localSids(toStrings(req["rooms"]))})
 
 	case typeAllRooms:
 		if a.hasRequest(id) {
 			return
 		}
-		rooms := []string{}
-		for _, r := range a.Rooms().Keys() {
-			rooms = append(rooms, string(r))
-		}
-		slices.Sort(rooms)
-		a.respond(typ, roomsResponse{RequestID: id, Rooms: rooms})
+		a.respond(typ, roomsResponse{RequestID: id, Rooms: nonNil(a.Rooms())})
 
 	case typeRemoteJoin, typeRemoteLeave:
 		if req["opts"] != nil {
 			opts := wireOptsFrom(req["opts"])
-			rooms := toRooms(req["rooms"])
+			rooms := toStrings(req["rooms"])
 			if typ == typeRemoteJoin {
-				a.Adapter.AddSockets(opts, rooms)
+				a.MemoryAdapter.AddSockets(opts, rooms)
 			} else {
-				a.Adapter.DelSockets(opts, rooms)
+				a.MemoryAdapter.DelSockets(opts, rooms)
 			}
 			return
 		}
 		sid, _ := req["sid"].(string)
-		s, ok := a.nsp.Sockets().Load(socket.SocketId(sid))
-		if !ok {
+		s := a.nsp.Socket(sid)
+		if s == nil {
 			return
 		}
 		room, _ := toStr(req["room"])
 		if typ == typeRemoteJoin {
-			s.Join(socket.Room(room))
+			s.Join(room)
 		} else {
-			s.Leave(socket.Room(room))
+			s.Leave(room)
 		}
 		a.respond(typ, doneResponse{RequestID: id})
 
 	case typeRemoteDisconnect:
 		closeConn, _ := req["close"].(bool)
 		if req["opts"] != nil {
-			a.Adapter.DisconnectSockets(wireOptsFrom(req["opts"]), closeConn)
+			a.MemoryAdapter.DisconnectSockets(wireOptsFrom(req["opts"]), closeConn)
 			return
 		}
 		sid, _ := req["sid"].(string)
-		s, ok := a.nsp.Sockets().Load(socket.SocketId(sid))
-		if !ok {
+		s := a.nsp.Socket(sid)
+		if s == nil {
 			return
 		}
 		s.Disconnect(closeConn)
@@ -726,8 +653,7 @@ func (a *Adapter) onRequest(payload string) {
 		if a.hasRequest(id) {
 			return
 		}
-		var local []socket.SocketDetails
-		a.Adapter.FetchSockets(wireOptsFrom(req["opts"]))(func(s []socket.SocketDetails, _ error) { local = s })
+		local, _ := a.MemoryAdapter.FetchSockets(context.Background(), wireOptsFrom(req["opts"]))
 		a.respond(typ, fetchResponse{RequestID: id, Sockets: a.fetched(local)})
 
 	case typeServerSideEmit:
@@ -737,15 +663,14 @@ func (a *Adapter) onRequest(payload string) {
 			return
 		}
 		if req["requestId"] == nil {
-			a.nsp.OnServerSideEmit(data)
+			a.nsp.HandleServerSideEmit(data, nil)
 			return
 		}
 		var once sync.Once
-		ack := socket.Ack(func(args []any, _ error) {
+		a.nsp.HandleServerSideEmit(data, func(args ...any) {
 			// Only one argument is sent back, as in Node.
 			once.Do(func() { a.respond(typ, serverSideEmitResponse{Type: typ, RequestID: id, Data: a.firstArgJSON(args)}) })
 		})
-		a.nsp.OnServerSideEmit(append(data, ack))
 
 	case typeBroadcast:
 		if a.hasAck(id) {
@@ -763,16 +688,17 @@ func (a *Adapter) onRequest(payload string) {
 		}
 		om, _ := req["opts"].(map[string]any)
 		opts := optsFrom(om)
-		a.broadcastWithAckLocally(packet, opts, func(n uint64) {
-			a.respond(typeBroadcastClientCount, clientCountResponse{Type: typeBroadcastClientCount, RequestID: id, ClientCount: n})
-		}, func(args []any, _ error) {
-			payload, err := encodeBroadcastAck(id, args)
+		packet.ID = nil
+		a.MemoryAdapter.BroadcastWithAck(packet, opts, func(n int) {
+			a.respond(typeBroadcastClientCount, clientCountResponse{Type: typeBroadcastClientCount, RequestID: id, ClientCount: uint64(max(n, 0))})
+		}, func(arg any) {
+			payload, err := encodeBroadcastAck(id, []any{arg})
 			if err != nil {
 				a.dropUnencodable(typeBroadcastAck.String(), err)
 				return
 			}
 			a.publish(a.ch.response, payload, typeBroadcastAck.String())
-		}, a.ackTimeout(opts))
+		})
 	}
 }
 
@@ -793,18 +719,18 @@ func (a *Adapter) firstArgJSON(args []any) json.RawMessage {
 // fetched describes local sockets for a REMOTE_FETCH response. A socket's
 // data that JSON cannot encode is sent as null (and counted), so that the
 // answer always goes out.
-func (a *Adapter) fetched(local []socket.SocketDetails) []fetchedSocket {
+func (a *Adapter) fetched(local []socketio.SocketInfo) []fetchedSocket {
 	out := make([]fetchedSocket, 0, len(local))
 	for _, s := range local {
-		data, err := json.Marshal(s.Data())
+		data, err := json.Marshal(s.Data)
 		if err != nil {
 			a.dropUnencodable("socket_data", err)
 			data = json.RawMessage("null")
 		}
 		out = append(out, fetchedSocket{
-			ID:        string(s.Id()),
-			Handshake: wireHandshakeOf(s.Handshake()),
-			Rooms:     sortedRooms(s.Rooms()),
+			ID:        s.ID,
+			Handshake: wireHandshakeOf(s.Handshake),
+			Rooms:     sortedRooms(s.Rooms),
 			Data:      data,
 		})
 	}
@@ -833,12 +759,12 @@ func (a *Adapter) onResponse(payload string) {
 		case typeBroadcastClientCount:
 			a.b.metrics.received.WithLabelValues(typeBroadcastClientCount.String()).Inc()
 			n, _ := toInt(resp["clientCount"])
-			a.b.spawn(func() { ar.clientCount(uint64(max(n, 0))) })
+			a.b.spawn(func() { ar.clientCount(int(max(n, 0))) })
 		case typeBroadcastAck:
 			a.b.metrics.received.WithLabelValues(typeBroadcastAck.String()).Inc()
 			// One response per client, as Node's ack(response.packet).
 			packet := resp["packet"]
-			a.b.spawn(func() { ar.ack([]any{packet}, nil) })
+			a.b.spawn(func() { ar.ack(packet) })
 		}
 		return
 	}
@@ -892,21 +818,4 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
-}
-
-func roomStrings(rooms []socket.Room) []string {
-	out := make([]string, len(rooms))
-	for i, r := range rooms {
-		out[i] = string(r)
-	}
-	return out
-}
-
-func toRooms(v any) []socket.Room {
-	ss := toStrings(v)
-	out := make([]socket.Room, len(ss))
-	for i, s := range ss {
-		out[i] = socket.Room(s)
-	}
-	return out
 }

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
+
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // markers makes every server broadcast "marker" to the whole namespace
@@ -94,7 +94,7 @@ func TestBroadcastAcrossServers(t *testing.T) {
 			map[*client]int{a: 0, b: 0, cc: 1, d: 0})
 	})
 	t.Run("one socket", func(t *testing.T) {
-		check(t, "direct", func() error { return s2.nsp("/tasks").To(socket.Room(b.id())).Emit("direct") },
+		check(t, "direct", func() error { return s2.nsp("/tasks").To(b.id()).Emit("direct") },
 			map[*client]int{a: 0, b: 1, cc: 0, d: 0})
 	})
 	t.Run("local", func(t *testing.T) {
@@ -152,9 +152,9 @@ func TestBroadcastWithAck(t *testing.T) {
 		args []any
 		err  error
 	}
-	emit := func(op *socket.BroadcastOperator) result {
+	emit := func(op socketio.BroadcastOperator) result {
 		done := make(chan result, 1)
-		op.EmitWithAck("ping", 1)(func(args []any, err error) { done <- result{args, err} })
+		op.EmitWithAck(func(args []any, err error) { done <- result{args, err} }, "ping", 1)
 		select {
 		case r := <-done:
 			return r
@@ -174,7 +174,7 @@ func TestBroadcastWithAck(t *testing.T) {
 	markers(c, "/", a, b, b2)
 	expectCounts(t, "ping", map[*client]int{a: 1, b: 1, b2: 0})
 
-	r = emit(s1.nsp("/").Timeout(3 * time.Second))
+	r = emit(s1.nsp("/").To().Timeout(3 * time.Second))
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -209,7 +209,7 @@ func TestBroadcastWithAckOnTheWire(t *testing.T) {
 	req = appendInt(appendString(req, "type"), 7)
 	req = appendString(req, "packet")
 	req, _ = appendValue(req, map[string]any{"type": 2, "data": []any{"ping"}, "nsp": "/"})
-	req = appendOpts(appendString(req, "opts"), []string{"r"}, []string{}, &socket.BroadcastFlags{Timeout: dur(time.Second)})
+	req = appendOpts(appendString(req, "opts"), []string{"r"}, []string{}, &socketio.BroadcastFlags{Timeout: time.Second})
 	if err := s0.client.Publish(context.Background(), c.prefix+"-request#/#", req).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -243,12 +243,12 @@ func TestBroadcastWithAckTimeoutRace(t *testing.T) {
 			defer wg.Done()
 			timeout := time.Duration(50+5*(i%10)) * time.Millisecond
 			done := make(chan struct{})
-			s0.nsp("/").Timeout(timeout).EmitWithAck("race", i)(func(args []any, err error) {
+			s0.nsp("/").To().Timeout(timeout).EmitWithAck(func(args []any, err error) {
 				if err == nil {
 					errs <- fmt.Errorf("broadcast %d completed although a client never answers", i)
 				}
 				close(done)
-			})
+			}, "race", i)
 			select {
 			case <-done:
 			case <-time.After(wait):
@@ -267,12 +267,9 @@ func TestBroadcastWithAckTimeoutRace(t *testing.T) {
 		defer ad.mu.Unlock()
 		return len(ad.acks) == 0
 	})
-	// The silent client's server forgets what it waited for, too.
-	sock, ok := s1.nsp("/").Sockets().Load(silent.id())
-	if !ok {
+	if s1.nsp("/").Socket(silent.id()) == nil {
 		t.Fatal("silent socket gone")
 	}
-	eventually(t, wait, "pending client acks forgotten", func() bool { return sock.Acks().Len() == 0 })
 }
 
 // TestFetchSockets: fetchSockets returns the sockets of every server with
@@ -291,22 +288,23 @@ func TestFetchSockets(t *testing.T) {
 	if got := socketNames(sockets); got != "a b" {
 		t.Fatalf("sockets in r1: %s", got)
 	}
-	var rb *socket.RemoteSocket
-	for _, s := range sockets {
-		if s.Id() == b.id() {
-			rb = s
+	var rb *socketio.SocketInfo
+	for i := range sockets {
+		if sockets[i].ID == b.id() {
+			rb = &sockets[i]
 		}
 	}
 	if rb == nil {
 		t.Fatal("b missing")
 	}
-	want := []string{string(b.id()), "r1", "r2"}
+	want := []string{b.id(), "r1", "r2"}
 	slices.Sort(want)
-	if got := sortedRooms(rb.Rooms()); !reflect.DeepEqual(got, want) {
+	if got := sortedRooms(rb.Rooms); !reflect.DeepEqual(got, want) {
 		t.Errorf("b's rooms %v", got)
 	}
-	if rb.Handshake() == nil || rb.Handshake().Auth["name"] != "b" || rb.Handshake().Address == "" {
-		t.Errorf("b's handshake %+v", rb.Handshake())
+	if rb.Handshake.Auth["name"] != "b" || rb.Handshake.Address == "" || rb.Handshake.Time.IsZero() ||
+		rb.Handshake.Headers.Get("User-Agent") == "" {
+		t.Errorf("b's handshake %+v", rb.Handshake)
 	}
 
 	all, err := fetch(s2.nsp("/tasks").Except("r1"))
@@ -318,15 +316,22 @@ func TestFetchSockets(t *testing.T) {
 	}
 
 	// A remote socket is reachable: emit, join, leave, disconnect.
-	if err := rb.Emit("direct", "hi"); err != nil {
+	if err := s0.nsp("/tasks").To(rb.ID).Emit("direct", "hi"); err != nil {
 		t.Fatal(err)
 	}
 	b.waitCount("direct", 1)
-	rb.Join("joined")
-	eventually(t, wait, "b in joined", func() bool { return s1.adapter("/tasks").hasRoom("joined") })
-	rb.Leave("joined")
-	eventually(t, wait, "b out of joined", func() bool { return !s1.adapter("/tasks").hasRoom("joined") })
-	rb.Disconnect(false)
+	ad, ctx := s0.adapter("/tasks"), context.Background()
+	if err := ad.RemoteJoin(ctx, rb.ID, "joined"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, wait, "b in joined", func() bool { return s1.adapter("/tasks").HasRoom("joined") })
+	if err := ad.RemoteLeave(ctx, rb.ID, "joined"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, wait, "b out of joined", func() bool { return !s1.adapter("/tasks").HasRoom("joined") })
+	if err := ad.RemoteDisconnect(ctx, rb.ID, false); err != nil {
+		t.Fatal(err)
+	}
 	b.waitCount("disconnect", 1)
 	if a.count("disconnect") != 0 {
 		t.Error("a disconnected too")
@@ -338,22 +343,17 @@ func TestFetchSockets(t *testing.T) {
 
 // fetcher is a namespace or a broadcast operator.
 type fetcher interface {
-	FetchSockets() func(func([]*socket.RemoteSocket, error))
+	FetchSockets(ctx context.Context) ([]socketio.SocketInfo, error)
 }
 
-func fetch(op fetcher) ([]*socket.RemoteSocket, error) {
-	var (
-		sockets []*socket.RemoteSocket
-		err     error
-	)
-	op.FetchSockets()(func(s []*socket.RemoteSocket, e error) { sockets, err = s, e })
-	return sockets, err
+func fetch(op fetcher) ([]socketio.SocketInfo, error) {
+	return op.FetchSockets(context.Background())
 }
 
-func socketNames(sockets []*socket.RemoteSocket) string {
+func socketNames(sockets []socketio.SocketInfo) string {
 	var names []string
 	for _, s := range sockets {
-		m, _ := s.Data().(map[string]any)
+		m, _ := s.Data.(map[string]any)
 		names = append(names, fmt.Sprint(m["name"]))
 	}
 	sort.Strings(names)
@@ -385,9 +385,9 @@ func TestRequestsCompleteWhenAServerNeverAnswers(t *testing.T) {
 	s0, s1 := c.servers[0], c.servers[1]
 	s0.connect("/", "a", []string{"r"})
 	s1.connect("/", "b", []string{"r"})
-	_ = s1.nsp("/").On("question", func(args ...any) {
-		if ack, ok := args[len(args)-1].(socket.Ack); ok {
-			ack([]any{"answer"}, nil)
+	s1.nsp("/").OnServerSideEmit("question", func(args []any, ack socketio.Ack) {
+		if ack != nil {
+			ack("answer")
 		}
 	})
 	zombie(t, c, "/")
@@ -417,32 +417,24 @@ func TestRequestsCompleteWhenAServerNeverAnswers(t *testing.T) {
 		start := time.Now()
 		rooms, err := s0.adapter("/").AllRooms(context.Background())
 		checkTimeout(t, "allRooms", start, err)
-		if !rooms.Has("r") || rooms.Len() != 3 { // r and the two socket ids
-			t.Errorf("rooms %v", rooms.Keys())
+		if !slices.Contains(rooms, "r") || len(rooms) != 3 { // r and the two socket ids
+			t.Errorf("rooms %v", rooms)
 		}
 	})
 	t.Run("sockets", func(t *testing.T) {
 		start := time.Now()
-		sids, err := s0.adapter("/").ClusterSockets(context.Background(), types.NewSet[socket.Room]("r"))
+		sids, err := s0.adapter("/").ClusterSockets(context.Background(), []string{"r"})
 		checkTimeout(t, "sockets", start, err)
-		if sids.Len() != 2 {
-			t.Errorf("sids %v", sids.Keys())
+		if len(sids) != 2 {
+			t.Errorf("sids %v", sids)
 		}
 	})
 	t.Run("serverSideEmitWithAck", func(t *testing.T) {
 		start := time.Now()
-		type result struct {
-			args []any
-			err  error
-		}
-		done := make(chan result, 1)
-		if err := s0.nsp("/").ServerSideEmitWithAck("question")(func(args []any, err error) { done <- result{args, err} }); err != nil {
-			t.Fatal(err)
-		}
-		r := <-done
-		checkTimeout(t, "serverSideEmit", start, r.err)
-		if !reflect.DeepEqual(r.args, []any{"answer"}) {
-			t.Errorf("responses %#v", r.args)
+		args, err := s0.nsp("/").ServerSideEmitWithAck(context.Background(), "question")
+		checkTimeout(t, "serverSideEmit", start, err)
+		if !reflect.DeepEqual(args, []any{"answer"}) {
+			t.Errorf("responses %#v", args)
 		}
 	})
 	t.Run("remoteJoin of a socket nobody has", func(t *testing.T) {
@@ -470,7 +462,10 @@ func TestFetchSocketsAfterAPeerLeft(t *testing.T) {
 		t.Fatalf("%s %v", socketNames(got), err)
 	}
 	s2.close()
-	eventually(t, wait, "two servers left", func() bool { return s0.adapter("/").ServerCount() == 2 })
+	eventually(t, wait, "two servers left", func() bool {
+		n, err := s0.adapter("/").ServerCount(context.Background())
+		return err == nil && n == 2
+	})
 	start := time.Now()
 	got, err := fetch(s0.nsp("/"))
 	if err != nil || socketNames(got) != "a b" {
@@ -489,14 +484,13 @@ func TestServerSideEmit(t *testing.T) {
 	var mu sync.Mutex
 	got := map[string][]any{}
 	for _, s := range c.servers {
-		_ = s.nsp("/").On("hello", func(args ...any) {
+		s.nsp("/").OnServerSideEmit("hello", func(args []any, _ socketio.Ack) {
 			mu.Lock()
 			got[s.name] = args
 			mu.Unlock()
 		})
-		_ = s.nsp("/").On("question", func(args ...any) {
-			ack := args[len(args)-1].(socket.Ack)
-			ack([]any{"answer-of-" + s.name, "ignored second argument"}, nil)
+		s.nsp("/").OnServerSideEmit("question", func(_ []any, ack socketio.Ack) {
+			ack("answer-of-"+s.name, "ignored second argument")
 		})
 	}
 	if err := c.servers[0].nsp("/").ServerSideEmit("hello", 1, "two", map[string]any{"three": 3}); err != nil {
@@ -517,20 +511,11 @@ func TestServerSideEmit(t *testing.T) {
 	mu.Unlock()
 
 	spy := newSpy(t, c.redis.Addr(), c.prefix+"-response#/#")
-	done := make(chan []any, 1)
-	if err := c.servers[0].nsp("/").ServerSideEmitWithAck("question", "?")(func(args []any, err error) {
-		if err != nil {
-			t.Error(err)
-		}
-		done <- args
-	}); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	answers, err := c.servers[0].nsp("/").ServerSideEmitWithAck(ctx, "question", "?")
+	if err != nil {
 		t.Fatal(err)
-	}
-	var answers []any
-	select {
-	case answers = <-done:
-	case <-time.After(wait):
-		t.Fatal("no answer")
 	}
 	if fmt.Sprint(sortedAny(answers)) != "[answer-of-s1 answer-of-s2]" {
 		t.Errorf("answers %#v", answers)
@@ -550,11 +535,8 @@ func TestServerSideEmit(t *testing.T) {
 
 	// Alone in the cluster: the ack gets no answer and no error at once.
 	solo := newCluster(t, 1, nil).servers[0]
-	if err := solo.nsp("/").ServerSideEmitWithAck("question")(func(args []any, err error) { done <- append(args, err) }); err != nil {
-		t.Fatal(err)
-	}
-	if r := <-done; !reflect.DeepEqual(r, []any{nil}) {
-		t.Errorf("alone: %#v", r)
+	if r, err := solo.nsp("/").ServerSideEmitWithAck(ctx, "question"); err != nil || len(r) != 0 {
+		t.Errorf("alone: %#v %v", r, err)
 	}
 }
 
@@ -568,8 +550,7 @@ func TestSocketsJoinLeaveDisconnect(t *testing.T) {
 	b := s1.connect("/", "b", []string{"r1"})
 	other := s1.connect("/", "other", []string{"r2"})
 	inRoom := func(s *server, cl *client, room string) bool {
-		rooms := s.adapter("/").SocketRooms(cl.id())
-		return rooms != nil && rooms.Has(socket.Room(room))
+		return slices.Contains(s.rooms("/", cl), room)
 	}
 
 	s0.nsp("/").In("r1").SocketsJoin("joined", "also")
@@ -616,19 +597,19 @@ func TestClusterSocketsAndAllRooms(t *testing.T) {
 	a := c.servers[0].connect("/", "a", []string{"r1"})
 	b := c.servers[1].connect("/", "b", []string{"r2"})
 	ad := c.servers[0].adapter("/")
-	sids, err := ad.ClusterSockets(context.Background(), types.NewSet[socket.Room]("r1", "r2"))
-	if err != nil || sids.Len() != 2 || !sids.Has(a.id()) || !sids.Has(b.id()) {
-		t.Errorf("sockets %v %v", sids.Keys(), err)
+	sids, err := ad.ClusterSockets(context.Background(), []string{"r1", "r2"})
+	if err != nil || len(sids) != 2 || !slices.Contains(sids, a.id()) || !slices.Contains(sids, b.id()) {
+		t.Errorf("sockets %v %v", sids, err)
 	}
-	sids, err = ad.ClusterSockets(context.Background(), types.NewSet[socket.Room]("r2"))
-	if err != nil || sids.Len() != 1 || !sids.Has(b.id()) {
-		t.Errorf("sockets of r2 %v %v", sids.Keys(), err)
+	sids, err = ad.ClusterSockets(context.Background(), []string{"r2"})
+	if err != nil || len(sids) != 1 || !slices.Contains(sids, b.id()) {
+		t.Errorf("sockets of r2 %v %v", sids, err)
 	}
 	rooms, err := ad.AllRooms(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{string(a.id()), string(b.id()), "r1", "r2"}
+	want := []string{a.id(), b.id(), "r1", "r2"}
 	slices.Sort(want)
 	if got := sortedRooms(rooms); !reflect.DeepEqual(got, want) {
 		t.Errorf("rooms %v want %v", got, want)
@@ -654,9 +635,11 @@ func TestHandlersMayWaitForRequests(t *testing.T) {
 		sockets, err := fetch(s1.nsp("/"))
 		results <- result{socketNames(sockets), err, time.Since(start)}
 	}
-	_ = s1.nsp("/").On("probe", func(...any) { probe() })
-	_ = s1.nsp("/").On("connection", func(args ...any) {
-		_ = args[0].(*socket.Socket).On("disconnect", func(...any) { probe() })
+	s1.nsp("/").OnServerSideEmit("probe", func([]any, socketio.Ack) { probe() })
+	s1.nsp("/").OnDisconnect(func(s *socketio.Socket, _ string) {
+		if m, _ := s.Data().(map[string]any); m["name"] == "c" {
+			probe()
+		}
 	})
 	s1.connect("/", "c", []string{"doomed"}) // connected after the handler is set
 
@@ -678,7 +661,7 @@ func TestHandlersMayWaitForRequests(t *testing.T) {
 
 	// An acknowledgement callback, completed by another server's answer.
 	s0.connect("/", "acker", []string{"ackers"}, acking("ok"))
-	s1.nsp("/").To("ackers").Timeout(wait).EmitWithAck("ping")(func(args []any, err error) { probe() })
+	s1.nsp("/").To("ackers").Timeout(wait).EmitWithAck(func(args []any, err error) { probe() }, "ping")
 	check("acknowledgement callback", "a acker b c")
 
 	s0.nsp("/").In("doomed").DisconnectSockets(false)

@@ -4,14 +4,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
-	"github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // benchPacket is a typical vantage6 event.
-func benchPacket() *parser.Packet {
-	return &parser.Packet{Type: parser.EVENT, Nsp: "/tasks", Data: []any{"new_task", map[string]any{
+func benchPacket() *socketio.Packet {
+	return &socketio.Packet{Type: socketio.PacketEvent, Nsp: "/tasks", Data: []any{"new_task", map[string]any{
 		"id": 12, "parent_id": nil, "collaboration_id": 1, "job_id": 7, "status": "pending", "init_org_id": 2,
 	}}}
 }
@@ -19,7 +17,7 @@ func benchPacket() *parser.Packet {
 func BenchmarkEncodeBroadcast(b *testing.B) {
 	p := benchPacket()
 	rooms := []string{"collaboration_1"}
-	flags := &socket.BroadcastFlags{}
+	flags := &socketio.BroadcastFlags{}
 	buf := make([]byte, 0, 256)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -53,7 +51,7 @@ func BenchmarkPublish(b *testing.B) {
 	c := newBenchCluster(b)
 	s := c.servers[0]
 	ad := s.adapter("/tasks")
-	opts := &socket.BroadcastOptions{Rooms: types.NewSet[socket.Room]("collaboration_1"), Except: types.NewSet[socket.Room]()}
+	opts := socketio.BroadcastOptions{Rooms: []string{"collaboration_1"}}
 	published := s.builder.metrics.published.WithLabelValues("broadcast")
 	before := testCounter(published)
 	b.ReportAllocs()
@@ -80,7 +78,7 @@ func BenchmarkBroadcastAcrossServers(b *testing.B) {
 	c := newBenchCluster(b)
 	s0, s1 := c.servers[0], c.add(func(cfg *Config) { cfg.QueueSize = 1 << 20 })
 	ad := s0.adapter("/tasks")
-	opts := &socket.BroadcastOptions{Rooms: types.NewSet[socket.Room](), Except: types.NewSet[socket.Room]()}
+	opts := socketio.BroadcastOptions{}
 	received := s1.builder.metrics.received.WithLabelValues("broadcast")
 	before := testCounter(received)
 	b.ReportAllocs()

@@ -10,8 +10,9 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/zishang520/socket.io/servers/socket/v3"
 	"go.uber.org/zap"
+
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // ErrClosed is the error of a request cut short because its adapter or
@@ -19,10 +20,10 @@ import (
 var ErrClosed = errors.New("redis adapter: closed")
 
 // Builder makes the Redis adapter of each namespace of a Socket.IO server
-// (it is the server's socket.AdapterConstructor) and owns what they share:
+// (its New is the server's socketio.AdapterFactory) and owns what they share:
 // one subscription connection and five goroutines: a reader, a dispatcher
 // of broadcasts and requests, a dispatcher of responses, a publisher and
-// a supervisor. Use one Builder per socket.io Server.
+// a supervisor. Use one Builder per socketio.Server.
 type Builder struct {
 	cfg     Config
 	log     *zap.Logger
@@ -50,8 +51,6 @@ type Builder struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 }
-
-var _ socket.AdapterConstructor = (*Builder)(nil)
 
 // inbound is a message read from Redis.
 type inbound struct {
@@ -126,9 +125,9 @@ func NewBuilder(cfg Config) (*Builder, error) {
 	return b, nil
 }
 
-// New returns the adapter of nsp; it implements socket.AdapterConstructor.
+// New returns the adapter of nsp: pass it as socketio.Config.Adapter.
 // After Close, the adapter it returns delivers locally only.
-func (b *Builder) New(nsp socket.Namespace) socket.Adapter {
+func (b *Builder) New(nsp *socketio.Namespace) socketio.Adapter {
 	a := newAdapter(b, nsp)
 	if !b.register(a) {
 		a.shutdown()

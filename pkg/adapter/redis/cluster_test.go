@@ -112,12 +112,12 @@ func TestRedisCluster(t *testing.T) {
 		t.Errorf("fetchSockets: %s %v", socketNames(sockets), err)
 	}
 	done := make(chan []any, 1)
-	s0.nsp("/").Timeout(wait).EmitWithAck("ping")(func(args []any, err error) {
+	s0.nsp("/").To().Timeout(wait).EmitWithAck(func(args []any, err error) {
 		if err != nil {
 			t.Error(err)
 		}
 		done <- args
-	})
+	}, "ping")
 	if got := fmt.Sprint(sortedAny(<-done)); got != "[a b]" {
 		t.Errorf("acks %s", got)
 	}
@@ -126,7 +126,7 @@ func TestRedisCluster(t *testing.T) {
 	for _, addr := range addrs {
 		newSpy(t, addr, c.prefix+"-request#/#")
 	}
-	if n := s0.adapter("/").ServerCount(); n != 5 {
-		t.Errorf("server count %d, want 2 servers + 3 subscribers", n)
+	if n, err := s0.adapter("/").ServerCount(context.Background()); err != nil || n != 5 {
+		t.Errorf("server count %d (%v), want 2 servers + 3 subscribers", n, err)
 	}
 }

@@ -1,5 +1,5 @@
-// Package redis is a Socket.IO adapter for github.com/zishang520/socket.io
-// (servers/socket/v3) that links servers through Redis pub/sub, speaking
+// Package redis is a Socket.IO adapter for pkg/socketio that links
+// servers through Redis pub/sub, speaking
 // the wire format of Node's @socket.io/redis-adapter 8.3.0 (classic
 // pub/sub, not sharded) and @socket.io/redis-emitter 5.1.0, so Go and
 // Node servers and Node emitters can share one cluster.
@@ -8,14 +8,12 @@
 //
 //	b, err := redis.NewBuilder(redis.Config{Client: client, Logger: log, Registerer: reg})
 //	...
-//	opts := socket.DefaultServerOptions()
-//	opts.SetAdapter(b)
-//	io := socket.NewServer(nil, opts)
+//	io, err := socketio.NewServer(socketio.Config{Adapter: b.New})
 //	...
-//	io.Close(nil) // closes every namespace's adapter
-//	b.Close()     // stops the Builder's goroutines
+//	io.Shutdown(ctx) // closes every namespace's adapter
+//	b.Close()        // stops the Builder's goroutines
 //
-// One Builder serves one socket.io Server: it holds one subscription
+// One Builder serves one socketio.Server: it holds one subscription
 // connection for all namespaces, a reader, a dispatcher that handles
 // broadcasts and requests one at a time in Redis's order, another for
 // responses, a publisher and a supervisor. Listeners of server-side
@@ -68,8 +66,7 @@
 //     server skips BROADCAST requests with its own uid as well as its own
 //     request ids: it never delivers its own broadcast twice.
 //   - Remote BROADCAST requests are delivered with their volatile and
-//     compress flags (Node drops the flags), and pending client acks of a
-//     broadcast are forgotten after its timeout on every server.
+//     compress flags (Node drops the flags).
 //   - A request waits RequestTimeout in all, PUBSUB NUMSUB included, and
 //     its error is a *TimeoutError that says how many of how many servers
 //     answered.
@@ -78,7 +75,7 @@
 //     the queue is full or when they could not be published within
 //     PublishTimeout.
 //
-// Beyond socket.Adapter, *Adapter has AllRooms, ClusterSockets (SOCKETS),
+// Beyond socketio.Adapter, *Adapter has ClusterSockets (SOCKETS),
 // RemoteJoin, RemoteLeave and RemoteDisconnect (the one-socket forms of
 // REMOTE_JOIN, REMOTE_LEAVE and REMOTE_DISCONNECT).
 //

@@ -6,7 +6,8 @@ import (
 	"fmt"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
+
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // emitterUID is the uid of messages from an emitter, as Node's
@@ -44,7 +45,7 @@ func (e *Emitter) Emit(ctx context.Context, nsp string, rooms, except []string, 
 	if event == "" {
 		return errors.New("redis emitter: empty event name")
 	}
-	p := &parser.Packet{Type: parser.EVENT, Nsp: nsp, Data: append([]any{event}, args...)}
+	p := &socketio.Packet{Type: socketio.PacketEvent, Nsp: nsp, Data: append([]any{event}, args...)}
 	// [uid, packet, {rooms, flags, except}]: the emitter's order of the
 	// options (a server's broadcasts say {rooms, except, flags}).
 	b := appendString(appendArrayHeader(make([]byte, 0, 256), 3), emitterUID)

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
@@ -15,14 +16,15 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	goredis "github.com/redis/go-redis/v9"
 	gosio "github.com/zishang520/socket.io/clients/socket/v3"
-	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/eventserver/eventserver/internal/testclient"
 	"github.com/eventserver/eventserver/internal/testwait"
+	"github.com/eventserver/eventserver/pkg/engineio"
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // wait is how long a test waits for something that should happen at once.
@@ -72,7 +74,7 @@ type cluster struct {
 type server struct {
 	t       testing.TB
 	name    string
-	io      *socket.Server
+	io      *socketio.Server
 	http    *httptest.Server
 	builder *Builder
 	client  goredis.UniversalClient
@@ -138,30 +140,35 @@ func (c *cluster) add(mutate func(*Config)) *server {
 		t.Fatal(err)
 	}
 	s.builder = b
-	opts := socket.DefaultServerOptions()
-	opts.SetAdapter(b)
-	s.io = socket.NewServer(nil, opts)
-	for _, nsp := range []string{"/", "/tasks"} {
-		s.io.Of(nsp, nil).Use(joinFromAuth)
+	// fetchSockets reports the kept headers (wire_test checks Node's shape).
+	io, err := socketio.NewServer(socketio.Config{Adapter: b.New, Engine: engineio.Config{KeepHeaders: []string{"User-Agent"}}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	s.http = httptest.NewServer(s.io.ServeHandler(nil))
+	s.io = io
+	for _, nsp := range []string{"/", "/tasks"} {
+		s.io.Of(nsp).OnConnection(joinFromAuth)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/socket.io/", s.io)
+	s.http = httptest.NewServer(mux)
 	t.Cleanup(s.close)
 	c.servers = append(c.servers, s)
 	eventually(t, wait, s.name+" ready", b.Ready)
 	return s
 }
 
-// joinFromAuth joins the rooms a test client names in its auth, before
-// the client is told it is connected, and keeps its name as socket data.
-func joinFromAuth(s *socket.Socket, next func(*socket.ExtendedError)) {
+// joinFromAuth joins the rooms a test client names in its auth and keeps
+// its name as socket data (a socket joins rooms once connected: connect
+// waits for them).
+func joinFromAuth(s *socketio.Socket) {
 	auth := s.Handshake().Auth
 	if rooms, ok := auth["rooms"].([]any); ok {
 		for _, r := range rooms {
-			s.Join(socket.Room(fmt.Sprint(r)))
+			s.Join(fmt.Sprint(r))
 		}
 	}
 	s.SetData(map[string]any{"name": auth["name"]})
-	next(nil)
 }
 
 // close stops the server: the socket.io server (which closes its
@@ -170,7 +177,11 @@ func (s *server) close() {
 	if s.closed.Swap(true) {
 		return
 	}
-	s.io.Close(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := s.io.Shutdown(ctx); err != nil {
+		s.t.Error(err)
+	}
 	if err := s.builder.Close(); err != nil {
 		s.t.Error(err)
 	}
@@ -178,7 +189,7 @@ func (s *server) close() {
 	_ = s.client.Close()
 }
 
-func (s *server) nsp(name string) socket.Namespace { return s.io.Of(name, nil) }
+func (s *server) nsp(name string) *socketio.Namespace { return s.io.Of(name) }
 
 func (s *server) adapter(name string) *Adapter { return s.nsp(name).Adapter().(*Adapter) }
 
@@ -297,13 +308,26 @@ func (s *server) connect(nsp, name string, rooms []string, opts ...clientOpt) *c
 		if !sock.Connected() || sock.Id() == "" {
 			return false
 		}
-		_, ok := s.nsp(nsp).Sockets().Load(c.id())
-		return ok
+		sock := s.nsp(nsp).Socket(c.id())
+		if sock == nil {
+			return false
+		}
+		m, _ := sock.Data().(map[string]any)
+		return m["name"] == name && len(sock.Rooms()) == 1+len(rooms)
 	})
 	return c
 }
 
-func (c *client) id() socket.SocketId { return socket.SocketId(c.sock.Id()) }
+func (c *client) id() string { return string(c.sock.Id()) }
+
+// rooms are the rooms of the client's socket on s, nil when s does not
+// have it.
+func (s *server) rooms(nsp string, c *client) []string {
+	if sock := s.nsp(nsp).Socket(c.id()); sock != nil {
+		return sock.Rooms()
+	}
+	return nil
+}
 
 // count is how many times the client got event name.
 func (c *client) count(name string) int {

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/zishang520/socket.io/v3/pkg/types"
 )
 
 // This file is a MessagePack codec that makes the choices of notepack.io
@@ -221,6 +219,9 @@ func appendAny(b []byte, v any, depth int) ([]byte, error) {
 		if i, err := v.Int64(); err == nil {
 			return appendInt(b, i), nil
 		}
+		if u, err := strconv.ParseUint(string(v), 10, 64); err == nil {
+			return appendUint(b, u), nil
+		}
 		f, err := v.Float64()
 		if err != nil {
 			return b, fmt.Errorf("msgpack: %w", err)
@@ -266,12 +267,6 @@ func appendAny(b []byte, v any, depth int) ([]byte, error) {
 			}
 		}
 		return b, nil
-	case *types.StringBuffer:
-		// Text, as the Socket.IO parser treats it.
-		if v == nil {
-			return appendNil(b), nil
-		}
-		return appendString(b, v.String()), nil
 	case *strings.Reader:
 		if v == nil {
 			return appendNil(b), nil
@@ -293,7 +288,7 @@ func appendAny(b []byte, v any, depth int) ([]byte, error) {
 		}
 		return appendBin(b, buf[:n]), nil
 	case interface{ Bytes() []byte }:
-		// types.BufferInterface, *bytes.Buffer: binary, read without
+		// *bytes.Buffer and the like: binary, read without
 		// consuming it (local delivery reads it too).
 		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && rv.IsNil() {
 			return appendNil(b), nil

@@ -2,65 +2,52 @@ package redis
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/url"
 	"strings"
+	"time"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
-// remoteSocket is a socket of another server, as REMOTE_FETCH returns it.
-// BroadcastOperator.FetchSockets wraps it in a socket.RemoteSocket, whose
-// Emit, Join, Leave and Disconnect go through this adapter.
-type remoteSocket struct {
-	id        socket.SocketId
-	handshake *socket.Handshake
-	rooms     *types.Set[socket.Room]
-	data      any
-}
-
-var _ socket.SocketDetails = (*remoteSocket)(nil)
-
-func (r *remoteSocket) Id() socket.SocketId            { return r.id }
-func (r *remoteSocket) Handshake() *socket.Handshake   { return r.handshake }
-func (r *remoteSocket) Rooms() *types.Set[socket.Room] { return r.rooms }
-func (r *remoteSocket) Data() any                      { return r.data }
-
-// remoteSocketFrom reads one element of a REMOTE_FETCH response.
-func remoteSocketFrom(v any) (*remoteSocket, bool) {
+// remoteSocketFrom reads one element of a REMOTE_FETCH response: a socket
+// of another server, as FetchSockets returns it.
+func remoteSocketFrom(v any) (socketio.SocketInfo, bool) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, false
+		return socketio.SocketInfo{}, false
 	}
 	id, ok := m["id"].(string)
 	if !ok {
-		return nil, false
+		return socketio.SocketInfo{}, false
 	}
-	r := &remoteSocket{
-		id:        socket.SocketId(id),
-		handshake: handshakeFrom(m["handshake"]),
-		rooms:     types.NewSet[socket.Room](),
-		data:      m["data"],
-	}
-	for _, room := range toStrings(m["rooms"]) {
-		r.rooms.Add(socket.Room(room))
-	}
-	return r, true
+	return socketio.SocketInfo{
+		ID:        id,
+		Handshake: handshakeFrom(m["handshake"]),
+		Rooms:     toStrings(m["rooms"]),
+		Data:      m["data"],
+	}, true
 }
 
-// handshakeFrom reads a handshake; header and query values become string
-// or []string, as the library's own handshakes hold them.
-func handshakeFrom(v any) *socket.Handshake {
+// handshakeFrom reads a handshake in Node's shape. Header names become
+// canonical (http.Header.Get finds them); its time is "issued", the
+// milliseconds since the epoch.
+func handshakeFrom(v any) socketio.Handshake {
 	m, _ := v.(map[string]any)
-	h := &socket.Handshake{
-		Headers: types.IncomingHttpHeaders(stringValues(m["headers"])),
-		Query:   types.ParsedUrlQuery(stringValues(m["query"])),
+	h := socketio.Handshake{Headers: http.Header{}, Query: url.Values{}}
+	for k, vals := range stringValues(m["headers"]) {
+		for _, s := range vals {
+			h.Headers.Add(k, s)
+		}
 	}
-	h.Time, _ = m["time"].(string)
+	for k, vals := range stringValues(m["query"]) {
+		h.Query[k] = vals
+	}
 	h.Address, _ = m["address"].(string)
-	h.Xdomain, _ = m["xdomain"].(bool)
-	h.Secure, _ = m["secure"].(bool)
-	h.Issued, _ = toInt(m["issued"])
-	h.Url, _ = m["url"].(string)
+	h.URL, _ = m["url"].(string)
+	if ms, ok := toInt(m["issued"]); ok && ms > 0 {
+		h.Time = time.UnixMilli(ms)
+	}
 	if auth, ok := m["auth"].(map[string]any); ok {
 		h.Auth = auth
 	} else {
@@ -69,38 +56,48 @@ func handshakeFrom(v any) *socket.Handshake {
 	return h
 }
 
-func stringValues(v any) map[string]any {
+// stringValues reads a map of string or array values (numbers as JS prints
+// them), skipping anything else.
+func stringValues(v any) map[string][]string {
 	m, _ := v.(map[string]any)
-	out := make(map[string]any, len(m))
+	out := make(map[string][]string, len(m))
 	for k, e := range m {
 		switch e := e.(type) {
 		case []any:
 			out[k] = toStrings(e)
 		default:
 			if s, ok := toStr(e); ok {
-				out[k] = s
+				out[k] = []string{s}
 			}
 		}
 	}
 	return out
 }
 
-// wireHandshakeOf turns a local handshake into Node's shape.
-func wireHandshakeOf(h *socket.Handshake) wireHandshake {
-	if h == nil {
-		return wireHandshake{Headers: map[string]any{}, Query: map[string]any{}, Auth: map[string]any{}}
+// nodeDate is t as JavaScript's Date.prototype.toString prints it in UTC,
+// Node's handshake.time; empty for the zero time.
+func nodeDate(t time.Time) string {
+	if t.IsZero() {
+		return ""
 	}
+	return t.UTC().Format("Mon Jan 02 2006 15:04:05 GMT-0700") + " (Coordinated Universal Time)"
+}
+
+// wireHandshakeOf turns a local handshake into Node's shape. xdomain is
+// whether the request had an Origin header (Node's rule), as far as the
+// kept headers tell; secure is not known here and is false.
+func wireHandshakeOf(h socketio.Handshake) wireHandshake {
 	w := wireHandshake{
 		Headers: nodeValues(h.Headers, strings.ToLower), // Node's header names are lower case
-
-		Time:    h.Time,
+		Time:    nodeDate(h.Time),
 		Address: h.Address,
-		Xdomain: h.Xdomain,
-		Secure:  h.Secure,
-		Issued:  h.Issued,
-		URL:     h.Url,
+		Xdomain: h.Headers.Get("Origin") != "",
+		URL:     h.URL,
 		Query:   nodeValues(h.Query, nil),
 		Auth:    h.Auth,
+	}
+	if !h.Time.IsZero() {
+		w.Issued = h.Time.UnixMilli()
 	}
 	if w.Auth == nil {
 		w.Auth = map[string]any{}
@@ -112,25 +109,16 @@ func wireHandshakeOf(h *socket.Handshake) wireHandshake {
 
 // nodeValues turns a []string of one value into that value, as Node's
 // headers and parsed query hold it; key, if not nil, renames the keys.
-func nodeValues[M ~map[string]any](m M, key func(string) string) map[string]any {
+func nodeValues[M ~map[string][]string](m M, key func(string) string) map[string]any {
 	out := make(map[string]any, len(m))
 	for k, v := range m {
 		if key != nil {
 			k = key(k)
 		}
-		switch v := v.(type) {
-		case []string:
-			if len(v) == 1 {
-				out[k] = v[0]
-			} else {
-				out[k] = v
-			}
-		case string:
+		if len(v) == 1 {
+			out[k] = v[0]
+		} else {
 			out[k] = v
-		default:
-			if _, err := json.Marshal(v); err == nil {
-				out[k] = v
-			}
 		}
 	}
 	return out

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 func fast(cfg *Config) {
@@ -146,8 +146,8 @@ func TestRedisPaused(t *testing.T) {
 	a.waitCount("paused", 200)
 
 	start = time.Now()
-	if n := s0.adapter("/").ServerCount(); n != 1 {
-		t.Errorf("server count %d with Redis paused", n)
+	if n, err := s0.adapter("/").ServerCount(context.Background()); n != 1 || err == nil {
+		t.Errorf("server count %d (%v) with Redis paused", n, err)
 	}
 	if took := time.Since(start); took > 600*time.Millisecond {
 		t.Errorf("ServerCount took %s (publish timeout 300ms)", took)
@@ -158,7 +158,7 @@ func TestRedisPaused(t *testing.T) {
 		t.Errorf("fetchSockets: %s %v after %s (request timeout 1s)", socketNames(sockets), err, took)
 	}
 	acked := make(chan error, 1)
-	if err := s0.nsp("/").ServerSideEmitWithAck("q")(func(_ []any, err error) { acked <- err }); err != nil {
+	if err := s0.nsp("/").Adapter().ServerSideEmit([]any{"q"}, func(_ []any, err error) { acked <- err }); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -187,7 +187,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	s0 := c.servers[0]
 	zombie(t, c, "/")
 	acked := make(chan error, 1)
-	if err := s0.nsp("/").ServerSideEmitWithAck("q")(func(_ []any, err error) { acked <- err }); err != nil {
+	if err := s0.nsp("/").Adapter().ServerSideEmit([]any{"q"}, func(_ []any, err error) { acked <- err }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, wait, "request pending", func() bool {
@@ -266,19 +266,25 @@ func TestUnreachableRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := socket.DefaultServerOptions()
-	opts.SetAdapter(b)
-	io := socket.NewServer(nil, opts)
+	io, err := socketio.NewServer(socketio.Config{Adapter: b.New})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsp := io.Of("/")
 	stays(t, time.Second, "not ready without Redis", func() bool { return !b.Ready() })
 	attempts := testCounter(b.metrics.redisErrors.WithLabelValues(opReceive))
 	if attempts < 3 || attempts > 15 {
 		t.Errorf("%v connection attempts in 1s with a 100ms retry pause", attempts)
 	}
-	if err := io.Sockets().Emit("x"); err != nil {
+	if err := nsp.Emit("x"); err != nil {
 		t.Error(err)
 	}
 	start := time.Now()
-	io.Close(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := io.Shutdown(ctx); err != nil {
+		t.Error(err)
+	}
 	if err := b.Close(); err != nil {
 		t.Error(err)
 	}
@@ -298,7 +304,7 @@ func TestInboundQueueOverflow(t *testing.T) {
 	b := s1.connect("/", "b", nil)
 	release := make(chan struct{})
 	blocked := make(chan struct{})
-	_ = s1.nsp("/").On("block", func(...any) {
+	s1.nsp("/").OnServerSideEmit("block", func([]any, socketio.Ack) {
 		close(blocked)
 		<-release
 	})

@@ -11,9 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
-	"github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
+	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // requestType is the `type` of a request or response, exactly the
@@ -109,39 +107,29 @@ func newID() string {
 
 // ---- broadcast messages: msgpack [uid, packet, {rooms, except, flags}] ----
 
-// sortedRooms returns the rooms of a set as a sorted, never nil, slice.
-func sortedRooms(s *types.Set[socket.Room]) []string {
-	if s == nil {
-		return []string{}
-	}
-	keys := s.Keys()
-	out := make([]string, len(keys))
-	for i, k := range keys {
-		out[i] = string(k)
-	}
+// sortedRooms returns rooms sorted, without duplicates and never nil: a
+// set, as Node's adapter holds them.
+func sortedRooms(rooms []string) []string {
+	out := make([]string, len(rooms))
+	copy(out, rooms)
 	slices.Sort(out)
-	return out
+	return slices.Compact(out)
 }
 
-func optsRooms(opts *socket.BroadcastOptions) (rooms, except []string) {
-	if opts == nil {
-		return []string{}, []string{}
-	}
+func optsRooms(opts socketio.BroadcastOptions) (rooms, except []string) {
 	return sortedRooms(opts.Rooms), sortedRooms(opts.Except)
 }
 
-func isLocal(opts *socket.BroadcastOptions) bool {
-	return opts != nil && opts.Flags != nil && opts.Flags.Local
-}
+func isLocal(opts socketio.BroadcastOptions) bool { return opts.Flags.Local }
 
 // appendPacket appends a Socket.IO packet as Node's adapter sends it:
 // {type, data, nsp}, plus id when it has one.
-func appendPacket(b []byte, p *parser.Packet) ([]byte, error) {
+func appendPacket(b []byte, p *socketio.Packet) ([]byte, error) {
 	n := 2
 	if p.Data != nil {
 		n++
 	}
-	if p.Id != nil {
+	if p.ID != nil {
 		n++
 	}
 	b = appendMapHeader(b, n)
@@ -156,9 +144,9 @@ func appendPacket(b []byte, p *parser.Packet) ([]byte, error) {
 	}
 	b = appendString(b, "nsp")
 	b = appendString(b, p.Nsp)
-	if p.Id != nil {
+	if p.ID != nil {
 		b = appendString(b, "id")
-		b = appendUint(b, *p.Id)
+		b = appendUint(b, *p.ID)
 	}
 	return b, nil
 }
@@ -166,7 +154,7 @@ func appendPacket(b []byte, p *parser.Packet) ([]byte, error) {
 // appendFlags appends the flags Node's BroadcastOperator sets, each only
 // when set; timeout is in milliseconds. Local is never sent: a local
 // broadcast is not published.
-func appendFlags(b []byte, f *socket.BroadcastFlags) []byte {
+func appendFlags(b []byte, f *socketio.BroadcastFlags) []byte {
 	if f == nil {
 		return appendMapHeader(b, 0)
 	}
@@ -177,7 +165,7 @@ func appendFlags(b []byte, f *socket.BroadcastFlags) []byte {
 	if f.Compress != nil {
 		n++
 	}
-	if f.Timeout != nil {
+	if f.Timeout > 0 {
 		n++
 	}
 	if f.ExpectSingleResponse {
@@ -190,7 +178,7 @@ func appendFlags(b []byte, f *socket.BroadcastFlags) []byte {
 	if f.Compress != nil {
 		b = appendBool(appendString(b, "compress"), *f.Compress)
 	}
-	if f.Timeout != nil {
+	if f.Timeout > 0 {
 		b = appendInt(appendString(b, "timeout"), f.Timeout.Milliseconds())
 	}
 	if f.ExpectSingleResponse {
@@ -200,7 +188,7 @@ func appendFlags(b []byte, f *socket.BroadcastFlags) []byte {
 }
 
 // appendOpts appends {rooms, except, flags}; the arrays are [] when empty.
-func appendOpts(b []byte, rooms, except []string, flags *socket.BroadcastFlags) []byte {
+func appendOpts(b []byte, rooms, except []string, flags *socketio.BroadcastFlags) []byte {
 	b = appendMapHeader(b, 3)
 	b = appendStrings(appendString(b, "rooms"), rooms)
 	b = appendStrings(appendString(b, "except"), except)
@@ -208,7 +196,7 @@ func appendOpts(b []byte, rooms, except []string, flags *socket.BroadcastFlags) 
 }
 
 // encodeBroadcast encodes a broadcast message.
-func encodeBroadcast(b []byte, uid string, p *parser.Packet, rooms, except []string, flags *socket.BroadcastFlags) ([]byte, error) {
+func encodeBroadcast(b []byte, uid string, p *socketio.Packet, rooms, except []string, flags *socketio.BroadcastFlags) ([]byte, error) {
 	b = appendArrayHeader(b, 3)
 	b = appendString(b, uid)
 	b, err := appendPacket(b, p)
@@ -221,8 +209,8 @@ func encodeBroadcast(b []byte, uid string, p *parser.Packet, rooms, except []str
 // broadcastMessage is a decoded broadcast message.
 type broadcastMessage struct {
 	uid    string
-	packet *parser.Packet // nil when the message had none
-	opts   *socket.BroadcastOptions
+	packet *socketio.Packet // nil when the message had none
+	opts   socketio.BroadcastOptions
 }
 
 var errMalformed = errors.New("malformed message")
@@ -258,47 +246,52 @@ func decodeBroadcast(payload string) (*broadcastMessage, error) {
 
 // packetFrom builds a packet from its wire object. A missing nsp is "/",
 // as in Node. BINARY_EVENT and BINARY_ACK become EVENT and ACK: the local
-// encoder finds the binary parts again.
-func packetFrom(m map[string]any) (*parser.Packet, error) {
+// encoder finds the binary parts again. Data must be an array when
+// present.
+func packetFrom(m map[string]any) (*socketio.Packet, error) {
 	t, ok := toInt(m["type"])
 	if !ok {
 		return nil, fmt.Errorf("%w: packet without a type", errMalformed)
 	}
-	p := &parser.Packet{Type: parser.PacketType(t), Nsp: "/", Data: m["data"]}
-	switch p.Type {
-	case parser.BINARY_EVENT:
-		p.Type = parser.EVENT
-	case parser.BINARY_ACK:
-		p.Type = parser.ACK
-	}
-	if !p.Type.Valid() {
+	if t < int64(socketio.PacketConnect) || t > int64(socketio.PacketBinaryAck) {
 		return nil, fmt.Errorf("%w: packet type %d", errMalformed, t)
+	}
+	p := &socketio.Packet{Type: socketio.PacketType(t), Nsp: "/"}
+	switch p.Type {
+	case socketio.PacketBinaryEvent:
+		p.Type = socketio.PacketEvent
+	case socketio.PacketBinaryAck:
+		p.Type = socketio.PacketAck
+	}
+	switch d := m["data"].(type) {
+	case nil:
+	case []any:
+		p.Data = d
+	default:
+		return nil, fmt.Errorf("%w: packet data is not an array", errMalformed)
 	}
 	if nsp, ok := m["nsp"].(string); ok {
 		p.Nsp = nsp
 	}
 	if id, ok := toInt(m["id"]); ok && id >= 0 {
 		u := uint64(id)
-		p.Id = &u
+		p.ID = &u
 	}
 	return p, nil
 }
 
 // optsFrom builds broadcast options from {rooms, except, flags}.
-func optsFrom(m map[string]any) *socket.BroadcastOptions {
+func optsFrom(m map[string]any) socketio.BroadcastOptions {
 	o := wireOptsFrom(m)
 	if f, ok := m["flags"].(map[string]any); ok {
 		o.Flags.Volatile, _ = f["volatile"].(bool)
 		if c, ok := f["compress"].(bool); ok {
 			o.Flags.Compress = &c
 		}
-		if ms, ok := toFloat(f["timeout"]); ok {
-			d := time.Duration(ms * float64(time.Millisecond))
-			o.Flags.Timeout = &d
+		if ms, ok := toFloat(f["timeout"]); ok && ms > 0 {
+			o.Flags.Timeout = time.Duration(ms * float64(time.Millisecond))
 		}
 		o.Flags.ExpectSingleResponse, _ = f["expectSingleResponse"].(bool)
-		o.Flags.Broadcast, _ = f["broadcast"].(bool)
-		o.Flags.Binary, _ = f["binary"].(bool)
 	}
 	return o
 }
@@ -311,7 +304,7 @@ type wireOpts struct {
 	Except []string `json:"except"`
 }
 
-func newWireOpts(opts *socket.BroadcastOptions) wireOpts {
+func newWireOpts(opts socketio.BroadcastOptions) wireOpts {
 	r, e := optsRooms(opts)
 	return wireOpts{Rooms: r, Except: e}
 }
@@ -422,7 +415,7 @@ type wireHandshake struct {
 
 // encodeBroadcastRequest encodes a BROADCAST request (msgpack, as Node):
 // {uid, requestId, type: 7, packet, opts: {rooms, except, flags}}.
-func encodeBroadcastRequest(uid, requestID string, p *parser.Packet, rooms, except []string, flags *socket.BroadcastFlags) ([]byte, error) {
+func encodeBroadcastRequest(uid, requestID string, p *socketio.Packet, rooms, except []string, flags *socketio.BroadcastFlags) ([]byte, error) {
 	b := make([]byte, 0, 128)
 	b = appendMapHeader(b, 5)
 	b = appendString(appendString(b, "uid"), uid)
@@ -538,18 +531,7 @@ func toStrings(v any) []string {
 }
 
 // wireOptsFrom reads the opts of a request into broadcast options.
-func wireOptsFrom(v any) *socket.BroadcastOptions {
+func wireOptsFrom(v any) socketio.BroadcastOptions {
 	m, _ := v.(map[string]any)
-	o := &socket.BroadcastOptions{
-		Rooms:  types.NewSet[socket.Room](),
-		Except: types.NewSet[socket.Room](),
-		Flags:  &socket.BroadcastFlags{},
-	}
-	for _, r := range toStrings(m["rooms"]) {
-		o.Rooms.Add(socket.Room(r))
-	}
-	for _, r := range toStrings(m["except"]) {
-		o.Except.Add(socket.Room(r))
-	}
-	return o
+	return socketio.BroadcastOptions{Rooms: toStrings(m["rooms"]), Except: toStrings(m["except"])}
 }
