@@ -144,8 +144,10 @@ func TestIdle(t *testing.T) {
 	if res.Connected != 20 || res.Alive != 20 || res.Error != "" {
 		t.Fatalf("result %+v", res)
 	}
-	// Each connection has at least its reader goroutine on the server.
-	if res.RSSAfterKiB <= 0 || res.LoadgenRSSKiB <= 0 || res.GoroutinesAfter < res.GoroutinesBefore+20 {
+	// Memory and goroutines were read (the server's goroutines from its
+	// /metrics; here the clients share its process, so no count per
+	// connection can be told apart: the lean core has none).
+	if res.RSSAfterKiB <= 0 || res.LoadgenRSSKiB <= 0 || res.GoroutinesBefore <= 0 || res.GoroutinesAfter <= 0 || res.MetricsError != "" {
 		t.Errorf("figures %+v", res)
 	}
 }
