@@ -417,14 +417,7 @@ func startProcClient(t testing.TB, name string, cmd *exec.Cmd) *client {
 		once.Do(func() {
 			send(map[string]any{"cmd": "disconnect"})
 			_ = c.stdin.Close()
-			exited := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(exited) }()
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
+			waitOrKill(cmd)
 			<-readDone
 			if t.Failed() && stderr.Len() > 0 {
 				t.Logf("%s stderr:\n%s", name, stderr.String())
@@ -433,6 +426,19 @@ func startProcClient(t testing.TB, name string, cmd *exec.Cmd) *client {
 	}
 	t.Cleanup(c.stop)
 	return c
+}
+
+// waitOrKill waits for a client process whose stdin was closed to exit,
+// and kills it after 10 s.
+func waitOrKill(cmd *exec.Cmd) {
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
 }
 
 const python = "/usr/bin/python3"

@@ -268,14 +268,7 @@ func startBrowser(t *testing.T, pages ...[2]string) map[string]*client {
 	t.Cleanup(func() {
 		_, _ = io.WriteString(stdin, `{"cmd":"disconnect"}`+"\n")
 		_ = stdin.Close()
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+		waitOrKill(cmd)
 		<-readDone
 		if t.Failed() {
 			for _, c := range append([]*client{browser}, slices.Collect(maps.Values(clients))...) {
