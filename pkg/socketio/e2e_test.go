@@ -334,3 +334,33 @@ func TestBroadcastAckTimeoutFreesPending(t *testing.T) {
 		return nil
 	})
 }
+
+// uncountedAdapter cannot count the servers of its cluster (Redis is down,
+// or the count timed out under load).
+type uncountedAdapter struct{ Adapter }
+
+func (uncountedAdapter) ServerCount(context.Context) (int, error) {
+	return 0, errors.New("servers cannot be counted")
+}
+
+// TestBroadcastAckUncountedServers: when the servers cannot be counted, a
+// broadcast with acks ends at its timeout with an error, even though every
+// local client answered: other servers may have members that did not.
+func TestBroadcastAckUncountedServers(t *testing.T) {
+	ts := newTestServer(t, Config{Adapter: func(n *Namespace) Adapter {
+		return uncountedAdapter{NewMemoryAdapter(n)}
+	}})
+	ev := newEvents()
+	nsp := ts.Of("/tasks")
+	echoNamespace(nsp, ev)
+	c := ts.dial(t)
+	c.connect("/tasks", "")
+	ev.next(t)
+	done := make(chan error, 1)
+	nsp.To().Timeout(300*time.Millisecond).EmitWithAck(func(_ []any, err error) { done <- err }, "poll")
+	c.expect(`2/tasks,0["poll"]`)
+	c.send(`3/tasks,0["yes"]`)
+	if err := <-done; !errors.Is(err, ErrAckTimeout) {
+		t.Fatalf("err %v, want the ack timeout: the servers were never counted", err)
+	}
+}

@@ -308,7 +308,11 @@ func (b BroadcastOperator) EmitWithAck(done func(responses []any, err error), ev
 		return
 	}
 	st := &ackState{done: done, expectedServers: -1, leave: s.leave}
+	// Set under the lock: a timeout shorter than this goroutine's next step
+	// may fire first, and finish reads the timer under the same lock.
+	st.mu.Lock()
 	st.timer = time.AfterFunc(b.opts.Flags.Timeout, func() { st.finish(ErrAckTimeout) })
+	st.mu.Unlock()
 	// The server count may need a round trip to other servers.
 	s.inflight.Add(1)
 	go func() {
@@ -317,7 +321,11 @@ func (b BroadcastOperator) EmitWithAck(done func(responses []any, err error), ev
 		defer cancel()
 		n, err := b.nsp.adapter.ServerCount(ctx)
 		if err != nil {
-			n = 1
+			// Without the count the broadcast cannot know when every
+			// server has answered: it ends at its timeout, with the
+			// answers that came, rather than completing early as if
+			// this server were the only one.
+			return
 		}
 		st.mu.Lock()
 		st.expectedServers = n
