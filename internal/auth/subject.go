@@ -8,9 +8,11 @@ import (
 	"math"
 	"math/big"
 	"strconv"
+	"strings"
 )
 
-// maxExactFloat is the largest integer that a float64 holds exactly (2^53).
+// maxExactFloat is 2^53: every integer below it is exact in a float64; at
+// it, a float64 may be 2^53+1 rounded.
 const maxExactFloat = 1 << 53
 
 // Subject is the `sub` claim of a token. vantage6 4.14 writes it as a JSON
@@ -104,11 +106,16 @@ func SubjectFromClaim(v any) (Subject, error) {
 		if n, ok := new(big.Int).SetString(string(x), 10); ok {
 			return Subject{Value: n.String(), Numeric: true}, nil
 		}
-		f, err := strconv.ParseFloat(string(x), 64)
-		if err != nil {
+		// 2.0 or 9.007199254740993e15: read exactly, never through
+		// float64 (which would make 9007199254740993.0 another id).
+		n, ok := ExactInteger(x)
+		if !ok {
+			return Subject{}, fmt.Errorf("auth: subject is a non-integral number: %w", errSubject)
+		}
+		if !n.IsInt64() {
 			return Subject{}, fmt.Errorf("auth: subject number is out of range: %w", errSubject)
 		}
-		return subjectFromFloat(f)
+		return Subject{Value: n.String(), Numeric: true}, nil
 	case float64:
 		return subjectFromFloat(x)
 	case int:
@@ -125,10 +132,50 @@ func subjectFromFloat(f float64) (Subject, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) || f != math.Trunc(f) {
 		return Subject{}, fmt.Errorf("auth: subject is a non-integral number: %w", errSubject)
 	}
-	if math.Abs(f) > maxExactFloat {
+	if math.Abs(f) >= maxExactFloat {
 		return Subject{}, fmt.Errorf("auth: subject number is too large to be exact: %w", errSubject)
 	}
 	return Subject{Value: strconv.FormatInt(int64(f), 10), Numeric: true}, nil
+}
+
+// maxExponent bounds the exponent of a JSON number read exactly: 1e1000000
+// would otherwise take a million-digit computation to refuse.
+const maxExponent = 400
+
+// ExactInteger returns the integer a decoded JSON number holds, exactly: a
+// json.Number is read as the decimal it is (9007199254740993.0 and 9.007e3
+// are integers; 1.5 is not), never through float64, whose rounding turns an
+// id above 2^53 into its neighbour's. A float64 is accepted only below 2^53,
+// where it is exact; ints are accepted as they are. Anything else is false.
+func ExactInteger(v any) (*big.Int, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		s := string(x)
+		if n, ok := new(big.Int).SetString(s, 10); ok {
+			return n, true
+		}
+		if i := strings.IndexAny(s, "eE"); i >= 0 {
+			e, err := strconv.Atoi(s[i+1:])
+			if err != nil || e > maxExponent || e < -maxExponent {
+				return nil, false
+			}
+		}
+		r, ok := new(big.Rat).SetString(s)
+		if !ok || !r.IsInt() {
+			return nil, false
+		}
+		return r.Num(), true
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) || x != math.Trunc(x) || math.Abs(x) >= maxExactFloat {
+			return nil, false
+		}
+		return big.NewInt(int64(x)), true
+	case int:
+		return big.NewInt(int64(x)), true
+	case int64:
+		return big.NewInt(x), true
+	}
+	return nil, false
 }
 
 // jsonKind names the JSON type of a decoded value, for error messages that

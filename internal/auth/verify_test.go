@@ -647,6 +647,10 @@ func TestSubjectFromClaim(t *testing.T) {
 		{json.Number("2.0"), Subject{"2", true}, false},
 		{json.Number("1.5"), Subject{}, true},
 		{json.Number("1e400"), Subject{}, true},
+		{json.Number("9007199254740993.0"), Subject{"9007199254740993", true}, false},
+		{json.Number("9.007199254740993e15"), Subject{"9007199254740993", true}, false},
+		{json.Number("1e1000000000"), Subject{}, true},
+		{float64(1 << 53), Subject{}, true}, // may be 2^53+1 rounded
 		{float64(42), Subject{"42", true}, false},
 		{1.5, Subject{}, true},
 		{float64(1 << 60), Subject{}, true},

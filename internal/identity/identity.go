@@ -5,10 +5,7 @@ package identity
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"math"
-	"strconv"
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/pkg/rooms"
@@ -220,34 +217,15 @@ func idList(v any, name string) ([]int64, error) {
 	return out, nil
 }
 
-// positiveInt accepts an integral json.Number or float64, an int or an int64,
-// greater than zero. Strings are refused.
+// positiveInt accepts an integer greater than zero that fits an int64, as
+// auth.ExactInteger reads it (exactly, never rounded through float64).
+// Strings are refused.
 func positiveInt(v any) (int64, bool) {
-	var n int64
-	switch x := v.(type) {
-	case json.Number:
-		i, err := strconv.ParseInt(string(x), 10, 64)
-		if err != nil {
-			f, ferr := strconv.ParseFloat(string(x), 64)
-			if ferr != nil {
-				return 0, false
-			}
-			return positiveInt(f)
-		}
-		n = i
-	case float64:
-		if math.IsNaN(x) || x != math.Trunc(x) || x < 1 || x > 1<<53 {
-			return 0, false
-		}
-		n = int64(x)
-	case int:
-		n = int64(x)
-	case int64:
-		n = x
-	default:
+	n, ok := auth.ExactInteger(v)
+	if !ok || !n.IsInt64() || n.Sign() <= 0 {
 		return 0, false
 	}
-	return n, n > 0
+	return n.Int64(), true
 }
 
 // invalidError is a reason to refuse a token. It wraps auth.ErrInvalid.
