@@ -289,11 +289,22 @@ func optsFrom(m map[string]any) socketio.BroadcastOptions {
 			o.Flags.Compress = &c
 		}
 		if ms, ok := toFloat(f["timeout"]); ok && ms > 0 {
-			o.Flags.Timeout = time.Duration(ms * float64(time.Millisecond))
+			o.Flags.Timeout = msDuration(ms)
 		}
 		o.Flags.ExpectSingleResponse, _ = f["expectSingleResponse"].(bool)
 	}
 	return o
+}
+
+// msDuration converts a peer's timeout in milliseconds; one beyond what a
+// Duration holds (about 292 years) is the longest Duration, not the
+// negative number the conversion would make of it.
+func msDuration(ms float64) time.Duration {
+	ns := ms * float64(time.Millisecond)
+	if ns >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(ns)
 }
 
 // ---- requests and responses ----
@@ -482,7 +493,8 @@ func toInt(v any) (int64, bool) {
 			return int64(v), true
 		}
 	case float64:
-		if v == math.Trunc(v) && v >= math.MinInt64 && v <= math.MaxInt64 {
+		// float64(math.MaxInt64) is 2^63, one past the range: < not <=.
+		if v == math.Trunc(v) && v >= math.MinInt64 && v < math.MaxInt64 {
 			return int64(v), true
 		}
 	}
