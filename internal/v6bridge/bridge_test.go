@@ -76,7 +76,7 @@ func (f *fakeTarget) take() []call {
 // (vantage6 4.14) publishes it, byte for byte.
 const captured = `{"method": "emit", "event": "new_task", "data": {"id": 7, "parent_id": 3}, "binary": false, "namespace": "/tasks", "room": "collaboration_2", "skip_sid": null, "callback": null, "host_id": "d4d83077a12947328d207f93967f319d"}`
 
-func newBridge(t *testing.T, target Target) (*Bridge, *observer.ObservedLogs, *prometheus.Registry) {
+func newBridge(t testing.TB, target Target) (*Bridge, *observer.ObservedLogs, *prometheus.Registry) {
 	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	reg := prometheus.NewRegistry()
