@@ -206,14 +206,45 @@ func TestDecodeNotepackGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []any{time.UnixMilli(1000).UTC(), time.UnixMilli(1500).UTC(), time.Unix(1<<34, 0).UTC()}
+		want := []any{jsDate{time.UnixMilli(1000).UTC()}, jsDate{time.UnixMilli(1500).UTC()}, jsDate{time.Unix(1<<34, 0).UTC()}}
 		if !reflect.DeepEqual(v, want) {
 			t.Errorf("got %v want %v", v, want)
 		}
 		// notepack's legacy Date, fixext 8 of type 0: milliseconds.
 		v, err = decodeMsgpack(mustHex(t, "d70000000000000003e8"))
-		if err != nil || !v.(time.Time).Equal(time.UnixMilli(1000)) {
+		if err != nil || !v.(jsDate).Equal(time.UnixMilli(1000)) {
 			t.Errorf("%v %v", v, err)
+		}
+	})
+	// The JSON a client gets is what JSON.stringify gives in Node
+	// (node -e 'console.log(JSON.stringify([new Date(1000), ...]))').
+	t.Run("date JSON", func(t *testing.T) {
+		cases := []struct {
+			hex  string
+			want string
+		}{
+			{"d6ff00000001", `"1970-01-01T00:00:01.000Z"`},
+			{"d7ff7735940000000001", `"1970-01-01T00:00:01.500Z"`},
+			// 253402300800 s: year 10000, which time.Time's JSON refuses.
+			{"c70cff000000000000003afff44180", `"+010000-01-01T00:00:00.000Z"`},
+			// 8.64e12 s: the last Date; one second more is an Invalid Date.
+			{"c70cff00000000000007dba8218000", `"+275760-09-13T00:00:00.000Z"`},
+			{"c70cff00000000000007dba8218001", `null`},
+			// the fuzzer's: second 0x303030303030303 (an Invalid Date)
+			{"c70cff303030303030303030303030", `null`},
+			// negative years
+			{"c70cff00000000fffffff184aa5080", `"-000001-01-01T00:00:00.000Z"`},
+		}
+		for _, c := range cases {
+			v, err := decodeMsgpack(mustHex(t, c.hex))
+			if err != nil {
+				t.Errorf("%s: %v", c.hex, err)
+				continue
+			}
+			got, err := json.Marshal(v)
+			if err != nil || string(got) != c.want {
+				t.Errorf("%s: %s %v, want %s", c.hex, got, err, c.want)
+			}
 		}
 	})
 }

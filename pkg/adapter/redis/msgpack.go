@@ -31,7 +31,7 @@ import (
 // legacy extensions: fixext 1 of type 0 (JS undefined, decoded as nil), ext
 // of type 0 (an ArrayBuffer, decoded as []byte), fixext 8 of type 0 (a Date
 // in milliseconds) and the timestamp extension (type -1), both decoded as
-// time.Time. Any other extension decodes as []any{type, []byte}, as notepack
+// a jsDate (nil where JavaScript would have an Invalid Date). Any other extension decodes as []any{type, []byte}, as notepack
 // does.
 
 // maxDepth bounds the nesting of encoded and decoded values, so that a
@@ -592,7 +592,7 @@ func (d *mpDecoder) ext(n int, fixed bool) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return time.UnixMilli(int64(ms)).UTC(), nil
+		return newDate(int64(ms), 0, 0), nil
 	case typ == 0 && !fixed:
 		// notepack's legacy ArrayBuffer.
 		return d.bin(n)
@@ -601,13 +601,13 @@ func (d *mpDecoder) ext(n int, fixed bool) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return time.Unix(int64(sec), 0).UTC(), nil
+		return newDate(0, int64(sec), 0), nil
 	case typ == -1 && n == 8:
 		v, err := d.uintN(8)
 		if err != nil {
 			return nil, err
 		}
-		return time.Unix(int64(v&(1<<34-1)), int64(v>>34)).UTC(), nil
+		return newDate(0, int64(v&(1<<34-1)), int64(v>>34)), nil
 	case typ == -1 && n == 12:
 		ns, err := d.uintN(4)
 		if err != nil {
@@ -617,7 +617,7 @@ func (d *mpDecoder) ext(n int, fixed bool) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return time.Unix(int64(sec), int64(ns)).UTC(), nil
+		return newDate(0, int64(sec), int64(ns)), nil
 	}
 	data, err := d.bin(n)
 	if err != nil {
@@ -720,4 +720,46 @@ func (d *mpDecoder) value(depth int) (any, error) {
 		return d.dict(int(n), depth)
 	}
 	return nil, fmt.Errorf("msgpack: invalid byte 0x%02x", c)
+}
+
+// maxDateMs is the range of a JavaScript Date: ±8.64e15 ms around 1970.
+const maxDateMs = 8.64e15
+
+// jsDate is a JavaScript Date that a Node peer sent (notepack encodes a
+// Date as the timestamp extension). Its JSON is Date.prototype.toJSON's,
+// so a client gets from us what it gets through a Node server:
+// milliseconds always written, years past 9999 or before 0 as ±YYYYYY
+// (which time.Time's MarshalJSON refuses).
+type jsDate struct{ time.Time }
+
+// newDate is the Date of ms milliseconds plus sec seconds and ns
+// nanoseconds, cut to the millisecond as JavaScript does; nil outside
+// the range of a Date (an Invalid Date, whose JSON is null).
+func newDate(ms, sec, ns int64) any {
+	const maxSec = maxDateMs / 1000
+	if sec > maxSec || sec < -maxSec || ms > maxDateMs || ms < -maxDateMs {
+		return nil
+	}
+	t := ms + sec*1000 + ns/1e6
+	if t > maxDateMs || t < -maxDateMs {
+		return nil
+	}
+	return jsDate{time.UnixMilli(t).UTC()}
+}
+
+// MarshalJSON writes the date as toISOString does.
+func (d jsDate) MarshalJSON() ([]byte, error) {
+	t := d.UTC()
+	b := make([]byte, 0, 32)
+	b = append(b, '"')
+	switch y := t.Year(); {
+	case y >= 0 && y <= 9999:
+		b = fmt.Appendf(b, "%04d", y)
+	case y < 0:
+		b = fmt.Appendf(b, "-%06d", -y)
+	default:
+		b = fmt.Appendf(b, "+%06d", y)
+	}
+	b = fmt.Appendf(b, "-%02d-%02dT%02d:%02d:%02d.%03dZ\"", t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond()/1e6)
+	return b, nil
 }
