@@ -207,9 +207,16 @@ func (s *server) mustPublish(body string) {
 // metric returns the value of one sample of /metrics, or 0.
 func (s *server) metric(name string) float64 {
 	s.t.Helper()
-	resp, err := http.Get(s.URL + "/metrics")
+	return metricAt(s.t, s.URL, name)
+}
+
+// metricAt returns the value of one sample (name with its labels, as
+// written: eventserver_x{reason="y"}) of base's /metrics, or 0.
+func metricAt(t testing.TB, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)

@@ -14,12 +14,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/eventserver/eventserver/internal/auth"
+	"github.com/eventserver/eventserver/internal/connlimit"
 	"github.com/eventserver/eventserver/internal/config"
 	"github.com/eventserver/eventserver/internal/httpapi"
 	"github.com/eventserver/eventserver/internal/hub"
@@ -125,12 +127,25 @@ func (a *App) build(verifier *auth.Verifier) error {
 	var err error
 
 	m := a.metrics
+	limiter := connlimit.New(connlimit.Config{
+		Max:            cfg.MaxConnections,
+		PerIP:          cfg.MaxConnectionsPerIP,
+		TrustedProxies: cfg.TrustedProxies,
+		Refused:        m.ConnectionsRefused,
+		Logger:         log,
+	})
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "eventserver_engineio_sessions",
+		Help: "Engine.IO sessions open now (what EVENTSERVER_MAX_CONNECTIONS bounds), any namespace, authenticated or not.",
+	}, func() float64 { return float64(limiter.Len()) }))
 	scfg := socketio.Config{
 		Engine: engineio.Config{
 			PingInterval:   cfg.PingInterval,
 			PingTimeout:    cfg.PingTimeout,
 			MaxPayload:     int(cfg.MaxPayload),
 			ConnectTimeout: cfg.ConnectTimeout,
+			MaxWriteQueue:  int(cfg.MaxWriteQueue),
+			Admit:          limiter.Admit,
 			// What the hub reads of the handshake (the token).
 			KeepHeaders: []string{"Authorization"},
 			Hooks: engineio.Hooks{
@@ -229,9 +244,17 @@ func (a *App) build(verifier *auth.Verifier) error {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{}))
 
+	// A long-poll GET is answered within a ping interval; a body is read
+	// well within a ping cycle. Hijacked websockets leave net/http, and
+	// with it these deadlines.
+	rw := max(cfg.PingInterval, cfg.PingTimeout) + cfg.PingInterval + 10*time.Second
 	a.http = &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
+		ReadTimeout:       rw,
+		WriteTimeout:      rw,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
+		MaxHeaderBytes:    int(cfg.HTTPMaxHeaderBytes),
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
 	a.ln, err = net.Listen("tcp", cfg.Listen)

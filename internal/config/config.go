@@ -10,11 +10,13 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/eventserver/eventserver/internal/connlimit"
 	"github.com/eventserver/eventserver/internal/outbox"
 	"github.com/eventserver/eventserver/internal/redisconn"
 	"github.com/eventserver/eventserver/internal/v6api"
@@ -58,6 +60,25 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// MaxPayload bounds one Engine.IO message and one publish API body, in bytes. Default 1 MB.
 	MaxPayload int64
+	// MaxWriteQueue bounds the bytes waiting to be written to one
+	// connection (websocket or polling); over it the client is a slow
+	// consumer and is disconnected. Default 1 MiB.
+	MaxWriteQueue int64
+	// MaxConnections bounds the Engine.IO sessions of the instance (503
+	// beyond); 0: none. Default 10000.
+	MaxConnections int
+	// MaxConnectionsPerIP bounds the sessions of one client address (429
+	// beyond); 0: none (the default).
+	MaxConnectionsPerIP int
+	// TrustedProxies: peers in these networks are proxies whose
+	// X-Forwarded-For names the client. Default none.
+	TrustedProxies []netip.Prefix
+	// HTTPReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	HTTPReadHeaderTimeout time.Duration
+	// HTTPIdleTimeout closes a keep-alive connection idle that long. Default 30s.
+	HTTPIdleTimeout time.Duration
+	// HTTPMaxHeaderBytes bounds a request's headers. Default 32 KiB.
+	HTTPMaxHeaderBytes int64
 
 	// LogFormat is "json" (default) or "console"; LogLevel debug|info|warn|error (default info).
 	LogFormat string
@@ -200,6 +221,40 @@ func settings() []setting {
 				return errors.New("must be at least 1024 bytes")
 			}
 			c.MaxPayload = n
+			return nil
+		}},
+		{"max-write-queue", "EVENTSERVER_MAX_WRITE_QUEUE", "1MiB", "bytes waiting to be written to one client (websocket or polling) beyond which it is a slow consumer and is disconnected (suffixes KB, MB, KiB, MiB)", func(c *Config, v string) error {
+			n, err := parseSize(v)
+			if err != nil {
+				return err
+			}
+			if n < 64*1024 {
+				return errors.New("must be at least 64KiB")
+			}
+			c.MaxWriteQueue = n
+			return nil
+		}},
+		{"max-connections", "EVENTSERVER_MAX_CONNECTIONS", "10000", "Engine.IO connections of this instance beyond which a new one is refused (503, so a load balancer may try another replica); 0: no bound", intBetween(0, math.MaxInt32, func(c *Config, n int64) { c.MaxConnections = int(n) })},
+		{"max-connections-per-ip", "EVENTSERVER_MAX_CONNECTIONS_PER_IP", "0", "connections of one client address beyond which a new one is refused (429); the address behind a trusted proxy is read from X-Forwarded-For; 0: no bound", intBetween(0, math.MaxInt32, func(c *Config, n int64) { c.MaxConnectionsPerIP = int(n) })},
+		{"trusted-proxies", "EVENTSERVER_TRUSTED_PROXIES", "", "comma-separated addresses or CIDRs of the proxies in front (HAProxy, the ingress): only from them is X-Forwarded-For believed; empty: none", func(c *Config, v string) error {
+			p, err := connlimit.ParsePrefixes(v)
+			if err != nil {
+				return err
+			}
+			c.TrustedProxies = p
+			return nil
+		}},
+		{"http-read-header-timeout", "EVENTSERVER_HTTP_READ_HEADER_TIMEOUT", "10s", "bound of reading a request's headers (a slow client is cut off)", durationAtLeast(100*time.Millisecond, func(c *Config) *time.Duration { return &c.HTTPReadHeaderTimeout })},
+		{"http-idle-timeout", "EVENTSERVER_HTTP_IDLE_TIMEOUT", "30s", "a keep-alive HTTP connection idle this long is closed (not websockets, which have their heartbeat)", durationAtLeast(100*time.Millisecond, func(c *Config) *time.Duration { return &c.HTTPIdleTimeout })},
+		{"http-max-header-bytes", "EVENTSERVER_HTTP_MAX_HEADER_BYTES", "32KiB", "largest request header block (431 beyond; suffixes KB, KiB)", func(c *Config, v string) error {
+			n, err := parseSize(v)
+			if err != nil {
+				return err
+			}
+			if n < 4096 || n > 1<<20 {
+				return errors.New("must be at least 4KiB and at most 1MiB")
+			}
+			c.HTTPMaxHeaderBytes = n
 			return nil
 		}},
 		{"redis-url", "EVENTSERVER_REDIS_URL", "", "Redis of the cluster (redis://, rediss://, redis+sentinel://, redis+cluster://); empty: one instance, in memory", func(c *Config, v string) error {

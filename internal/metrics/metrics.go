@@ -24,6 +24,8 @@ type Metrics struct {
 	EngineClosed   *prometheus.CounterVec // reason
 	EngineUpgrades prometheus.Counter
 	SlowConsumers  prometheus.Counter
+	// Connections refused by internal/connlimit, by reason (total, per_ip).
+	ConnectionsRefused *prometheus.CounterVec
 }
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
@@ -75,6 +77,10 @@ func New() *Metrics {
 			Name: "eventserver_slow_consumers_total",
 			Help: "Connections closed because their write queue went over its bound (a client that does not read).",
 		}),
+		ConnectionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventserver_connections_refused_total",
+			Help: "Engine.IO handshakes refused by a connection limit, by reason: total (EVENTSERVER_MAX_CONNECTIONS, 503), per_ip (EVENTSERVER_MAX_CONNECTIONS_PER_IP, 429).",
+		}, []string{"reason"}),
 	}
 	// Idle series read 0 rather than "no data".
 	for _, ct := range []string{"node", "user", "unauthenticated"} {
@@ -89,7 +95,7 @@ func New() *Metrics {
 		m.OriginRefused.WithLabelValues(tr)
 	}
 	r.MustRegister(m.Connections, m.EventsIn, m.EventsOut, m.EventsRefused, m.AuthFailures,
-		m.PublishRequests, m.OriginRefused, m.EngineOpened, m.EngineClosed, m.EngineUpgrades, m.SlowConsumers,
+		m.PublishRequests, m.OriginRefused, m.EngineOpened, m.EngineClosed, m.EngineUpgrades, m.SlowConsumers, m.ConnectionsRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

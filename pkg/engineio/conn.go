@@ -21,6 +21,7 @@ type Conn struct {
 	header     http.Header
 	rawQuery   string
 	remoteAddr string
+	release    func() // Config.Admit's, called once when the session is removed
 
 	mu           sync.Mutex
 	closed       bool

@@ -636,3 +636,42 @@ func TestUpgradeTimeout(t *testing.T) {
 	}
 	ts.none("close")
 }
+
+// TestAdmit: a refused handshake, on either transport, gets the refusal's
+// status and an Engine.IO error body and makes no session; an admitted
+// session's release runs once, when it closes, whichever way it closes.
+func TestAdmit(t *testing.T) {
+	var admitted, released atomic.Int32
+	var refuse atomic.Bool
+	ts := newServer(t, Config{Admit: func(*http.Request) (func(), error) {
+		if refuse.Load() {
+			return nil, &RefusedError{Status: http.StatusTooManyRequests, Message: "Too many connections from this address"}
+		}
+		admitted.Add(1)
+		return func() { released.Add(1) }, nil
+	}}, true)
+	sid := ts.open()
+	ws := ts.dial("EIO=4&transport=websocket")
+	readText(t, ws)
+	refuse.Store(true)
+	if code, body := ts.req("GET", "EIO=4&transport=polling", ""); code != 429 || body != `{"code":3,"message":"Too many connections from this address"}` {
+		t.Fatalf("refused polling handshake: %d %s", code, body)
+	}
+	_, resp, err := websocket.DefaultDialer.Dial(ts.wsURL("EIO=4&transport=websocket"), nil)
+	if err == nil || resp == nil || resp.StatusCode != 429 {
+		t.Fatalf("refused websocket handshake: %v %v", err, resp)
+	}
+	if n := ts.s.Len(); n != 2 {
+		t.Fatalf("%d sessions, want the 2 admitted", n)
+	}
+	// Polling session closed by the client; websocket by its transport.
+	// (A polling session lingers after its close until the next GET takes
+	// the close: it counts until then.)
+	ts.post(sid, "1")
+	ts.get(sid)
+	ws.Close()
+	testwait.Until(t, 2*time.Second, "both sessions released", func() bool { return released.Load() == 2 })
+	if admitted.Load() != 2 || ts.s.Len() != 0 {
+		t.Fatalf("admitted %d, sessions %d", admitted.Load(), ts.s.Len())
+	}
+}

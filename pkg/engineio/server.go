@@ -50,6 +50,11 @@ type Config struct {
 	// CheckRequest, if set, is called for every handshake, poll and
 	// upgrade request; an error answers 403 with its text.
 	CheckRequest func(*http.Request) error
+	// Admit, if set, is asked before each new session (a handshake, on
+	// either transport). It returns the function to call when the session
+	// ends, or a *RefusedError, answered with its status and message (any
+	// other error: 503).
+	Admit func(*http.Request) (release func(), err error)
 	// Hooks for metrics; every field is optional.
 	Hooks Hooks
 }
@@ -208,11 +213,24 @@ func (s *Server) lookup(sid string) *Conn {
 
 func (s *Server) remove(c *Conn) {
 	s.mu.Lock()
-	if s.sessions[c.id] == c {
+	removed := s.sessions[c.id] == c
+	if removed {
 		delete(s.sessions, c.id)
 	}
 	s.mu.Unlock()
+	if removed && c.release != nil {
+		c.release()
+	}
 }
+
+// RefusedError is an Admit refusal: the handshake is answered with Status
+// and an Engine.IO error body with Message.
+type RefusedError struct {
+	Status  int
+	Message string
+}
+
+func (e *RefusedError) Error() string { return e.Message }
 
 // Engine.IO error codes, as Node's engine.io answers them.
 const (
@@ -332,9 +350,25 @@ func (s *Server) newConn(w http.ResponseWriter, r *http.Request, transport uint8
 		remoteAddr: r.RemoteAddr,
 		transport:  transport,
 	}
+	if s.cfg.Admit != nil {
+		release, err := s.cfg.Admit(r)
+		if err != nil {
+			status, msg := http.StatusServiceUnavailable, err.Error()
+			var refused *RefusedError
+			if errors.As(err, &refused) {
+				status = refused.Status
+			}
+			writeError(w, status, errBadRequest, msg)
+			return nil
+		}
+		c.release = release
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		if c.release != nil {
+			c.release()
+		}
 		writeError(w, http.StatusServiceUnavailable, errBadRequest, "Server shutting down")
 		return nil
 	}
