@@ -21,8 +21,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/eventserver/eventserver/internal/auth"
-	"github.com/eventserver/eventserver/internal/connlimit"
 	"github.com/eventserver/eventserver/internal/config"
+	"github.com/eventserver/eventserver/internal/connlimit"
 	"github.com/eventserver/eventserver/internal/httpapi"
 	"github.com/eventserver/eventserver/internal/hub"
 	"github.com/eventserver/eventserver/internal/identity"
