@@ -18,35 +18,42 @@ import (
 // against the real binary with a bounded load, and checks the bound, the
 // cut-off, and that a well-behaved client is still served.
 
-// wellBehaved connects a user to /tasks over websocket, as the UI does,
-// and fails the test if it cannot.
-func wellBehaved(t *testing.T, base string) {
+// wsSocket connects to /tasks over a raw websocket with token and returns
+// once the CONNECT is answered.
+func wsSocket(t *testing.T, base, token string) *websocket.Conn {
 	t.Helper()
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/socket.io/?EIO=4&transport=websocket", nil)
 	if err != nil {
-		t.Fatalf("a well-behaved client cannot connect: %v", err)
+		t.Fatalf("cannot connect: %v", err)
 	}
-	defer ws.Close()
+	t.Cleanup(func() { ws.Close() })
 	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, open, err := ws.ReadMessage(); err != nil || open[0] != '0' {
 		t.Fatalf("open packet: %q %v", open, err)
 	}
-	tok := userToken(t, 5, 2, []int64{1}, "collaboration", time.Hour)
-	if err := ws.WriteMessage(websocket.TextMessage, []byte(`40/tasks,{"token":"`+tok+`"}`)); err != nil {
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`40/tasks,{"token":"`+token+`"}`)); err != nil {
 		t.Fatal(err)
 	}
 	for {
 		_, m, err := ws.ReadMessage()
 		if err != nil {
-			t.Fatalf("a well-behaved client got no CONNECT answer: %v", err)
+			t.Fatalf("no CONNECT answer: %v", err)
 		}
 		if strings.HasPrefix(string(m), "40/tasks,") {
-			return
+			_ = ws.SetReadDeadline(time.Time{})
+			return ws
 		}
 		if strings.HasPrefix(string(m), "44/tasks,") {
-			t.Fatalf("a well-behaved client was refused: %s", m)
+			t.Fatalf("refused: %s", m)
 		}
 	}
+}
+
+// wellBehaved connects a user to /tasks over websocket, as the UI does,
+// and fails the test if it cannot.
+func wellBehaved(t *testing.T, base string) {
+	t.Helper()
+	wsSocket(t, base, userToken(t, 5, 2, []int64{1}, "collaboration", time.Hour)).Close()
 }
 
 // TestAbuseIdleKeepAlive: keep-alive HTTP connections that say nothing
@@ -182,4 +189,125 @@ func TestAbuseHeaders(t *testing.T) {
 		t.Fatalf("64 KiB of headers: %d, want 431", resp.StatusCode)
 	}
 	wellBehaved(t, base)
+}
+
+// TestAbuseEventFlood: a node that sends events as fast as it can is held
+// to its rate (what is over it is dropped and counted, not queued: the
+// probe saw 451,735 events still queued 10 s after a flood) and
+// disconnected when it keeps on; a node at a normal pace beside it is
+// served, and the flood writes no log line per event.
+func TestAbuseEventFlood(t *testing.T) {
+	base := startBinary(t, "EVENTSERVER_EVENT_RATE=100", "EVENTSERVER_EVENT_BURST=200",
+		"EVENTSERVER_EVENT_FLOOD_DISCONNECT=2s", "EVENTSERVER_PUBLISH_TOKEN="+testPublishToken)
+	flooder := wsSocket(t, base, nodeToken(t, 3, 1, 2, time.Hour))
+	calm := wsSocket(t, base, nodeToken(t, 4, 1, 3, time.Hour))
+	// The server's answers (pings) are read, as a client's library does.
+	cut := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := flooder.ReadMessage(); err != nil {
+				cut <- err
+				return
+			}
+		}
+	}()
+	sent := 0
+	deadline := time.Now().Add(8 * time.Second)
+	frame := []byte(`42/tasks,["message","flood"]`)
+flood:
+	for time.Now().Before(deadline) {
+		select {
+		case <-cut:
+			break flood
+		default:
+		}
+		if err := flooder.WriteMessage(websocket.TextMessage, frame); err != nil {
+			break
+		}
+		sent++
+	}
+	select {
+	case <-cut:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the flooding node (%d events sent) is still connected", sent)
+	}
+	refused := metricAt(t, base, `eventserver_events_refused_total{event="message",reason="rate"}`)
+	received := metricAt(t, base, `eventserver_events_received_total{event="message"}`)
+	t.Logf("sent %d, received %v, refused over the rate %v", sent, received, refused)
+	if refused == 0 || received-refused > 200+100*8 {
+		t.Fatalf("received %v, refused %v: more than burst + rate × time acted on", received, refused)
+	}
+	if got := metricAt(t, base, "eventserver_event_flood_disconnects_total"); got != 1 {
+		t.Fatalf("flood disconnects %v, want 1", got)
+	}
+	// Nothing is left queued: the counters stop moving as soon as the
+	// flood stops.
+	after := metricAt(t, base, `eventserver_events_received_total{event="message"}`)
+	if after != received {
+		t.Fatalf("events still handled after the flood: %v then %v", received, after)
+	}
+	// The calm node beside it is still served: its ping is answered by
+	// the heartbeat, and it can still send.
+	if err := calm.WriteMessage(websocket.TextMessage, []byte(`42/tasks,["message","still here"]`)); err != nil {
+		t.Fatalf("the calm node: %v", err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if got := metricAt(t, base, `eventserver_events_received_total{event="message"}`); got != received+1 {
+			return fmt.Errorf("the calm node's event not received (%v)", got)
+		}
+		return nil
+	})
+	wellBehaved(t, base)
+}
+
+// TestAbuseLogVolume: what clients send cannot drive the server's logs.
+// The probe saw one node write 166 MB of logs in 6 s (an info line per
+// algorithm_status_change) and one user 273 MB in 4 s (a 1 KB line per
+// message). Now per-event lines are debug, and each socket has a log
+// budget at any level; a flood of such events, with the event rate
+// lifted so that every event is handled, writes a few KB.
+func TestAbuseLogVolume(t *testing.T) {
+	for _, level := range []string{"info", "debug"} {
+		t.Run(level, func(t *testing.T) {
+			base, logs := startBinaryLogs(t, "EVENTSERVER_LOG_LEVEL="+level, "EVENTSERVER_EVENT_RATE=0")
+			node := wsSocket(t, base, nodeToken(t, 3, 1, 2, time.Hour))
+			user := wsSocket(t, base, userToken(t, 5, 2, []int64{1}, "collaboration", time.Hour))
+			before := len(logs.String())
+			big := strings.Repeat("x", 1000)
+			const n = 3000
+			for i := range n {
+				frames := []struct {
+					ws *websocket.Conn
+					s  string
+				}{
+					{node, fmt.Sprintf(`42/tasks,["algorithm_status_change",{"run_id":%d,"task_id":1,"collaboration_id":1,"status":"active","node_id":3,"organization_id":2}]`, i+1)},
+					{node, `42/tasks,["message","` + big + `"]`},
+					{user, `42/tasks,["message","` + big + `"]`},
+					{user, `42/tasks,["error",{"x":"` + big + `"}]`},
+				}
+				for _, f := range frames {
+					if err := f.ws.WriteMessage(websocket.TextMessage, []byte(f.s)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			want := float64(2 * n)
+			checkFor(t, 20*time.Second, func() error {
+				if got := metricAt(t, base, `eventserver_events_received_total{event="message"}`); got < want {
+					return fmt.Errorf("%v of %v message events handled", got, want)
+				}
+				return nil
+			})
+			written := len(logs.String()) - before
+			t.Logf("%d events (%d KB sent) wrote %d bytes of logs at %s", 4*n, 4*n*len(big)/1000, written, level)
+			// Two sockets' budgets: 20 lines at once and 2 a second each,
+			// lines of at most about 1.5 KB (text clipped to 1 KB).
+			if written > 64<<10 {
+				t.Fatalf("%d bytes of logs for one flood of client events at %s", written, level)
+			}
+			if level == "debug" && metricAt(t, base, "eventserver_client_log_lines_suppressed_total") == 0 {
+				t.Fatal("no log line suppressed at debug")
+			}
+		})
+	}
 }

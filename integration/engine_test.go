@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventserver/eventserver/internal/testenv"
 	"github.com/gorilla/websocket"
 )
 
@@ -27,14 +27,22 @@ import (
 // environment and returns its base URL once it is ready.
 func startBinary(t *testing.T, env ...string) string {
 	t.Helper()
+	base, _ := startBinaryLogs(t, env...)
+	return base
+}
+
+// startBinaryLogs is startBinary that also returns what the binary writes
+// (its logs), as it writes it.
+func startBinaryLogs(t *testing.T, env ...string) (string, *testenv.Buffer) {
+	t.Helper()
 	bin := buildBinary(t)
 	addr := freeAddr(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "EVENTSERVER_LISTEN="+addr, "EVENTSERVER_JWT_SECRET="+testSecret,
 		"EVENTSERVER_SHUTDOWN_DELAY=0s", "EVENTSERVER_DRAIN_TIMEOUT=0s")
 	cmd.Env = append(cmd.Env, env...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &testenv.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +57,7 @@ func startBinary(t *testing.T, env ...string) string {
 	})
 	base := "http://" + addr
 	waitReadyz(t, base, http.StatusOK)
-	return base
+	return base, logs
 }
 
 var engineClient = &http.Client{Timeout: 5 * time.Second}

@@ -82,7 +82,14 @@ func NewLogger(cfg *config.Config) (*zap.Logger, error) {
 		zc = zap.NewDevelopmentConfig()
 	}
 	zc.Level = zap.NewAtomicLevelAt(level)
-	zc.Sampling = nil
+	// Repeats are sampled: a reconnect storm or a misbehaving client must
+	// not turn into gigabytes of identical lines. What is dropped is
+	// counted (eventserver_log_lines_sampled_out_total).
+	zc.Sampling = &zap.SamplingConfig{Initial: 100, Thereafter: 100, Hook: func(_ zapcore.Entry, d zapcore.SamplingDecision) {
+		if d&zapcore.LogDropped != 0 {
+			metrics.LogLinesSampledOut.Inc()
+		}
+	}}
 	zc.EncoderConfig.TimeKey = "time"
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	l, err := zc.Build()
@@ -198,6 +205,7 @@ func (a *App) build(verifier *auth.Verifier) error {
 		ResolveTimeout: resolveTimeout,
 		NewPresence:    a.newPresence,
 		AuthGrace:      cfg.AuthGrace,
+		Events:         hub.EventLimit{Rate: cfg.EventRate, Burst: cfg.EventBurst, FloodDisconnect: cfg.EventFloodDisconnect},
 		// Checked by config (keep or disconnect) and again by the hub.
 		UserTokenExpiry: hub.UserExpiry(cfg.UserTokenExpiry),
 		Instance:        cfg.InstanceID,

@@ -73,6 +73,14 @@ type Config struct {
 	// TrustedProxies: peers in these networks are proxies whose
 	// X-Forwarded-For names the client. Default none.
 	TrustedProxies []netip.Prefix
+	// EventRate is the events a second one socket may send (sustained);
+	// 0: no bound. Default 100.
+	EventRate float64
+	// EventBurst is how many events a socket may send at once. Default 1000.
+	EventBurst int
+	// EventFloodDisconnect disconnects a socket over its rate that long
+	// without a pause; 0: never. Default 10s.
+	EventFloodDisconnect time.Duration
 	// HTTPReadHeaderTimeout bounds reading a request's headers. Default 10s.
 	HTTPReadHeaderTimeout time.Duration
 	// HTTPIdleTimeout closes a keep-alive connection idle that long. Default 30s.
@@ -244,6 +252,16 @@ func settings() []setting {
 			c.TrustedProxies = p
 			return nil
 		}},
+		{"event-rate", "EVENTSERVER_EVENT_RATE", "100", "events a second one socket may send, sustained (a token bucket); events over it are dropped without an answer and counted; 0: no bound", func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || math.IsNaN(f) || f < 0 || f > 1e6 {
+				return fmt.Errorf("want a number of events a second from 0 to 1000000, got %q", v)
+			}
+			c.EventRate = f
+			return nil
+		}},
+		{"event-burst", "EVENTSERVER_EVENT_BURST", "1000", "events one socket may send at once, above its rate", intBetween(1, 10_000_000, func(c *Config, n int64) { c.EventBurst = int(n) })},
+		{"event-flood-disconnect", "EVENTSERVER_EVENT_FLOOD_DISCONNECT", "10s", "a socket that keeps sending over its event rate this long without a pause is disconnected; 0s: never", durationAtLeast(0, func(c *Config) *time.Duration { return &c.EventFloodDisconnect })},
 		{"http-read-header-timeout", "EVENTSERVER_HTTP_READ_HEADER_TIMEOUT", "10s", "bound of reading a request's headers (a slow client is cut off)", durationAtLeast(100*time.Millisecond, func(c *Config) *time.Duration { return &c.HTTPReadHeaderTimeout })},
 		{"http-idle-timeout", "EVENTSERVER_HTTP_IDLE_TIMEOUT", "30s", "a keep-alive HTTP connection idle this long is closed (not websockets, which have their heartbeat)", durationAtLeast(100*time.Millisecond, func(c *Config) *time.Duration { return &c.HTTPIdleTimeout })},
 		{"http-max-header-bytes", "EVENTSERVER_HTTP_MAX_HEADER_BYTES", "32KiB", "largest request header block (431 beyond; suffixes KB, KiB)", func(c *Config, v string) error {

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/eventserver/eventserver/internal/outbox"
 	"github.com/eventserver/eventserver/internal/protocol"
@@ -36,6 +37,9 @@ func refused(reason, format string, args ...any) error {
 // event dropped.
 func (s *session) onEvent(event string, args []any, ack socketio.Ack) {
 	s.h.m.EventsIn.WithLabelValues(metricEvent(event)).Inc()
+	if !s.admit(event) {
+		return
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("panic while handling event", zap.String("event", event), zap.Any("panic", p), zap.Stack("stack"))
@@ -45,14 +49,61 @@ func (s *session) onEvent(event string, args []any, ack socketio.Ack) {
 		var r *errRefused
 		if errors.As(err, &r) {
 			s.h.m.EventsRefused.WithLabelValues(metricEvent(event), r.reason).Inc()
-			lvl := s.log.Warn
+			lvl := zapcore.WarnLevel
 			if r.reason == "not_node" || r.reason == "unauthenticated" {
-				lvl = s.log.Debug
+				lvl = zapcore.DebugLevel
 			}
-			lvl("event refused", zap.String("event", event), zap.String("reason", r.reason), zap.String("detail", r.msg))
+			s.eventLog(lvl, "event refused", zap.String("event", event), zap.String("reason", r.reason), zap.String("detail", r.msg))
 			return
 		}
-		s.log.Error("event", zap.String("event", event), zap.Error(err))
+		s.eventLog(zapcore.ErrorLevel, "event", zap.String("event", event), zap.Error(err))
+	}
+}
+
+// admit applies the socket's event rate (Config.Events): an event over it
+// is dropped without an answer, and a socket that floods past
+// FloodDisconnect is disconnected. One log line when a flood starts and
+// one when it is cut off: the flood itself writes none.
+func (s *session) admit(event string) bool {
+	l := &s.h.cfg.Events
+	wasFlooding := s.bucket.floodSince != 0
+	switch s.bucket.take(l, s.h.cfg.Now().UnixNano()) {
+	case admitted:
+		return true
+	case dropped:
+		s.h.m.EventsRefused.WithLabelValues(metricEvent(event), "rate").Inc()
+		if !wasFlooding {
+			s.log.Warn("events over the socket's rate are dropped", zap.String("event", event),
+				zap.Float64("rate", l.Rate), zap.Int("burst", l.burst()), zap.Duration("disconnect_after", l.FloodDisconnect))
+		}
+		return false
+	}
+	s.h.m.EventsRefused.WithLabelValues(metricEvent(event), "rate").Inc()
+	s.h.m.EventFloodDisconnects.Inc()
+	s.log.Warn("socket disconnected: over its event rate for too long", zap.String("event", event),
+		zap.Float64("rate", l.Rate), zap.Duration("flooding_for", l.FloodDisconnect))
+	s.sock.Disconnect(true)
+	return false
+}
+
+// logBudget bounds the lines one socket's events make the server log, at
+// any level: a burst of 20, then 2 a second. What is over it is counted
+// (eventserver_client_log_lines_suppressed_total), not written, so that no
+// client can fill the disk or the log pipeline.
+var logBudget = EventLimit{Rate: 2, Burst: 20}
+
+// eventLog writes a line about one of the socket's events, within the
+// socket's log budget. Lines below the logger's level cost no budget.
+func (s *session) eventLog(lvl zapcore.Level, msg string, fields ...zap.Field) {
+	if !s.log.Core().Enabled(lvl) {
+		return
+	}
+	if s.logBucket.take(&logBudget, s.h.cfg.Now().UnixNano()) != admitted {
+		s.h.m.ClientLogSuppressed.Inc()
+		return
+	}
+	if ce := s.log.Check(lvl, msg); ce != nil {
+		ce.Write(fields...)
 	}
 }
 
@@ -82,7 +133,7 @@ func (s *session) handle(event string, args []any, ack socketio.Ack) error {
 	if s.id.Kind != rooms.KindNode {
 		switch event {
 		case protocol.EventMessage, protocol.EventError:
-			s.log.Info("client "+event, zap.String("text", clip(args)))
+			s.eventLog(zapcore.DebugLevel, "client "+event, zap.String("text", clip(args)))
 			return nil
 		}
 		return refused("not_node", "events that users send lead to no action")
@@ -112,10 +163,10 @@ func (s *session) handle(event string, args []any, ack socketio.Ack) error {
 	case protocol.EventAlgorithmLog:
 		return s.algorithmLog(args)
 	case protocol.EventMessage:
-		s.log.Info("node message", zap.String("text", clip(args)))
+		s.eventLog(zapcore.DebugLevel, "node message", zap.String("text", clip(args)))
 		return nil
 	case protocol.EventError:
-		s.log.Warn("node error", zap.String("text", clip(args)))
+		s.eventLog(zapcore.DebugLevel, "node error", zap.String("text", clip(args)))
 		return nil
 	}
 	s.log.Debug("unknown event ignored", zap.String("event", event), zap.Int("args", len(args)))
@@ -198,7 +249,7 @@ func (s *session) algorithmStatusChange(args []any) error {
 		OrganizationID:  s.id.OrganizationID,
 		ParentID:        parent,
 	}
-	s.log.Info("algorithm status change", zap.String("status", out.Status), zap.Int64("run_id", out.RunID),
+	s.eventLog(zapcore.DebugLevel, "algorithm status change", zap.String("status", out.Status), zap.Int64("run_id", out.RunID),
 		zap.Int64("task_id", out.TaskID))
 	s.fact(outbox.TypeAlgorithmStatusChange, s.h.cfg.Now(), out)
 	return s.h.Emit([]string{rooms.Collaboration(cid)}, nil, protocol.EventAlgorithmStatusChange, out)

@@ -46,6 +46,8 @@ type Config struct {
 	// UserTokenExpiry is what a connected user whose token expires gets.
 	// Zero: UserExpiryKeep. Nodes are always disconnected after AuthGrace.
 	UserTokenExpiry UserExpiry
+	// Events bounds the events each socket sends. Zero: no bound.
+	Events EventLimit
 	// ResolveTimeout bounds identity resolution. Zero: 10s.
 	ResolveTimeout time.Duration
 	// MaxPendingAuth bounds the authentications in flight (token check and

@@ -35,6 +35,10 @@ type session struct {
 	clientTyp string
 	// heartbeats: the socket's Engine.IO heartbeats are recorded (nodes).
 	heartbeats bool
+	// bucket bounds the events the socket sends (Config.Events).
+	bucket eventBucket
+	// logBucket bounds the log lines its events cause (logBudget).
+	logBucket eventBucket
 
 	// The session's background work (presence calls, token refresh), run
 	// in order by one goroutine at a time, off the connection's goroutine.

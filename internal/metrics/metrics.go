@@ -26,7 +26,20 @@ type Metrics struct {
 	SlowConsumers  prometheus.Counter
 	// Connections refused by internal/connlimit, by reason (total, per_ip).
 	ConnectionsRefused *prometheus.CounterVec
+	// Sockets disconnected for sending over their event rate too long.
+	EventFloodDisconnects prometheus.Counter
+	// Log lines about one socket's events not written: over its budget.
+	ClientLogSuppressed prometheus.Counter
 }
+
+// LogLinesSampledOut counts the log lines zap's sampler dropped (a line
+// repeated more than 100 times in a second, with the same level and
+// message, is written one time in 100 beyond that). One per process: the
+// logger is built before the registry; New registers it on each registry.
+var LogLinesSampledOut = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "eventserver_log_lines_sampled_out_total",
+	Help: "Log lines not written by the sampler: beyond 100 a second of the same level and message, one in 100 is written.",
+})
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
 func New() *Metrics {
@@ -47,7 +60,7 @@ func New() *Metrics {
 		}, []string{"event"}),
 		EventsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventserver_events_refused_total",
-			Help: "Client events not acted on, by event and reason (malformed, not_own, not_node, unauthenticated).",
+			Help: "Client events not acted on, by event and reason (malformed, not_own, not_node, unauthenticated, overloaded, rate).",
 		}, []string{"event", "reason"}),
 		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventserver_auth_failures_total",
@@ -81,7 +94,15 @@ func New() *Metrics {
 			Name: "eventserver_connections_refused_total",
 			Help: "Engine.IO handshakes refused by a connection limit, by reason: total (EVENTSERVER_MAX_CONNECTIONS, 503), per_ip (EVENTSERVER_MAX_CONNECTIONS_PER_IP, 429).",
 		}, []string{"reason"}),
+		EventFloodDisconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventserver_event_flood_disconnects_total",
+			Help: "Sockets disconnected for sending events over EVENTSERVER_EVENT_RATE for EVENTSERVER_EVENT_FLOOD_DISCONNECT without a pause.",
+		}),
 	}
+	m.ClientLogSuppressed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "eventserver_client_log_lines_suppressed_total",
+		Help: "Log lines about a socket's events not written because that socket went over its log budget (20 at once, then 2 a second).",
+	})
 	// Idle series read 0 rather than "no data".
 	for _, ct := range []string{"node", "user", "unauthenticated"} {
 		for _, tr := range []string{"polling", "websocket"} {
@@ -95,7 +116,7 @@ func New() *Metrics {
 		m.OriginRefused.WithLabelValues(tr)
 	}
 	r.MustRegister(m.Connections, m.EventsIn, m.EventsOut, m.EventsRefused, m.AuthFailures,
-		m.PublishRequests, m.OriginRefused, m.EngineOpened, m.EngineClosed, m.EngineUpgrades, m.SlowConsumers, m.ConnectionsRefused,
+		m.PublishRequests, m.OriginRefused, m.EngineOpened, m.EngineClosed, m.EngineUpgrades, m.SlowConsumers, m.ConnectionsRefused, m.EventFloodDisconnects, m.ClientLogSuppressed, LogLinesSampledOut,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
