@@ -495,3 +495,33 @@ func TestGlobEscape(t *testing.T) {
 		t.Error(got)
 	}
 }
+
+// TestExactIntegers: ids that a float64 would round (above 2^53) and the
+// int64 and uint64 edges cross the cluster exactly, whether the event's
+// arguments are decoded values (json.Number, from a client) or raw JSON
+// (from the publish API), in a broadcast and back out as the JSON a
+// client gets.
+func TestExactIntegers(t *testing.T) {
+	for _, n := range []string{"9007199254740993", "-9007199254740993", "9223372036854775807",
+		"-9223372036854775808", "9223372036854775808", "18446744073709551615"} {
+		for _, arg := range []any{json.Number(n), json.RawMessage(`{"id":` + n + `}`), []any{json.Number(n)}} {
+			p := &socketio.Packet{Type: socketio.PacketEvent, Nsp: "/tasks", Data: []any{"ev", arg}}
+			enc, err := encodeBroadcast(nil, "A1b2C3", p, []string{"r"}, nil, &socketio.BroadcastFlags{})
+			if err != nil {
+				t.Fatalf("%s: %v", n, err)
+			}
+			m, err := decodeBroadcast(string(enc))
+			if err != nil {
+				t.Fatalf("%s: %v", n, err)
+			}
+			got, err := json.Marshal(m.packet.Data[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := json.Marshal(arg)
+			if string(got) != string(want) {
+				t.Errorf("%s crossed the cluster as %s, want %s", n, got, want)
+			}
+		}
+	}
+}

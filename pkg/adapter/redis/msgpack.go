@@ -377,8 +377,8 @@ func appendJSON(b []byte, v any, depth int) ([]byte, error) {
 	return appendAny(b, doc, depth+1)
 }
 
-// decodeJSON parses a JSON document into nil, bool, string, int64 (an
-// integral number that fits), float64, []any and map[string]any: the same
+// decodeJSON parses a JSON document into nil, bool, string, int64 or
+// uint64 (an integral number that fits), float64, []any and map[string]any: the same
 // types decodeMsgpack returns, so a value looks the same whichever codec
 // carried it.
 func decodeJSON(raw []byte) (any, error) {
@@ -399,6 +399,10 @@ func normalizeJSON(v any) any {
 	case json.Number:
 		if i, err := strconv.ParseInt(string(v), 10, 64); err == nil {
 			return i
+		}
+		// 2^63 to 2^64-1: msgpack's uint 64 keeps them exact.
+		if u, err := strconv.ParseUint(string(v), 10, 64); err == nil {
+			return u
 		}
 		f, _ := v.Float64() // the decoder validated the number
 		return f
