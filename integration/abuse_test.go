@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,20 +232,24 @@ flood:
 	case <-time.After(5 * time.Second):
 		t.Fatalf("the flooding node (%d events sent) is still connected", sent)
 	}
+	// Nothing is left queued: the counters settle as soon as the flood
+	// is cut (an unbounded queue kept them moving for seconds).
+	received := -1.0
+	checkFor(t, 3*time.Second, func() error {
+		prev := received
+		received = metricAt(t, base, `eventserver_events_received_total{event="message"}`)
+		if received != prev {
+			return fmt.Errorf("events still being handled after the flood (%v, then %v)", prev, received)
+		}
+		return nil
+	})
 	refused := metricAt(t, base, `eventserver_events_refused_total{event="message",reason="rate"}`)
-	received := metricAt(t, base, `eventserver_events_received_total{event="message"}`)
 	t.Logf("sent %d, received %v, refused over the rate %v", sent, received, refused)
 	if refused == 0 || received-refused > 200+100*8 {
 		t.Fatalf("received %v, refused %v: more than burst + rate × time acted on", received, refused)
 	}
 	if got := metricAt(t, base, "eventserver_event_flood_disconnects_total"); got != 1 {
 		t.Fatalf("flood disconnects %v, want 1", got)
-	}
-	// Nothing is left queued: the counters stop moving as soon as the
-	// flood stops.
-	after := metricAt(t, base, `eventserver_events_received_total{event="message"}`)
-	if after != received {
-		t.Fatalf("events still handled after the flood: %v then %v", received, after)
 	}
 	// The calm node beside it is still served: its ping is answered by
 	// the heartbeat, and it can still send.
@@ -310,4 +315,95 @@ func TestAbuseLogVolume(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAbusePendingBinary: a packet that announces binary attachments
+// holds at most one max payload of them per connection; more, and the
+// connection is closed. The probe kept +115 MB of heap for 12 connections
+// whose attachments never completed.
+func TestAbusePendingBinary(t *testing.T) {
+	base := startBinary(t, "EVENTSERVER_MAX_PAYLOAD=64KiB")
+	chunk := make([]byte, 40<<10)
+	for i := range 12 {
+		ws := wsSocket(t, base, userToken(t, int64(10+i), 2, []int64{1}, "collaboration", time.Hour))
+		closed := make(chan error, 1)
+		go func() {
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					closed <- err
+					return
+				}
+			}
+		}()
+		// Two placeholders announced; each attachment fits a message, but
+		// together they pass the max payload.
+		msgs := []struct {
+			typ  int
+			data []byte
+		}{
+			{websocket.TextMessage, []byte(`452-/tasks,["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]`)},
+			{websocket.BinaryMessage, chunk},
+			{websocket.BinaryMessage, chunk},
+		}
+		for _, m := range msgs {
+			if err := ws.WriteMessage(m.typ, m.data); err != nil {
+				break // closed already
+			}
+		}
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("connection %d still open with more than a max payload of pending attachments", i)
+		}
+	}
+	wellBehaved(t, base)
+}
+
+// TestAbuseSlowConsumer: a client that never reads its socket while its
+// room gets traffic is disconnected once its unwritten bytes pass
+// EVENTSERVER_MAX_WRITE_QUEUE, and counted; a reader in the same room gets
+// every event. The probe saw RSS +270 MB in 20 s, the client still
+// connected.
+func TestAbuseSlowConsumer(t *testing.T) {
+	base := startBinary(t, "EVENTSERVER_MAX_WRITE_QUEUE=256KiB", "EVENTSERVER_PUBLISH_TOKEN="+testPublishToken)
+	stalled := wsSocket(t, base, userToken(t, 5, 2, []int64{1}, "collaboration", time.Hour))
+	_ = stalled // never read again
+	reader := wsSocket(t, base, userToken(t, 6, 2, []int64{1}, "collaboration", time.Hour))
+	var got atomic.Int64
+	go func() {
+		for {
+			_, m, err := reader.ReadMessage()
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(string(m), `42/tasks,["bulk"`) {
+				got.Add(1)
+			}
+		}
+	}()
+	srv := &server{t: t, URL: base}
+	filler := strings.Repeat("y", 200<<10)
+	sent := 0
+	// The kernel's socket buffers take a few MB before the server's queue
+	// grows: publish until the stalled client is counted, at most 200 MB.
+	for sent < 1000 && metricAt(t, base, "eventserver_slow_consumers_total") == 0 {
+		srv.mustPublish(`{"event":"bulk","room":"collaboration_1","data":"` + filler + `"}`)
+		sent++
+	}
+	if metricAt(t, base, "eventserver_slow_consumers_total") != 1 {
+		t.Fatalf("no slow consumer counted after %d events of 200 KB", sent)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if n := metricAt(t, base, `eventserver_engineio_sessions_closed_total{reason="slow consumer"}`); n != 1 {
+			return fmt.Errorf("%v sessions closed as slow consumers", n)
+		}
+		return nil
+	})
+	checkFor(t, 10*time.Second, func() error {
+		if n := got.Load(); n != int64(sent) {
+			return fmt.Errorf("the reader got %d of %d events", n, sent)
+		}
+		return nil
+	})
+	wellBehaved(t, base)
 }
