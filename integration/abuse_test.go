@@ -407,3 +407,83 @@ func TestAbuseSlowConsumer(t *testing.T) {
 	})
 	wellBehaved(t, base)
 }
+
+// TestAbuseUnauthenticated: sockets without a valid token hold nothing
+// for long, whichever namespace they try: on /tasks and /admin they are
+// told invalid_token and disconnected after EVENTSERVER_AUTH_GRACE, on /
+// (where nothing is served) refused, and the Engine.IO connection that
+// is left without a namespace is closed by the connect timeout. The probe
+// kept 50 of 50 on / for more than 50 s.
+func TestAbuseUnauthenticated(t *testing.T) {
+	base := startBinary(t, "EVENTSERVER_AUTH_GRACE=500ms", "EVENTSERVER_CONNECT_TIMEOUT=1s")
+	url := "ws" + strings.TrimPrefix(base, "http") + "/socket.io/?EIO=4&transport=websocket"
+	var conns []*websocket.Conn
+	for i := range 30 {
+		ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.Close() })
+		connect := []string{`40`, `40/tasks,`, `40/tasks,{"token":"not-a-jwt"}`, `40/admin,{}`, `40/nope,`}[i%5]
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(connect)); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, ws)
+	}
+	for i, ws := range conns {
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("unauthenticated connection %d still open after 10 s", i)
+				}
+				break
+			}
+		}
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if n := metricAt(t, base, "eventserver_engineio_sessions"); n != 0 {
+			return fmt.Errorf("%v sessions still open", n)
+		}
+		return nil
+	})
+	wellBehaved(t, base)
+}
+
+// TestAbuseHugeChunkedPost: a 100 MB chunked polling POST is refused with
+// 413 after at most a max payload is read, and its session is closed; the
+// probe got 429 and a 1 MB prefix parsed as a payload.
+func TestAbuseHugeChunkedPost(t *testing.T) {
+	base := startBinary(t)
+	sid := eioOpen(t, base)
+	body := io.LimitReader(repeatReader('x'), 100<<20)
+	status, err := eioPost(base, sid, io.MultiReader(strings.NewReader("4"), body), -1)
+	if err != nil && status == 0 {
+		// The server may close the connection before the whole body is sent.
+		t.Logf("post: %v", err)
+	} else if status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("100 MB chunked POST: %d, want 413", status)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		code, body, err := eioGet(base, sid)
+		if err != nil {
+			return err
+		}
+		if code == http.StatusBadRequest || strings.HasSuffix(body, "1") {
+			return nil // unknown sid, or the close packet
+		}
+		return fmt.Errorf("session still open: %d %q", code, body)
+	})
+	wellBehaved(t, base)
+}
+
+// repeatReader is an endless stream of one byte.
+type repeatReader byte
+
+func (r repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r)
+	}
+	return len(p), nil
+}

@@ -112,6 +112,24 @@ func (c *Conn) SetConnected() {
 	c.mu.Unlock()
 }
 
+// SetIdle restarts the connect timeout: the upper layer has nothing open
+// on the session any more (its last namespace left), and a client that
+// opens none again within Config.ConnectTimeout is closed, as one that
+// never opened any.
+func (c *Conn) SetIdle() {
+	d := c.s.cfg.ConnectTimeout
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d <= 0 || c.closed || !c.connected {
+		return
+	}
+	c.connected = false
+	if c.aux != nil {
+		c.aux.Stop()
+	}
+	c.aux = time.AfterFunc(d, c.connectTimeout)
+}
+
 // Close closes the session with reason; queued packets are still
 // delivered to a polling client on its next GET.
 func (c *Conn) Close(reason string) {
@@ -550,7 +568,12 @@ func (c *Conn) post(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
 	if len(body) > max {
+		// A body without a length (chunked) that passes the bound: 413,
+		// nothing of it delivered, and the session closed (Node drops the
+		// connection; keeping the session would let a client send it again
+		// and again, each time making the server read max payload bytes).
 		http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
+		c.closeWith(ReasonTransportError, ErrMessageTooBig, closeTooBig, false)
 		return
 	}
 	if err != nil {

@@ -72,6 +72,26 @@ func TestConnectTimeoutStopsAtConnect(t *testing.T) {
 	ok.send(`2["x"]`)
 }
 
+// TestConnectTimeoutAfterLastNamespace: when the server disconnects the
+// last socket of a connection, the connect timeout runs again; a client
+// that connects a namespace in time keeps its connection.
+func TestConnectTimeoutAfterLastNamespace(t *testing.T) {
+	ts := newTestServer(t, Config{Engine: engineio.Config{ConnectTimeout: 200 * time.Millisecond}})
+	nsp := ts.Of("/tasks")
+	left := ts.dial(t)
+	back := ts.dial(t)
+	sid := left.connect("/tasks", "")
+	sid2 := back.connect("/tasks", "")
+	nsp.Socket(sid).Disconnect(false)
+	nsp.Socket(sid2).Disconnect(false)
+	left.expect(`1/tasks,`)
+	back.expect(`1/tasks,`)
+	back.connect("/tasks", "") // within the timeout: stays
+	left.closed()
+	back.nothing(300 * time.Millisecond)
+	back.send(`2/tasks,["x"]`)
+}
+
 func TestRoomsAndBroadcasts(t *testing.T) {
 	ts := newTestServer(t, Config{})
 	ev := newEvents()

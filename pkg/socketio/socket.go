@@ -503,7 +503,15 @@ func (c *client) removeSocket(s *Socket) {
 			break
 		}
 	}
+	idle := len(c.sockets) == 0 && len(c.pending) == 0
 	c.mu.Unlock()
+	if idle {
+		// Nothing open on the connection: the connect timeout applies
+		// again (a real client closes it itself; one that does not would
+		// otherwise hold it for good, e.g. after the server disconnects
+		// its only socket for a bad token).
+		c.conn.SetIdle()
+	}
 }
 
 func (c *client) snapshot() []*Socket {
