@@ -42,7 +42,7 @@ func (s *session) onEvent(event string, args []any, ack socketio.Ack) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("panic while handling event", zap.String("event", event), zap.Any("panic", p), zap.Stack("stack"))
+			s.logger().Error("panic while handling event", zap.String("event", event), zap.Any("panic", p), zap.Stack("stack"))
 		}
 	}()
 	if err := s.handle(event, args, ack); err != nil {
@@ -73,14 +73,14 @@ func (s *session) admit(event string) bool {
 	case dropped:
 		s.h.m.EventsRefused.WithLabelValues(metricEvent(event), "rate").Inc()
 		if !wasFlooding {
-			s.log.Warn("events over the socket's rate are dropped", zap.String("event", event),
+			s.logger().Warn("events over the socket's rate are dropped", zap.String("event", event),
 				zap.Float64("rate", l.Rate), zap.Int("burst", l.burst()), zap.Duration("disconnect_after", l.FloodDisconnect))
 		}
 		return false
 	}
 	s.h.m.EventsRefused.WithLabelValues(metricEvent(event), "rate").Inc()
 	s.h.m.EventFloodDisconnects.Inc()
-	s.log.Warn("socket disconnected: over its event rate for too long", zap.String("event", event),
+	s.logger().Warn("socket disconnected: over its event rate for too long", zap.String("event", event),
 		zap.Float64("rate", l.Rate), zap.Duration("flooding_for", l.FloodDisconnect))
 	s.sock.Disconnect(true)
 	return false
@@ -95,14 +95,14 @@ var logBudget = EventLimit{Rate: 2, Burst: 20}
 // eventLog writes a line about one of the socket's events, within the
 // socket's log budget. Lines below the logger's level cost no budget.
 func (s *session) eventLog(lvl zapcore.Level, msg string, fields ...zap.Field) {
-	if !s.log.Core().Enabled(lvl) {
+	if !s.h.log.Core().Enabled(lvl) {
 		return
 	}
 	if s.logBucket.take(&logBudget, s.h.cfg.Now().UnixNano()) != admitted {
 		s.h.m.ClientLogSuppressed.Inc()
 		return
 	}
-	if ce := s.log.Check(lvl, msg); ce != nil {
+	if ce := s.logger().Check(lvl, msg); ce != nil {
 		ce.Write(fields...)
 	}
 }
@@ -112,7 +112,7 @@ func (s *session) eventLog(lvl zapcore.Level, msg string, fields ...zap.Field) {
 func (s *session) presenceLater(event string, fn func(ctx context.Context) error) error {
 	if !s.later(false, func() {
 		if err := fn(context.Background()); err != nil {
-			s.log.Error("event", zap.String("event", event), zap.Error(err))
+			s.logger().Error("event", zap.String("event", event), zap.Error(err))
 		}
 	}) {
 		return refused("overloaded", "too much background work waiting for this socket")
@@ -169,7 +169,7 @@ func (s *session) handle(event string, args []any, ack socketio.Ack) error {
 		s.eventLog(zapcore.DebugLevel, "node error", zap.String("text", clip(args)))
 		return nil
 	}
-	s.log.Debug("unknown event ignored", zap.String("event", event), zap.Int("args", len(args)))
+	s.logger().Debug("unknown event ignored", zap.String("event", event), zap.Int("args", len(args)))
 	return nil
 }
 
@@ -284,7 +284,7 @@ func (s *session) refresh(args []any, ack socketio.Ack) {
 	answer := func(a protocol.RefreshTokenAck) {
 		if !a.OK {
 			s.h.m.AuthFailures.WithLabelValues("refresh_" + a.Error).Inc()
-			s.log.Info("refresh_token refused", zap.String("error", a.Error))
+			s.logger().Info("refresh_token refused", zap.String("error", a.Error))
 		}
 		if ack != nil {
 			ack(a)
@@ -309,7 +309,7 @@ func (s *session) refresh(args []any, ack socketio.Ack) {
 		return
 	}
 	s.scheduleExpiry(exp)
-	s.log.Info("token refreshed", zap.Time("exp", exp))
+	s.logger().Info("token refreshed", zap.Time("exp", exp))
 	answer(protocol.RefreshTokenAck{OK: true, Exp: exp.Unix()})
 }
 

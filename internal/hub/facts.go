@@ -27,7 +27,7 @@ func (s *session) fact(typ string, at time.Time, data any) {
 	}
 	raw, err := rawJSON(data)
 	if err != nil {
-		s.log.Error("outbox: fact data cannot be encoded", zap.String("type", typ), zap.Error(err))
+		s.logger().Error("outbox: fact data cannot be encoded", zap.String("type", typ), zap.Error(err))
 		return
 	}
 	nodeID, _ := s.id.ID.MarshalJSON()

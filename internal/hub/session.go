@@ -30,7 +30,6 @@ type session struct {
 	sock      *socketio.Socket
 	id        *identity.Identity // nil: not authenticated
 	rooms     []string
-	log       *zap.Logger
 	since     time.Time
 	clientTyp string
 	// heartbeats: the socket's Engine.IO heartbeats are recorded (nodes).
@@ -182,7 +181,7 @@ func (s *session) runQueue() {
 func (s *session) safe(fn func()) {
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("panic in background work", zap.Any("panic", p), zap.Stack("stack"))
+			s.logger().Error("panic in background work", zap.Any("panic", p), zap.Stack("stack"))
 		}
 	}()
 	fn()
@@ -242,19 +241,13 @@ func (h *Hub) onConnection(s *socketio.Socket, admin bool) {
 		transport: transport,
 		clientTyp: "unauthenticated",
 	}
-	fields := []zap.Field{zap.String("socket_id", s.ID())}
-	if admin {
-		fields = append(fields, zap.String("namespace", protocol.AdminNamespace))
-	}
 	if sess.id != nil {
 		sess.clientTyp = string(sess.id.Kind)
 		if !admin {
 			sess.rooms = sess.id.Rooms()
 			sess.heartbeats = sess.id.Kind == rooms.KindNode
 		}
-		fields = append(fields, zap.String("client_type", sess.clientTyp), zap.String("client_id", sess.id.ID.String()))
 	}
-	sess.log = h.log.With(fields...)
 	// What fetchSockets shows of this socket, on any instance of the cluster.
 	s.SetData(sess.summary())
 
@@ -268,7 +261,7 @@ func (h *Hub) onConnection(s *socketio.Socket, admin bool) {
 		conn := presence.Conn{Node: sess.node(), ID: s.ID(), Instance: h.cfg.Instance, Since: sess.since}
 		sess.later(true, func() {
 			if err := h.presence.Connect(context.Background(), conn); err != nil {
-				sess.log.Error("presence connect", zap.Error(err))
+				sess.logger().Error("presence connect", zap.Error(err))
 			}
 			sess.joinRooms()
 		})
@@ -291,7 +284,7 @@ func (h *Hub) onConnection(s *socketio.Socket, admin bool) {
 	sess.scheduleExpiry(res.exp)
 	if admin {
 		s.Join(adminRoom)
-		sess.log.Info("client connected", zap.String("transport", transport), zap.String("name", sess.id.Name))
+		sess.logger().Info("client connected", zap.String("transport", transport), zap.String("name", sess.id.Name))
 		return
 	}
 	if !sess.heartbeats {
@@ -315,7 +308,7 @@ func (s *session) joinRooms() {
 			s.announce(r, joinText(s.id.Kind, s.id.Name, r))
 		}
 	}
-	s.log.Info("client connected", zap.Strings("rooms", s.rooms), zap.String("transport", transport),
+	s.logger().Info("client connected", zap.Strings("rooms", s.rooms), zap.String("transport", transport),
 		zap.String("name", s.id.Name))
 }
 
@@ -368,13 +361,13 @@ func (s *session) node() presence.Node {
 func (s *session) emit(event string, args ...any) {
 	s.h.m.EventsOut.WithLabelValues(metricEvent(event)).Inc()
 	if err := s.sock.Emit(event, args...); err != nil {
-		s.log.Warn("emit", zap.String("event", event), zap.Error(err))
+		s.logger().Warn("emit", zap.String("event", event), zap.Error(err))
 	}
 }
 
 func (s *session) announce(room, msg string) {
 	if err := s.h.Emit([]string{room}, nil, protocol.EventMessage, msg); err != nil {
-		s.log.Warn("announce", zap.String("room", room), zap.Error(err))
+		s.logger().Warn("announce", zap.String("room", room), zap.Error(err))
 	}
 }
 
@@ -384,7 +377,7 @@ func (s *session) refuse(reason string) {
 	if reason == "draining" {
 		// Not the client's fault: close the connection so that it
 		// reconnects, to another instance.
-		s.log.Info("instance is draining: closing new connection")
+		s.logger().Info("instance is draining: closing new connection")
 		s.sock.Disconnect(true)
 		return
 	}
@@ -395,7 +388,7 @@ func (s *session) refuse(reason string) {
 	}
 	s.sock.Join(unauthenticatedRoom)
 	s.emit(event)
-	s.log.Info("unauthenticated socket: told "+event+", disconnecting after grace",
+	s.logger().Info("unauthenticated socket: told "+event+", disconnecting after grace",
 		zap.String("reason", reason), zap.Duration("grace", s.h.cfg.AuthGrace))
 	s.mu.Lock()
 	s.startKickLocked()
@@ -407,7 +400,7 @@ func (s *session) startKickLocked() {
 		return
 	}
 	s.kickTimer = time.AfterFunc(s.h.cfg.AuthGrace, func() {
-		s.log.Info("disconnecting: no valid token after grace")
+		s.logger().Info("disconnecting: no valid token after grace")
 		s.sock.Disconnect(false)
 	})
 }
@@ -454,11 +447,11 @@ func (s *session) onExpired() {
 	s.mu.Unlock()
 	if keep {
 		s.h.m.AuthFailures.WithLabelValues("expired_while_connected_kept").Inc()
-		s.log.Info("token expired while connected: told expired_token, keeping the socket and its rooms",
+		s.logger().Info("token expired while connected: told expired_token, keeping the socket and its rooms",
 			zap.String("policy", "EVENTSERVER_USER_TOKEN_EXPIRY="+string(UserExpiryKeep)))
 	} else {
 		s.h.m.AuthFailures.WithLabelValues("expired_while_connected").Inc()
-		s.log.Info("token expired while connected: told expired_token, disconnecting after grace",
+		s.logger().Info("token expired while connected: told expired_token, disconnecting after grace",
 			zap.Duration("grace", s.h.cfg.AuthGrace))
 	}
 	s.emit(protocol.EventExpiredToken)
@@ -477,7 +470,7 @@ func (s *session) onHeartbeat() {
 	s.mu.Unlock()
 	s.later(false, func() {
 		if err := s.h.presence.Seen(context.Background(), s.nodeKey(), now); err != nil {
-			s.log.Warn("presence heartbeat", zap.Error(err))
+			s.logger().Warn("presence heartbeat", zap.Error(err))
 		}
 	})
 }
@@ -493,7 +486,7 @@ func (s *session) onUpgrade() {
 	}
 	s.h.m.Connections.WithLabelValues(s.clientTyp, old).Dec()
 	s.h.m.Connections.WithLabelValues(s.clientTyp, now).Inc()
-	s.log.Debug("transport upgraded", zap.String("transport", now))
+	s.logger().Debug("transport upgraded", zap.String("transport", now))
 }
 
 func (s *session) onDisconnect(reason string) {
@@ -521,7 +514,7 @@ func (s *session) onDisconnect(reason string) {
 	h.m.Connections.WithLabelValues(s.clientTyp, transport).Dec()
 
 	if s.id == nil {
-		s.log.Debug("unauthenticated socket disconnected", zap.String("reason", reason))
+		s.logger().Debug("unauthenticated socket disconnected", zap.String("reason", reason))
 		return
 	}
 	leave := func() {
@@ -543,12 +536,28 @@ func (s *session) onDisconnect(reason string) {
 		s.later(true, func() {
 			leave()
 			if err := h.presence.Disconnect(context.Background(), key, sid); err != nil {
-				s.log.Error("presence disconnect", zap.Error(err))
+				s.logger().Error("presence disconnect", zap.Error(err))
 			}
 		})
 	} else {
 		leave()
 	}
-	s.log.Info("client disconnected", zap.String("reason", reason),
+	s.logger().Info("client disconnected", zap.String("reason", reason),
 		zap.Duration("connected_for", h.cfg.Now().Sub(s.since)))
+}
+
+// logger is the hub's logger with the socket's fields. It is built for
+// each line rather than kept: a logger per socket (zap's With encodes its
+// fields into a core of its own) cost more than a kilobyte for every idle
+// connection, for lines that a socket writes a few times in its life.
+func (s *session) logger() *zap.Logger {
+	fields := make([]zap.Field, 0, 4)
+	fields = append(fields, zap.String("socket_id", s.sock.ID()))
+	if s.sock.Namespace().Name() == protocol.AdminNamespace {
+		fields = append(fields, zap.String("namespace", protocol.AdminNamespace))
+	}
+	if s.id != nil {
+		fields = append(fields, zap.String("client_type", s.clientTyp), zap.String("client_id", s.id.ID.String()))
+	}
+	return s.h.log.With(fields...)
 }
