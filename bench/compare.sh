@@ -19,7 +19,7 @@
 #   bash bench/compare.sh                                  # defaults below
 #   SHAPES=fanout CLIENTS=300 ROOMS=10 RATES=100,200 bash bench/compare.sh
 #   BIG=1 bash bench/compare.sh                            # + 100k idle WebSockets
-#   ES_ENV="EVENTSERVER_CORE=lean" bash bench/compare.sh   # extra eventserver environment
+#   ES_ENV="EVENTSERVER_MAX_WRITE_QUEUE=4MiB" bash bench/compare.sh   # extra eventserver environment
 #
 # Every load is bounded; it listens and dials on 127.0.0.x only, and stops
 # its processes on exit. Needs: Go, redis-server, node, python3, curl and
