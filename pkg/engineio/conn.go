@@ -14,45 +14,115 @@ const (
 	tWebSocket
 )
 
-// Conn is one Engine.IO session. Its methods are safe for concurrent use.
-type Conn struct {
-	s          *Server
-	id         string
-	header     http.Header
-	rawQuery   string
-	remoteAddr string
-	release    func() // Config.Admit's, called once when the session is removed
+// Handler receives the events of one session; set it with SetHandler (or
+// set single callbacks with OnMessage, OnClose, OnUpgrade, OnHeartbeat).
+// The methods run as the callbacks do (see the package comment).
+type Handler interface {
+	// OnMessage gets a message; data is valid only during the call.
+	OnMessage(data []byte, binary bool)
+	// OnClose is called once when the session closes.
+	OnClose(reason string, err error)
+	// OnUpgrade is called when polling upgrades to websocket.
+	OnUpgrade()
+	// OnHeartbeat is called for each pong received.
+	OnHeartbeat()
+}
 
-	mu           sync.Mutex
-	closed       bool
-	connected    bool
-	transport    uint8
-	awaitingPong bool
-	upgrading    bool
-	posting      bool
-	lingering    bool  // closed; the next GET gets the queue and the close packet
-	closePacket  byte  // answer of the pending GET once closed: pClose or pNoop
-	hbDue        int64 // unix nanos the heartbeat timer is due
-	hb           *time.Timer
-	aux          *time.Timer // connect timeout, or linger
-	upTimer      *time.Timer // upgrade timeout
-	queue        []qpacket   // polling: packets waiting for a GET
-	queued       int
-	pollCh       chan struct{} // polling: the pending GET waits on it
-	ws           *wsConn
-	probe        *wsConn
-
+// funcHandler is the Handler of the single-callback setters.
+type funcHandler struct {
 	onMessage   func(data []byte, binary bool)
 	onClose     func(reason string, err error)
 	onUpgrade   func()
 	onHeartbeat func()
 }
 
+func (f *funcHandler) OnMessage(data []byte, binary bool) {
+	if f.onMessage != nil {
+		f.onMessage(data, binary)
+	}
+}
+
+func (f *funcHandler) OnClose(reason string, err error) {
+	if f.onClose != nil {
+		f.onClose(reason, err)
+	}
+}
+
+func (f *funcHandler) OnUpgrade() {
+	if f.onUpgrade != nil {
+		f.onUpgrade()
+	}
+}
+
+func (f *funcHandler) OnHeartbeat() {
+	if f.onHeartbeat != nil {
+		f.onHeartbeat()
+	}
+}
+
+// Conn is one Engine.IO session. Its methods are safe for concurrent use.
+//
+// An idle websocket session is this struct, its wsConn and its place in
+// the server's heartbeat schedule: what only polling needs is in poll
+// (nil once upgraded or when it opened on websocket), and no session has
+// a timer of its own once connected.
+type Conn struct {
+	s          *Server
+	id         string
+	rawQuery   string
+	remoteAddr string
+	header     []string // name, value, ...: the kept headers; nil once dropped
+	release    func()   // Config.Admit's, called once when the session is removed
+	h          Handler
+
+	mu           sync.Mutex
+	closed       bool
+	connected    bool
+	transport    uint8
+	awaitingPong bool
+	lingering    bool        // closed; the next GET gets the queue and the close packet
+	closePacket  byte        // answer of the pending GET once closed: pClose or pNoop
+	hbIdx        int32       // place in s.hb's heap (s.hb.mu), -1: not scheduled
+	hbDue        int64       // unix nanos the heartbeat is due (written under c.mu and s.hb.mu)
+	aux          *time.Timer // connect timeout, or linger
+	ws           *wsConn
+	poll         *pollState
+}
+
+// pollState is what a session needs while on polling (and upgrading).
+type pollState struct {
+	queue     []qpacket // packets waiting for a GET
+	queued    int
+	pollCh    chan struct{} // the pending GET waits on it
+	posting   bool
+	upgrading bool
+	upTimer   *time.Timer // upgrade timeout
+	probe     *wsConn
+}
+
 // ID is the session id (sid).
 func (c *Conn) ID() string { return c.id }
 
-// Header holds the handshake request headers named in Config.KeepHeaders.
-func (c *Conn) Header() http.Header { return c.header }
+// Header holds the handshake request headers named in Config.KeepHeaders
+// (a new map at each call), until DropHeaders.
+func (c *Conn) Header() http.Header {
+	c.mu.Lock()
+	kv := c.header
+	c.mu.Unlock()
+	h := make(http.Header, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		h[kv[i]] = append(h[kv[i]], kv[i+1])
+	}
+	return h
+}
+
+// DropHeaders forgets the kept headers (e.g. a token, once the upper layer
+// has used it): Header is empty from then on.
+func (c *Conn) DropHeaders() {
+	c.mu.Lock()
+	c.header = nil
+	c.mu.Unlock()
+}
 
 // Query of the handshake request (parsed at each call).
 func (c *Conn) Query() url.Values {
@@ -73,32 +143,56 @@ func (c *Conn) Transport() string {
 	return TransportPolling
 }
 
+// SetHandler sets the session's Handler (replacing single callbacks set
+// before).
+func (c *Conn) SetHandler(h Handler) {
+	c.mu.Lock()
+	c.h = h
+	c.mu.Unlock()
+}
+
+// funcs is the funcHandler to set a single callback in; c.mu.
+func (c *Conn) funcs() *funcHandler {
+	f, ok := c.h.(*funcHandler)
+	if !ok {
+		f = &funcHandler{}
+		c.h = f
+	}
+	return f
+}
+
 // OnMessage sets the message callback; data is valid only during the call.
 func (c *Conn) OnMessage(fn func(data []byte, binary bool)) {
 	c.mu.Lock()
-	c.onMessage = fn
+	c.funcs().onMessage = fn
 	c.mu.Unlock()
 }
 
 // OnClose sets the callback called once when the session closes.
 func (c *Conn) OnClose(fn func(reason string, err error)) {
 	c.mu.Lock()
-	c.onClose = fn
+	c.funcs().onClose = fn
 	c.mu.Unlock()
 }
 
 // OnUpgrade sets the callback called when polling upgrades to websocket.
 func (c *Conn) OnUpgrade(fn func()) {
 	c.mu.Lock()
-	c.onUpgrade = fn
+	c.funcs().onUpgrade = fn
 	c.mu.Unlock()
 }
 
 // OnHeartbeat sets the callback called for each pong received.
 func (c *Conn) OnHeartbeat(fn func()) {
 	c.mu.Lock()
-	c.onHeartbeat = fn
+	c.funcs().onHeartbeat = fn
 	c.mu.Unlock()
+}
+
+func (c *Conn) handler() Handler {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.h
 }
 
 // SetConnected stops the connect timeout.
@@ -153,8 +247,7 @@ func (c *Conn) start() {
 		c.mu.Unlock()
 		return
 	}
-	c.hbDue = time.Now().Add(c.s.cfg.PingInterval).UnixNano()
-	c.hb = time.AfterFunc(c.s.cfg.PingInterval, c.heartbeat)
+	c.s.hb.schedule(c, time.Now().Add(c.s.cfg.PingInterval).UnixNano())
 	if d := c.s.cfg.ConnectTimeout; d > 0 && !c.connected {
 		c.aux = time.AfterFunc(d, c.connectTimeout)
 	}
@@ -185,7 +278,7 @@ func (c *Conn) heartbeat() {
 		return
 	}
 	if now := time.Now().UnixNano(); now < c.hbDue {
-		c.hb.Reset(time.Duration(c.hbDue - now)) // a stale fire after a Reset
+		c.s.hb.schedule(c, c.hbDue) // a pong came meanwhile: scheduled again already
 		c.mu.Unlock()
 		return
 	}
@@ -195,8 +288,7 @@ func (c *Conn) heartbeat() {
 		return
 	}
 	c.awaitingPong = true
-	c.hbDue += int64(c.s.cfg.PingTimeout) // from when the ping was due, not from a late timer
-	c.hb.Reset(time.Duration(c.hbDue - time.Now().UnixNano()))
+	c.s.hb.schedule(c, c.hbDue+int64(c.s.cfg.PingTimeout)) // from when the ping was due, not from a late run
 	post := c.writeLocked(framePing, qpacket{data: framePing[2:]})
 	c.mu.Unlock()
 	post()
@@ -219,8 +311,7 @@ func (c *Conn) pingExpired() bool {
 }
 
 func (c *Conn) setHeartbeat(d time.Duration) {
-	c.hbDue = time.Now().Add(d).UnixNano()
-	c.hb.Reset(d)
+	c.s.hb.schedule(c, time.Now().Add(d).UnixNano())
 }
 
 // Send sends a message: text, or binary when binary is true.
@@ -320,12 +411,16 @@ func (c *Conn) writeLocked(frame []byte, q qpacket) func() {
 	if q.data == nil {
 		return nop
 	}
+	p := c.poll
+	if p == nil {
+		return nop
+	}
 	n := q.pollLen()
-	if c.queued+n > c.s.cfg.MaxWriteQueue {
+	if p.queued+n > c.s.cfg.MaxWriteQueue {
 		return c.failLocked(ErrSlowConsumer)
 	}
-	c.queue = append(c.queue, q)
-	c.queued += n + 1
+	p.queue = append(p.queue, q)
+	p.queued += n + 1
 	c.wakePoll()
 	return nop
 }
@@ -351,9 +446,9 @@ func qFrame(q qpacket) []byte {
 }
 
 func (c *Conn) wakePoll() {
-	if c.pollCh != nil {
+	if c.poll != nil && c.poll.pollCh != nil {
 		select {
-		case c.pollCh <- struct{}{}:
+		case c.poll.pollCh <- struct{}{}:
 		default:
 		}
 	}
@@ -370,18 +465,19 @@ func (c *Conn) closeWith(reason string, err error, code int, linger bool) {
 		return
 	}
 	c.closed = true
-	if c.hb != nil {
-		c.hb.Stop()
-	}
+	c.s.hb.cancel(c)
 	if c.aux != nil {
 		c.aux.Stop()
 	}
-	if c.upTimer != nil {
-		c.upTimer.Stop()
-	}
-	if c.probe != nil {
-		c.probe.closeLocked(code)
-		c.probe = nil
+	p := c.poll
+	if p != nil {
+		if p.upTimer != nil {
+			p.upTimer.Stop()
+		}
+		if p.probe != nil {
+			p.probe.closeLocked(code)
+			p.probe = nil
+		}
 	}
 	if c.ws != nil {
 		c.ws.closeLocked(code)
@@ -391,9 +487,9 @@ func (c *Conn) closeWith(reason string, err error, code int, linger bool) {
 	} else {
 		c.closePacket = pClose
 	}
-	if c.pollCh != nil {
+	if p != nil && p.pollCh != nil {
 		c.wakePoll()
-	} else if linger && c.transport == tPolling && (len(c.queue) > 0 || reason == ReasonTransportClose) {
+	} else if linger && p != nil && c.transport == tPolling && (len(p.queue) > 0 || reason == ReasonTransportClose) {
 		c.lingering = true
 		c.aux = time.AfterFunc(c.s.cfg.PingTimeout, func() {
 			if c.s.enter() {
@@ -403,17 +499,17 @@ func (c *Conn) closeWith(reason string, err error, code int, linger bool) {
 		})
 	}
 	lingering := c.lingering
-	fn := c.onClose
+	h := c.h
 	c.mu.Unlock()
 	if !lingering {
 		c.s.remove(c)
 	}
-	if h := c.s.cfg.Hooks.Closed; h != nil {
-		h(reason)
+	if hook := c.s.cfg.Hooks.Closed; hook != nil {
+		hook(reason)
 	}
-	if fn != nil {
+	if h != nil {
 		defer func() { _ = recover() }()
-		fn(reason, err)
+		h.OnClose(reason, err)
 	}
 }
 
@@ -427,11 +523,8 @@ func fromClient(typ byte) bool {
 func (c *Conn) onPacket(p packet) (stop bool) {
 	switch p.typ {
 	case pMessage:
-		c.mu.Lock()
-		fn := c.onMessage
-		c.mu.Unlock()
-		if fn != nil {
-			c.safe(func() { fn(p.data, p.bin) })
+		if h := c.handler(); h != nil {
+			c.safe(func() { h.OnMessage(p.data, p.bin) })
 		}
 	case pPong:
 		c.mu.Lock()
@@ -439,10 +532,10 @@ func (c *Conn) onPacket(p packet) (stop bool) {
 			c.awaitingPong = false
 			c.setHeartbeat(c.s.cfg.PingInterval)
 		}
-		fn := c.onHeartbeat
+		h := c.h
 		c.mu.Unlock()
-		if fn != nil {
-			c.safe(fn)
+		if h != nil {
+			c.safe(h.OnHeartbeat)
 		}
 	case pNoop:
 	case pClose:
@@ -463,7 +556,7 @@ const upgradeGrace = 50 * time.Millisecond
 
 // poll answers a long-polling GET: at once if packets wait, else when
 // one is queued or the session closes or upgrades.
-func (c *Conn) poll(w http.ResponseWriter, r *http.Request) {
+func (c *Conn) longPoll(w http.ResponseWriter, r *http.Request) {
 	if c.pingExpired() {
 		writeError(w, http.StatusBadRequest, errUnknownSid, "")
 		return
@@ -474,7 +567,8 @@ func (c *Conn) poll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errBadRequest, "")
 		return
 	}
-	if c.pollCh != nil {
+	p := c.poll
+	if p.pollCh != nil {
 		c.mu.Unlock()
 		c.closeWith(ReasonTransportError, ErrPollOverlap, closeProtocol, false)
 		writeError(w, http.StatusBadRequest, errBadRequest, "")
@@ -486,14 +580,14 @@ func (c *Conn) poll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var grace <-chan time.Time
-	if c.probe != nil {
+	if p.probe != nil {
 		t := time.NewTimer(upgradeGrace)
 		defer t.Stop()
 		grace = t.C
 	}
-	for !c.closed && len(c.queue) == 0 && c.transport == tPolling && !(c.upgrading && grace == nil) {
+	for !c.closed && len(p.queue) == 0 && c.transport == tPolling && !(p.upgrading && grace == nil) {
 		ch := make(chan struct{}, 1)
-		c.pollCh = ch
+		p.pollCh = ch
 		c.mu.Unlock()
 		select {
 		case <-ch:
@@ -502,7 +596,7 @@ func (c *Conn) poll(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 		}
 		c.mu.Lock()
-		c.pollCh = nil
+		p.pollCh = nil
 		if r.Context().Err() != nil && !c.closed {
 			c.mu.Unlock()
 			return // the client left; its packets stay queued
@@ -513,12 +607,12 @@ func (c *Conn) poll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errBadRequest, "")
 		return
 	}
-	body := appendPayload(make([]byte, 0, c.queued+1), c.queue)
-	c.queue, c.queued = nil, 0
+	body := appendPayload(make([]byte, 0, p.queued+1), p.queue)
+	p.queue, p.queued = nil, 0
 	end := byte(0)
 	if c.closed {
 		end = c.closePacket
-	} else if c.upgrading {
+	} else if p.upgrading {
 		end = pNoop
 	}
 	if end != 0 {
@@ -549,17 +643,18 @@ func (c *Conn) post(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errBadRequest, "")
 		return
 	}
-	if c.posting {
+	p := c.poll
+	if p.posting {
 		c.mu.Unlock()
 		c.closeWith(ReasonTransportError, ErrPollOverlap, closeProtocol, false)
 		writeError(w, http.StatusBadRequest, errBadRequest, "")
 		return
 	}
-	c.posting = true
+	p.posting = true
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		c.posting = false
+		p.posting = false
 		c.mu.Unlock()
 	}()
 	if r.ContentLength > int64(max) {
@@ -580,8 +675,8 @@ func (c *Conn) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pks, err := decodePayload(body)
-	for _, p := range pks {
-		if !fromClient(p.typ) {
+	for _, pk := range pks {
+		if !fromClient(pk.typ) {
 			err = errBadPacket
 		}
 	}
@@ -590,8 +685,8 @@ func (c *Conn) post(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errBadRequest, "")
 		return
 	}
-	for _, p := range pks {
-		if c.onPacket(p) {
+	for _, pk := range pks {
+		if c.onPacket(pk) {
 			break
 		}
 	}

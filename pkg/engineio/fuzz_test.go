@@ -45,13 +45,13 @@ func FuzzFeed(f *testing.F) {
 			t.Skip(err)
 		}
 		defer unix.Close(fds[1])
-		c := &Conn{s: s, id: "fuzz", transport: tWebSocket}
-		c.onMessage = func(data []byte, _ bool) {
+		c := &Conn{s: s, id: "fuzz", transport: tWebSocket, hbIdx: -1}
+		c.OnMessage(func(data []byte, _ bool) {
 			if len(data) > 64 {
 				t.Fatalf("delivered %d bytes", len(data))
 			}
-		}
-		w := &wsConn{c: c, p: s.pollers[0], fd: fds[0]}
+		})
+		w := &wsConn{c: c, p: s.pollers[0], fd: int32(fds[0])}
 		c.ws = w
 		for len(in) > 0 { // in two reads, to exercise an incomplete frame
 			n := len(in)/2 + 1

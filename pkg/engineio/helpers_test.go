@@ -178,7 +178,7 @@ func (ts *tserver) pending(sid string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.pollCh == nil {
+	if c.poll == nil || c.poll.pollCh == nil {
 		return errors.New("no pending GET")
 	}
 	return nil

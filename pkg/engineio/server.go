@@ -103,10 +103,12 @@ type Server struct {
 	pollers []*poller
 	next    uint32
 
+	hb *heartbeats
+
 	mu       sync.RWMutex
 	closing  bool
 	sessions map[string]*Conn
-	inflight sync.WaitGroup // handlers, timer callbacks and pollers
+	inflight sync.WaitGroup // handlers, timer callbacks, pollers and the heartbeats
 }
 
 // NewServer starts the pollers; call Shutdown to stop them.
@@ -143,6 +145,9 @@ func NewServer(cfg Config) (*Server, error) {
 		s.inflight.Add(1)
 		go p.run()
 	}
+	s.hb = newHeartbeats()
+	s.inflight.Add(1)
+	go s.hb.run(s)
 	return s, nil
 }
 
@@ -194,6 +199,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, p := range s.pollers {
 			p.stop()
 		}
+		s.hb.stop()
 	}
 	done := make(chan struct{})
 	go func() { s.inflight.Wait(); close(done) }()
@@ -307,7 +313,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case isWS:
 		s.upgrade(w, r, c)
 	case r.Method == http.MethodGet:
-		c.poll(w, r)
+		c.longPoll(w, r)
 	case r.Method == http.MethodPost:
 		c.post(w, r)
 	default:
@@ -349,6 +355,10 @@ func (s *Server) newConn(w http.ResponseWriter, r *http.Request, transport uint8
 		rawQuery:   r.URL.RawQuery,
 		remoteAddr: r.RemoteAddr,
 		transport:  transport,
+		hbIdx:      -1,
+	}
+	if transport == tPolling {
+		c.poll = &pollState{}
 	}
 	if s.cfg.Admit != nil {
 		release, err := s.cfg.Admit(r)
@@ -377,14 +387,22 @@ func (s *Server) newConn(w http.ResponseWriter, r *http.Request, transport uint8
 	return c
 }
 
-func keepHeaders(h http.Header, names []string) http.Header {
-	var out http.Header
-	for _, n := range names {
-		if v := h.Values(n); len(v) > 0 {
-			if out == nil {
-				out = make(http.Header, len(names))
-			}
-			out[http.CanonicalHeaderKey(n)] = append([]string(nil), v...)
+// keepHeaders copies the values of the named headers as a flat list of
+// name, value pairs (a map per session would cost a few hundred bytes
+// more for its life).
+func keepHeaders(h http.Header, names []string) []string {
+	n := 0
+	for _, name := range names {
+		n += len(h.Values(name))
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, 0, 2*n)
+	for _, name := range names {
+		key := http.CanonicalHeaderKey(name)
+		for _, v := range h.Values(name) {
+			out = append(out, key, v)
 		}
 	}
 	return out

@@ -20,16 +20,36 @@ type wsConn struct {
 	c *Conn
 	p *poller
 	// c.mu
-	fd         int
+	fd         int32
 	closed     bool
 	probe      bool
 	registered bool
 	wantOut    bool
 	pending    []byte // bytes the kernel did not take yet
 	// poller
+	rx *wsRead // nil while no frame is incomplete (an idle websocket)
+}
+
+// wsRead is a websocket's incomplete input.
+type wsRead struct {
 	rbuf  []byte // an incomplete frame
 	msg   []byte // a fragmented message
 	msgOp byte
+}
+
+// read returns w.rx, made if need be. The poller.
+func (w *wsConn) read() *wsRead {
+	if w.rx == nil {
+		w.rx = &wsRead{}
+	}
+	return w.rx
+}
+
+// tidy drops w.rx once nothing is incomplete. The poller.
+func (w *wsConn) tidy() {
+	if r := w.rx; r != nil && len(r.rbuf) == 0 && r.msgOp == 0 {
+		w.rx = nil
+	}
 }
 
 func headerHas(h http.Header, name, token string) bool {
@@ -150,7 +170,7 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request) {
 		s.remove(c)
 		return
 	}
-	ws := &wsConn{c: c, p: s.pickPoller(), fd: fd}
+	ws := &wsConn{c: c, p: s.pickPoller(), fd: int32(fd)}
 	c.mu.Lock()
 	c.ws = ws
 	closed := c.closed
@@ -173,7 +193,7 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request) {
 func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, c *Conn) {
 	key := wsKey(r)
 	c.mu.Lock()
-	closed, taken := c.closed, c.transport != tPolling || c.probe != nil
+	closed, taken := c.closed, c.transport != tPolling || c.poll.probe != nil
 	c.mu.Unlock()
 	if closed || key == "" {
 		writeError(w, http.StatusBadRequest, errBadRequest, "")
@@ -192,15 +212,15 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, c *Conn) {
 		}
 		return
 	}
-	ws := &wsConn{c: c, p: s.pickPoller(), fd: fd, probe: true}
+	ws := &wsConn{c: c, p: s.pickPoller(), fd: int32(fd), probe: true}
 	c.mu.Lock()
-	if c.closed || c.transport != tPolling || c.probe != nil {
+	if c.closed || c.transport != tPolling || c.poll.probe != nil {
 		c.mu.Unlock()
 		_ = unix.Close(fd)
 		return
 	}
-	c.probe = ws
-	c.upTimer = time.AfterFunc(s.cfg.UpgradeTimeout, func() { c.upgradeTimeout(ws) })
+	c.poll.probe = ws
+	c.poll.upTimer = time.AfterFunc(s.cfg.UpgradeTimeout, func() { c.upgradeTimeout(ws) })
 	c.mu.Unlock()
 	ws.attach(rest)
 }
@@ -261,7 +281,7 @@ func (w *wsConn) write(b []byte) error {
 		w.pending = append(w.pending, b...)
 		return nil
 	}
-	n, err := writeFd(w.fd, b)
+	n, err := writeFd(int(w.fd), b)
 	if err != nil {
 		return err
 	}
@@ -278,7 +298,7 @@ func (w *wsConn) write(b []byte) error {
 func (w *wsConn) watchOut(on bool) {
 	w.wantOut = on
 	if w.registered {
-		w.p.mod(w.fd, on)
+		w.p.mod(int(w.fd), on)
 	}
 }
 
@@ -290,7 +310,7 @@ func (w *wsConn) flush() {
 		c.mu.Unlock()
 		return
 	}
-	n, err := writeFd(w.fd, w.pending)
+	n, err := writeFd(int(w.fd), w.pending)
 	if err == nil {
 		if n == len(w.pending) {
 			w.pending = nil
@@ -312,13 +332,13 @@ func (w *wsConn) closeLocked(code int) {
 	}
 	w.closed = true
 	if len(w.pending) == 0 {
-		_, _ = writeFd(w.fd, closeFrame(code))
+		_, _ = writeFd(int(w.fd), closeFrame(code))
 	}
 	w.pending = nil
 	if w.registered {
-		w.p.del(w.fd)
+		w.p.del(int(w.fd))
 	}
-	_ = unix.Close(w.fd)
+	_ = unix.Close(int(w.fd))
 	w.fd = -1
 }
 
@@ -329,11 +349,11 @@ func (w *wsConn) fail(code int, reason string, err error) {
 	c.mu.Lock()
 	if c.ws != w {
 		w.closeLocked(code)
-		if c.probe == w {
-			c.probe = nil
-			c.upgrading = false
-			if c.upTimer != nil {
-				c.upTimer.Stop()
+		if p := c.poll; p != nil && p.probe == w {
+			p.probe = nil
+			p.upgrading = false
+			if p.upTimer != nil {
+				p.upTimer.Stop()
 			}
 		}
 		c.mu.Unlock()
@@ -349,12 +369,12 @@ func (w *wsConn) isClosed() bool {
 	return w.closed
 }
 
-// feed parses client frames; an incomplete one waits in rbuf.
+// feed parses client frames; an incomplete one waits in rx.rbuf.
 func (w *wsConn) feed(in []byte) {
 	buf := in
-	if len(w.rbuf) > 0 {
-		w.rbuf = append(w.rbuf, in...)
-		buf = w.rbuf
+	if w.rx != nil && len(w.rx.rbuf) > 0 {
+		w.rx.rbuf = append(w.rx.rbuf, in...)
+		buf = w.rx.rbuf
 	}
 	max := w.c.s.cfg.MaxPayload
 	for len(buf) > 0 {
@@ -364,7 +384,7 @@ func (w *wsConn) feed(in []byte) {
 			if code == closeTooBig {
 				err = ErrMessageTooBig
 			}
-			w.rbuf = nil
+			w.rx = nil
 			w.fail(code, ReasonTransportError, err)
 			return
 		}
@@ -375,49 +395,54 @@ func (w *wsConn) feed(in []byte) {
 		unmask(payload, h.mask)
 		buf = buf[h.hlen+h.length:]
 		if w.frame(h, payload, max) {
-			w.rbuf = nil
+			w.rx = nil
 			return
 		}
 	}
 	switch {
 	case len(buf) == 0:
-		w.rbuf = nil
-	case len(w.rbuf) > 0:
-		w.rbuf = append(w.rbuf[:0], buf...)
+		if w.rx != nil {
+			w.rx.rbuf = nil
+		}
+	case w.rx != nil && len(w.rx.rbuf) > 0:
+		w.rx.rbuf = append(w.rx.rbuf[:0], buf...)
 	default:
-		w.rbuf = append([]byte(nil), buf...)
+		w.read().rbuf = append([]byte(nil), buf...)
 	}
+	w.tidy()
 }
 
 // frame handles one client frame; true when the socket is closed.
 func (w *wsConn) frame(h frameHeader, payload []byte, max int) bool {
 	switch h.op {
 	case opText, opBinary:
-		if w.msgOp != 0 {
+		if w.rx != nil && w.rx.msgOp != 0 {
 			w.fail(closeProtocol, ReasonTransportError, ErrProtocol)
 			return true
 		}
 		if !h.fin {
-			w.msgOp = h.op
-			w.msg = append([]byte(nil), payload...)
+			r := w.read()
+			r.msgOp = h.op
+			r.msg = append([]byte(nil), payload...)
 			return false
 		}
 		return w.message(h.op, payload)
 	case opCont:
-		if w.msgOp == 0 {
+		if w.rx == nil || w.rx.msgOp == 0 {
 			w.fail(closeProtocol, ReasonTransportError, ErrProtocol)
 			return true
 		}
-		if len(w.msg)+len(payload) > max {
+		r := w.rx
+		if len(r.msg)+len(payload) > max {
 			w.fail(closeTooBig, ReasonTransportError, ErrMessageTooBig)
 			return true
 		}
-		w.msg = append(w.msg, payload...)
+		r.msg = append(r.msg, payload...)
 		if !h.fin {
 			return false
 		}
-		op, m := w.msgOp, w.msg
-		w.msgOp, w.msg = 0, nil
+		op, m := r.msgOp, r.msg
+		r.msgOp, r.msg = 0, nil
 		return w.message(op, m)
 	case opPing:
 		c := w.c
@@ -495,8 +520,8 @@ func (w *wsConn) probePacket(m []byte) bool {
 			return true
 		}
 		err := w.write(frameProbe)
-		if err == nil {
-			c.upgrading = true
+		if err == nil && c.poll != nil {
+			c.poll.upgrading = true
 			c.wakePoll()
 		}
 		c.mu.Unlock()
@@ -507,37 +532,39 @@ func (w *wsConn) probePacket(m []byte) bool {
 		return false
 	case "5":
 		c.mu.Lock()
-		if c.closed || w.closed || !c.upgrading || c.probe != w {
+		p := c.poll
+		if c.closed || w.closed || p == nil || !p.upgrading || p.probe != w {
 			c.mu.Unlock()
 			w.fail(closeProtocol, ReasonTransportError, ErrProtocol)
 			return true
 		}
 		c.transport = tWebSocket
-		c.ws, c.probe, w.probe, c.upgrading = w, nil, false, false
-		if c.upTimer != nil {
-			c.upTimer.Stop()
-			c.upTimer = nil
+		c.ws, p.probe, w.probe, p.upgrading = w, nil, false, false
+		if p.upTimer != nil {
+			p.upTimer.Stop()
+			p.upTimer = nil
 		}
 		var err error
-		for _, q := range c.queue {
+		for _, q := range p.queue {
 			if err = w.write(qFrame(q)); err != nil {
 				break
 			}
 		}
-		c.queue, c.queued = nil, 0
+		p.queue, p.queued = nil, 0
 		c.wakePoll()
-		fn := c.onUpgrade
+		c.poll = nil // the pending GET, if any, has its own reference
+		h := c.h
 		post := nop
 		if err != nil {
 			post = c.failLocked(err)
 		}
 		c.mu.Unlock()
 		post()
-		if h := c.s.cfg.Hooks.Upgraded; h != nil {
-			h()
+		if hook := c.s.cfg.Hooks.Upgraded; hook != nil {
+			hook()
 		}
-		if fn != nil {
-			c.safe(fn)
+		if h != nil {
+			c.safe(h.OnUpgrade)
 		}
 		return w.isClosed()
 	}
@@ -552,7 +579,7 @@ type poller struct {
 	evfd    int
 	mu      sync.Mutex
 	stopped bool
-	conns   map[int]*wsConn
+	conns   []*wsConn // by file descriptor
 }
 
 func newPoller(s *Server) (*poller, error) {
@@ -571,7 +598,7 @@ func newPoller(s *Server) (*poller, error) {
 		_ = unix.Close(evfd)
 		return nil, err
 	}
-	return &poller{s: s, epfd: epfd, evfd: evfd, conns: make(map[int]*wsConn)}, nil
+	return &poller{s: s, epfd: epfd, evfd: evfd}, nil
 }
 
 // add registers w; w.c.mu is held.
@@ -581,14 +608,18 @@ func (p *poller) add(w *wsConn) error {
 	if p.stopped {
 		return ErrServerShutdown
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(w.fd)}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: w.fd}
 	if w.wantOut {
 		ev.Events |= unix.EPOLLOUT
 	}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, w.fd, &ev); err != nil {
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(w.fd), &ev); err != nil {
 		return err
 	}
-	p.conns[w.fd] = w
+	fd := int(w.fd)
+	if fd >= len(p.conns) {
+		p.conns = append(p.conns, make([]*wsConn, fd+1-len(p.conns))...)
+	}
+	p.conns[fd] = w
 	w.registered = true
 	return nil
 }
@@ -612,7 +643,9 @@ func (p *poller) del(fd int) {
 	if p.stopped {
 		return
 	}
-	delete(p.conns, fd)
+	if fd < len(p.conns) {
+		p.conns[fd] = nil
+	}
 	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 }
 
@@ -640,7 +673,10 @@ func (p *poller) run() {
 				return
 			}
 			p.mu.Lock()
-			w := p.conns[fd]
+			var w *wsConn
+			if fd < len(p.conns) {
+				w = p.conns[fd]
+			}
 			p.mu.Unlock()
 			if w == nil {
 				continue
@@ -666,7 +702,7 @@ func (p *poller) readable(w *wsConn, buf []byte) {
 	var n int
 	var err error
 	for {
-		n, err = unix.Read(w.fd, buf)
+		n, err = unix.Read(int(w.fd), buf)
 		if err != unix.EINTR {
 			break
 		}
@@ -684,9 +720,11 @@ func (p *poller) readable(w *wsConn, buf []byte) {
 // close fails what is still registered and releases the poller.
 func (p *poller) close() {
 	p.mu.Lock()
-	left := make([]*wsConn, 0, len(p.conns))
+	var left []*wsConn
 	for _, w := range p.conns {
-		left = append(left, w)
+		if w != nil {
+			left = append(left, w)
+		}
 	}
 	p.mu.Unlock()
 	for _, w := range left {
