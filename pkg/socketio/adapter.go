@@ -80,7 +80,57 @@ func shardOf(key string) int { return int(maphash.String(seed, key) % shards) }
 
 type roomShard struct {
 	mu    sync.RWMutex
-	rooms map[string]map[*Socket]struct{}
+	rooms map[string]roomSet
+}
+
+// roomSet is the members of one room: the only one inline (a room of one
+// socket, the most common, costs no map of its own), or a set once two.
+type roomSet struct {
+	one  *Socket
+	many map[*Socket]struct{}
+}
+
+// add returns the set with s added.
+func (rs roomSet) add(s *Socket) roomSet {
+	switch {
+	case rs.many != nil:
+		rs.many[s] = struct{}{}
+	case rs.one == nil || rs.one == s:
+		rs.one = s
+	default:
+		rs.many = map[*Socket]struct{}{rs.one: {}, s: {}}
+		rs.one = nil
+	}
+	return rs
+}
+
+// del returns the set without s; empty is true when no member is left.
+func (rs roomSet) del(s *Socket) (out roomSet, empty bool) {
+	if rs.many == nil {
+		if rs.one == s {
+			rs.one = nil
+		}
+		return rs, rs.one == nil
+	}
+	delete(rs.many, s)
+	if len(rs.many) == 1 {
+		for m := range rs.many {
+			rs.one = m
+		}
+		rs.many = nil
+	}
+	return rs, rs.one == nil && len(rs.many) == 0
+}
+
+// appendTo appends the members to dst.
+func (rs roomSet) appendTo(dst []*Socket) []*Socket {
+	if rs.one != nil {
+		return append(dst, rs.one)
+	}
+	for s := range rs.many {
+		dst = append(dst, s)
+	}
+	return dst
 }
 
 // MemoryAdapter is the in-memory Adapter: a room index sharded by room
@@ -99,7 +149,7 @@ func NewMemoryAdapter(nsp *Namespace) Adapter { return newMemoryAdapter(nsp) }
 func newMemoryAdapter(nsp *Namespace) *MemoryAdapter {
 	a := &MemoryAdapter{nsp: nsp}
 	for i := range a.shards {
-		a.shards[i].rooms = make(map[string]map[*Socket]struct{})
+		a.shards[i].rooms = make(map[string]roomSet)
 	}
 	return a
 }
@@ -126,12 +176,7 @@ func (a *MemoryAdapter) AddAll(s *Socket, rooms []string) {
 		s.mu.Unlock()
 		sh := &a.shards[shardOf(r)]
 		sh.mu.Lock()
-		m := sh.rooms[r]
-		if m == nil {
-			m = make(map[*Socket]struct{}, 1)
-			sh.rooms[r] = m
-		}
-		m[s] = struct{}{}
+		sh.rooms[r] = sh.rooms[r].add(s)
 		sh.mu.Unlock()
 	}
 }
@@ -152,10 +197,11 @@ func (a *MemoryAdapter) Del(s *Socket, room string) {
 func (a *MemoryAdapter) delMember(s *Socket, room string) {
 	sh := &a.shards[shardOf(room)]
 	sh.mu.Lock()
-	if m := sh.rooms[room]; m != nil {
-		delete(m, s)
-		if len(m) == 0 {
+	if rs, ok := sh.rooms[room]; ok {
+		if rs, empty := rs.del(s); empty {
 			delete(sh.rooms, room)
+		} else {
+			sh.rooms[room] = rs
 		}
 	}
 	sh.mu.Unlock()
@@ -219,9 +265,7 @@ func (a *MemoryAdapter) members(dst []*Socket, rooms []string) []*Socket {
 	for _, r := range rooms {
 		sh := &a.shards[shardOf(r)]
 		sh.mu.RLock()
-		for s := range sh.rooms[r] {
-			dst = append(dst, s)
-		}
+		dst = sh.rooms[r].appendTo(dst)
 		sh.mu.RUnlock()
 		if s := a.nsp.Socket(r); s != nil {
 			dst = append(dst, s)

@@ -45,6 +45,7 @@ type Namespace struct {
 	onUpgrade    func(*Socket)
 	onHeartbeat  func(*Socket)
 	serverSide   map[string]func(args []any, ack Ack)
+	data         func(*Socket) any
 
 	sockets [shards]socketShard
 }
@@ -107,6 +108,17 @@ func (n *Namespace) OnUpgrade(fn func(*Socket)) { n.mu.Lock(); n.onUpgrade = fn;
 // OnHeartbeat sets the handler called for each Engine.IO pong of a socket's
 // connection.
 func (n *Namespace) OnHeartbeat(fn func(*Socket)) { n.mu.Lock(); n.onHeartbeat = fn; n.mu.Unlock() }
+
+// SetDataFunc sets the function that gives the data (Socket.Data, what
+// fetchSockets reports) of a socket with none set: computed when asked
+// rather than kept with every socket.
+func (n *Namespace) SetDataFunc(fn func(*Socket) any) { n.mu.Lock(); n.data = fn; n.mu.Unlock() }
+
+func (n *Namespace) dataFunc() func(*Socket) any {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.data
+}
 
 // OnServerSideEmit sets the handler of an event that another server sent
 // with ServerSideEmit; ack is nil when the sender expects no answer.

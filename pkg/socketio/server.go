@@ -184,9 +184,5 @@ func newSocketID() string {
 }
 
 func (s *Server) onConn(c *engineio.Conn) {
-	cl := &client{srv: s, conn: c, created: time.Now()}
-	c.OnMessage(cl.onMessage)
-	c.OnClose(cl.onClose)
-	c.OnUpgrade(cl.onUpgrade)
-	c.OnHeartbeat(cl.onHeartbeat)
+	c.SetHandler(&client{srv: s, conn: c, created: time.Now().UnixNano()})
 }

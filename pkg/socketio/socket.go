@@ -16,17 +16,18 @@ import (
 type Handshake struct {
 	Headers http.Header // the headers named in engineio.Config.KeepHeaders
 	Query   url.Values
-	Auth    map[string]any // the CONNECT payload; {} when none
+	Auth    map[string]any // the CONNECT payload; {} when none or dropped (Socket.DropAuth)
 	Address string
 	Time    time.Time
 	URL     string
 }
 
-// client is the Socket.IO state of one Engine.IO connection.
+// client is the Socket.IO state of one Engine.IO connection; it is the
+// connection's engineio.Handler.
 type client struct {
 	srv     *Server
 	conn    *engineio.Conn
-	created time.Time
+	created int64 // unix nanoseconds
 
 	wmu sync.Mutex // keeps a packet's frames together on the connection
 
@@ -35,6 +36,7 @@ type client struct {
 	sockets []*Socket // connected namespaces
 	pending []string  // namespaces whose middleware runs
 	recon   *reconstruction
+	value   any // the application's value of the connection (Socket.ConnValue)
 }
 
 type reconstruction struct {
@@ -49,7 +51,7 @@ type Socket struct {
 	seq    uint64
 	nsp    *Namespace
 	client *client
-	auth   map[string]any
+	auth   map[string]any // nil: none, or dropped
 
 	mu        sync.Mutex
 	connected bool
@@ -80,11 +82,51 @@ func (s *Socket) Handshake() Handshake {
 	if q := c.Query(); len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	return Handshake{Headers: c.Header(), Query: c.Query(), Auth: s.auth, Address: c.RemoteAddr(), Time: s.client.created, URL: u}
+	s.mu.Lock()
+	auth := s.auth
+	s.mu.Unlock()
+	if auth == nil {
+		auth = map[string]any{}
+	}
+	return Handshake{Headers: c.Header(), Query: c.Query(), Auth: auth, Address: c.RemoteAddr(),
+		Time: time.Unix(0, s.client.created), URL: u}
 }
 
-// Data is the application's value of the socket (fetchSockets reports it).
-func (s *Socket) Data() any { s.mu.Lock(); defer s.mu.Unlock(); return s.data }
+// DropAuth forgets the CONNECT payload (e.g. a token, once the
+// application has used it): Handshake().Auth is {} from then on.
+func (s *Socket) DropAuth() { s.mu.Lock(); s.auth = nil; s.mu.Unlock() }
+
+// ConnValue is the application's value of the socket's connection, shared
+// by the connection's namespaces (nil until SetConnValue).
+func (s *Socket) ConnValue() any {
+	c := s.client
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.value
+}
+
+// SetConnValue sets the application's value of the socket's connection.
+func (s *Socket) SetConnValue(v any) {
+	c := s.client
+	c.mu.Lock()
+	c.value = v
+	c.mu.Unlock()
+}
+
+// Data is the application's value of the socket (fetchSockets reports
+// it): the one set with SetData, else the namespace's data function's
+// (Namespace.SetDataFunc), else nil.
+func (s *Socket) Data() any {
+	s.mu.Lock()
+	v := s.data
+	s.mu.Unlock()
+	if v == nil {
+		if fn := s.nsp.dataFunc(); fn != nil {
+			return fn(s)
+		}
+	}
+	return v
+}
 
 // SetData sets the application's value of the socket.
 func (s *Socket) SetData(v any) { s.mu.Lock(); s.data = v; s.mu.Unlock() }
@@ -312,7 +354,7 @@ func (s *Server) safe(fn func()) {
 
 func (c *client) fail() { c.conn.Close(ReasonParseError) }
 
-func (c *client) onMessage(data []byte, binary bool) {
+func (c *client) OnMessage(data []byte, binary bool) {
 	c.mu.Lock()
 	if binary {
 		r := c.recon
@@ -406,8 +448,8 @@ func (c *client) connect(p inPacket) {
 		return
 	}
 	auth, _ := p.data.(map[string]any)
-	if auth == nil {
-		auth = map[string]any{}
+	if len(auth) == 0 {
+		auth = nil // Handshake makes {} when asked
 	}
 	s := &Socket{id: newSocketID(), seq: c.srv.seq.Add(1), nsp: nsp, client: c, auth: auth}
 	c.mu.Lock()
@@ -528,7 +570,7 @@ func (c *client) disconnectAll() {
 	c.conn.Close(engineio.ReasonForced)
 }
 
-func (c *client) onClose(reason string, _ error) {
+func (c *client) OnClose(reason string, _ error) {
 	c.mu.Lock()
 	c.closed = true
 	c.recon = nil
@@ -538,7 +580,7 @@ func (c *client) onClose(reason string, _ error) {
 	}
 }
 
-func (c *client) onUpgrade() {
+func (c *client) OnUpgrade() {
 	for _, s := range c.snapshot() {
 		s.nsp.mu.RLock()
 		fn := s.nsp.onUpgrade
@@ -549,7 +591,7 @@ func (c *client) onUpgrade() {
 	}
 }
 
-func (c *client) onHeartbeat() {
+func (c *client) OnHeartbeat() {
 	for _, s := range c.snapshot() {
 		s.nsp.mu.RLock()
 		fn := s.nsp.onHeartbeat
