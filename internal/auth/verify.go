@@ -82,7 +82,11 @@ type Verifier struct {
 	// ecAlg is the one ES algorithm that matches the curve of ecKey.
 	ecAlg  string
 	parser *jwt.Parser
+	leeway time.Duration
 }
+
+// Leeway is the clock skew allowed on exp, nbf and iat.
+func (v *Verifier) Leeway() time.Duration { return v.leeway }
 
 var (
 	hmacAlgs = []string{"HS256", "HS384", "HS512"}
@@ -110,7 +114,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		now = time.Now
 	}
 
-	v := &Verifier{}
+	v := &Verifier{leeway: leeway}
 	var algs []string
 	if len(cfg.HMACSecret) > 0 {
 		v.secret = bytes.Clone(cfg.HMACSecret)

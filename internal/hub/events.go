@@ -66,8 +66,9 @@ func (s *session) onEvent(event string, args []any, ack socketio.Ack) {
 // one when it is cut off: the flood itself writes none.
 func (s *session) admit(event string) bool {
 	l := &s.h.cfg.Events
-	wasFlooding := s.bucket.floodSince != 0
-	switch s.bucket.take(l, s.h.cfg.Now().UnixNano()) {
+	b := &s.limits().events
+	wasFlooding := b.floodSince != 0
+	switch b.take(l, s.h.cfg.Now().UnixNano()) {
 	case admitted:
 		return true
 	case dropped:
@@ -98,7 +99,7 @@ func (s *session) eventLog(lvl zapcore.Level, msg string, fields ...zap.Field) {
 	if !s.h.log.Core().Enabled(lvl) {
 		return
 	}
-	if s.logBucket.take(&logBudget, s.h.cfg.Now().UnixNano()) != admitted {
+	if s.limits().logs.take(&logBudget, s.h.cfg.Now().UnixNano()) != admitted {
 		s.h.m.ClientLogSuppressed.Inc()
 		return
 	}

@@ -87,6 +87,7 @@ type Hub struct {
 	log      *zap.Logger
 	m        *metrics.Metrics
 	presence presence.Store
+	expiry   *expiry // token expiries and auth-grace disconnects
 
 	// ctx bounds the work the hub runs off the connections' goroutines
 	// (authentication, presence); Shutdown cancels it.
@@ -137,6 +138,7 @@ func New(cfg Config) (*Hub, error) {
 		sessions: map[string]*session{},
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
+	h.expiry = newExpiry(h)
 	if cfg.NewPresence != nil {
 		p, err := cfg.NewPresence(h.onTransition)
 		if err != nil {
@@ -160,6 +162,7 @@ func New(cfg Config) (*Hub, error) {
 		n.OnAny(h.onAny)
 		n.OnUpgrade(h.onUpgrade)
 		n.OnHeartbeat(h.onHeartbeat)
+		n.SetDataFunc(h.socketData)
 	}
 	return h, nil
 }
@@ -175,6 +178,15 @@ func (h *Hub) session(id string) *session {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.sessions[id]
+}
+
+// socketData is a socket's data (what fetchSockets shows of it, on any
+// instance of the cluster): its session's summary, made when asked.
+func (h *Hub) socketData(s *socketio.Socket) any {
+	if sess := h.session(s.ID()); sess != nil {
+		return sess.summary()
+	}
+	return nil
 }
 
 func (h *Hub) onDisconnect(s *socketio.Socket, reason string) {
@@ -223,6 +235,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	h.stopped = true
 	h.mu.Unlock()
 	h.cancel()
+	h.expiry.stop()
 	done := make(chan struct{})
 	go func() { h.work.Wait(); close(done) }()
 	select {

@@ -12,6 +12,7 @@ import (
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/protocol"
+	"github.com/eventserver/eventserver/pkg/engineio"
 	"github.com/eventserver/eventserver/pkg/presence"
 	"github.com/eventserver/eventserver/pkg/rooms"
 	"github.com/eventserver/eventserver/pkg/socketio"
@@ -24,35 +25,83 @@ type authResult struct {
 	reason string // "" when authenticated: missing, expired, invalid, draining
 }
 
-// session is the hub's state of one socket.
+// session is the hub's state of one socket. An idle one is this struct,
+// its place in the hub's maps and, while it has a token, its entry in the
+// hub's expiry schedule: no logger, timer or buffer of its own (what an
+// idle socket never uses is made when first needed).
 type session struct {
-	h         *Hub
-	sock      *socketio.Socket
-	id        *identity.Identity // nil: not authenticated
-	rooms     []string
-	since     time.Time
-	clientTyp string
-	// heartbeats: the socket's Engine.IO heartbeats are recorded (nodes).
-	heartbeats bool
-	// bucket bounds the events the socket sends (Config.Events).
-	bucket eventBucket
-	// logBucket bounds the log lines its events cause (logBudget).
-	logBucket eventBucket
+	h     *Hub
+	sock  *socketio.Socket
+	id    *identity.Identity // nil: not authenticated
+	since time.Time
+	// lim bounds the events the socket sends and the log lines they cause;
+	// made at its first event, and touched only by its event handler.
+	lim *limits
+	// work is the session's background work (presence calls, token
+	// refresh), run in order by one goroutine at a time, off the
+	// connection's goroutine; made when first used (mu).
+	work *workQueue
 
-	// The session's background work (presence calls, token refresh), run
-	// in order by one goroutine at a time, off the connection's goroutine.
-	qmu     sync.Mutex
+	mu         sync.Mutex
+	gone       bool
+	joined     bool  // in its rooms (and announced there)
+	heartbeats bool  // its Engine.IO heartbeats are recorded (nodes)
+	websocket  bool  // its transport
+	kicking    bool  // disconnected when its grace is over, unless refreshed
+	exp        int64 // its token's exp, unix nanoseconds (the hub's clock)
+	seenAt     int64 // last heartbeat handed to presence, unix nanoseconds
+
+	// The hub's expiry schedule (session.mu and expiry.mu to write).
+	idx  int32 // place in the schedule; -1: none
+	kick bool  // the entry is the end of the grace, not the token's expiry
+	due  int64 // unix nanoseconds (real time)
+}
+
+// limits are a socket's event and log buckets.
+type limits struct {
+	events eventBucket // Config.Events
+	logs   eventBucket // logBudget
+}
+
+// limits returns s.lim, made if need be; the event handler only.
+func (s *session) limits() *limits {
+	if s.lim == nil {
+		s.lim = &limits{}
+	}
+	return s.lim
+}
+
+// workQueue is a session's background work.
+type workQueue struct {
+	mu      sync.Mutex
 	queue   []func()
 	running bool
+}
 
-	mu        sync.Mutex
-	transport string
-	exp       time.Time
-	expTimer  *time.Timer // fires at exp
-	kickTimer *time.Timer // fires after the grace, unless refreshed
-	gone      bool
-	joined    bool      // in its rooms (and announced there)
-	seenAt    time.Time // last heartbeat handed to presence
+func (s *session) clientType() string {
+	if s.id == nil {
+		return "unauthenticated"
+	}
+	return string(s.id.Kind)
+}
+
+func transportName(websocket bool) string {
+	if websocket {
+		return engineio.TransportWebSocket
+	}
+	return engineio.TransportPolling
+}
+
+// admin reports whether the socket is on /admin.
+func (s *session) admin() bool { return s.sock.Namespace().Name() == protocol.AdminNamespace }
+
+// rooms are the rooms the socket's identity reads (none on /admin), worked
+// out when needed rather than kept.
+func (s *session) rooms() []string {
+	if s.id == nil || s.admin() {
+		return nil
+	}
+	return s.id.Rooms()
 }
 
 // seenEvery throttles the Engine.IO heartbeats of one node socket that are
@@ -78,7 +127,16 @@ func (h *Hub) authenticate(s *socketio.Socket, next func(error)) {
 	}
 	hs := s.Handshake()
 	token := auth.BearerToken(hs.Headers.Get("Authorization"))
-	if token == "" {
+	fromHeader := token != ""
+	if !fromHeader {
+		if prev, ok := s.ConnValue().(*authResult); ok {
+			// The connection's Authorization token was verified for
+			// another namespace and then dropped: its identity holds for
+			// this one, as the token would (expired once exp is past).
+			s.SetData(h.reuse(prev))
+			next(nil)
+			return
+		}
 		token, _ = hs.Auth["token"].(string)
 	}
 	if token == "" {
@@ -100,10 +158,35 @@ func (h *Hub) authenticate(s *socketio.Socket, next func(error)) {
 				zap.String("reason", res.reason), zap.String("remote", hs.Address), zap.Error(err))
 		} else {
 			res.id, res.exp = id, exp
+			// The token has done its work: only the identity is kept. The
+			// connection's header token is kept as its result, for the
+			// connection's other namespaces.
+			if fromHeader {
+				s.SetConnValue(res)
+				s.Conn().DropHeaders()
+			}
+			s.DropAuth()
 		}
 		s.SetData(res)
 		next(nil)
 	}()
+}
+
+// reuse is the result of the connection's header token for another of its
+// namespaces: the same identity, or expired once the token's exp (and the
+// verifier's leeway) is past, as a new check of the token would say.
+func (h *Hub) reuse(prev *authResult) *authResult {
+	if prev.id == nil {
+		return &authResult{reason: prev.reason}
+	}
+	var leeway time.Duration
+	if l, ok := h.cfg.Verifier.(interface{ Leeway() time.Duration }); ok {
+		leeway = l.Leeway()
+	}
+	if h.cfg.Now().After(prev.exp.Add(leeway)) {
+		return &authResult{reason: "expired"}
+	}
+	return &authResult{id: prev.id, exp: prev.exp}
 }
 
 // startAuth counts an authentication in flight: a CONNECT_ERROR when the
@@ -139,40 +222,47 @@ const maxQueue = 64
 // connection's goroutine. must: never dropped for the bound (still dropped,
 // and reported false, once the hub is shut down).
 func (s *session) later(must bool, fn func()) bool {
-	s.qmu.Lock()
-	if !must && len(s.queue) >= maxQueue {
-		s.qmu.Unlock()
+	s.mu.Lock()
+	if s.work == nil {
+		s.work = &workQueue{}
+	}
+	q := s.work
+	s.mu.Unlock()
+	q.mu.Lock()
+	if !must && len(q.queue) >= maxQueue {
+		q.mu.Unlock()
 		return false
 	}
-	if s.running {
-		s.queue = append(s.queue, fn)
-		s.qmu.Unlock()
+	if q.running {
+		q.queue = append(q.queue, fn)
+		q.mu.Unlock()
 		return true
 	}
 	if !s.h.enter() {
-		s.qmu.Unlock()
+		q.mu.Unlock()
 		return false
 	}
-	s.queue = append(s.queue, fn)
-	s.running = true
-	s.qmu.Unlock()
-	go s.runQueue()
+	q.queue = append(q.queue, fn)
+	q.running = true
+	q.mu.Unlock()
+	go s.runQueue(q)
 	return true
 }
 
-func (s *session) runQueue() {
+func (s *session) runQueue(q *workQueue) {
 	defer s.h.work.Done()
 	for {
-		s.qmu.Lock()
-		if len(s.queue) == 0 {
-			s.running = false
-			s.qmu.Unlock()
+		q.mu.Lock()
+		if len(q.queue) == 0 {
+			q.running = false
+			q.queue = nil
+			q.mu.Unlock()
 			return
 		}
-		fn := s.queue[0]
-		s.queue[0] = nil
-		s.queue = s.queue[1:]
-		s.qmu.Unlock()
+		fn := q.queue[0]
+		q.queue[0] = nil
+		q.queue = q.queue[1:]
+		q.mu.Unlock()
 		s.safe(fn)
 	}
 }
@@ -238,18 +328,12 @@ func (h *Hub) onConnection(s *socketio.Socket, admin bool) {
 		sock:      s,
 		id:        res.id,
 		since:     h.cfg.Now(),
-		transport: transport,
-		clientTyp: "unauthenticated",
+		websocket: transport == engineio.TransportWebSocket,
+		idx:       -1,
 	}
-	if sess.id != nil {
-		sess.clientTyp = string(sess.id.Kind)
-		if !admin {
-			sess.rooms = sess.id.Rooms()
-			sess.heartbeats = sess.id.Kind == rooms.KindNode
-		}
+	if sess.id != nil && !admin {
+		sess.heartbeats = sess.id.Kind == rooms.KindNode
 	}
-	// What fetchSockets shows of this socket, on any instance of the cluster.
-	s.SetData(sess.summary())
 
 	if sess.heartbeats {
 		// A node: sync right after the CONNECT ack; then, off this
@@ -269,7 +353,10 @@ func (h *Hub) onConnection(s *socketio.Socket, admin bool) {
 	h.mu.Lock()
 	h.sessions[s.ID()] = sess
 	h.mu.Unlock()
-	h.m.Connections.WithLabelValues(sess.clientTyp, transport).Inc()
+	// What fetchSockets shows of this socket is made from the session when
+	// asked (Hub.socketData), not kept.
+	s.SetData(nil)
+	h.m.Connections.WithLabelValues(sess.clientType(), transport).Inc()
 	if !s.Connected() {
 		// Gone while it was set up: its disconnect may have found no
 		// session.
@@ -296,26 +383,27 @@ func (h *Hub) onConnection(s *socketio.Socket, admin bool) {
 // that announce it, unless the socket is already gone.
 func (s *session) joinRooms() {
 	s.mu.Lock()
-	gone, transport := s.gone, s.transport
+	gone, transport := s.gone, transportName(s.websocket)
 	s.joined = !gone
 	s.mu.Unlock()
 	if gone {
 		return
 	}
-	s.sock.Join(s.rooms...)
-	for _, r := range s.rooms {
+	roomList := s.rooms()
+	s.sock.Join(roomList...)
+	for _, r := range roomList {
 		if rooms.Announced(r) {
 			s.announce(r, joinText(s.id.Kind, s.id.Name, r))
 		}
 	}
-	s.logger().Info("client connected", zap.Strings("rooms", s.rooms), zap.String("transport", transport),
+	s.logger().Info("client connected", zap.Strings("rooms", roomList), zap.String("transport", transport),
 		zap.String("name", s.id.Name))
 }
 
 // summary is the socket's data: who it is, as plain values that every
 // instance of the cluster (and a Node peer) can decode from fetchSockets.
 func (s *session) summary() map[string]any {
-	d := map[string]any{"client_type": s.clientTyp, "instance": s.h.cfg.Instance}
+	d := map[string]any{"client_type": s.clientType(), "instance": s.h.cfg.Instance}
 	if s.id != nil {
 		d["client_id"] = s.id.ID.String()
 		d["name"] = s.id.Name
@@ -396,31 +484,38 @@ func (s *session) refuse(reason string) {
 }
 
 func (s *session) startKickLocked() {
-	if s.gone || s.kickTimer != nil {
+	if s.gone || s.kicking {
 		return
 	}
-	s.kickTimer = time.AfterFunc(s.h.cfg.AuthGrace, func() {
-		s.logger().Info("disconnecting: no valid token after grace")
-		s.sock.Disconnect(false)
-	})
+	s.kicking = true
+	s.h.expiry.schedule(s, s.h.cfg.AuthGrace, true)
 }
 
-// scheduleExpiry arms the timer that tells the client its token expired.
+// onGraceOver disconnects the socket at the end of its grace, unless it
+// refreshed its token meanwhile.
+func (s *session) onGraceOver() {
+	s.mu.Lock()
+	kick := s.kicking && !s.gone
+	s.mu.Unlock()
+	if !kick {
+		return
+	}
+	s.logger().Info("disconnecting: no valid token after grace")
+	s.sock.Disconnect(false)
+}
+
+// scheduleExpiry arms the socket's entry in the hub's expiry schedule at
+// exp, to tell the client its token expired; a pending disconnect after the
+// grace is called off.
 func (s *session) scheduleExpiry(exp time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gone {
 		return
 	}
-	if s.expTimer != nil {
-		s.expTimer.Stop()
-	}
-	if s.kickTimer != nil {
-		s.kickTimer.Stop()
-		s.kickTimer = nil
-	}
-	s.exp = exp
-	s.expTimer = time.AfterFunc(exp.Sub(s.h.cfg.Now()), s.onExpired)
+	s.kicking = false
+	s.exp = exp.UnixNano()
+	s.h.expiry.schedule(s, exp.Sub(s.h.cfg.Now()), false)
 }
 
 // keepOnExpiry reports whether a socket of kind k stays connected when its
@@ -436,7 +531,7 @@ func keepOnExpiry(k rooms.Kind, policy UserExpiry) bool {
 // unless it refreshes. refresh_token re-arms the expiry in both cases.
 func (s *session) onExpired() {
 	s.mu.Lock()
-	if s.gone || s.h.cfg.Now().Before(s.exp) {
+	if s.gone || s.h.cfg.Now().UnixNano() < s.exp {
 		s.mu.Unlock()
 		return
 	}
@@ -462,11 +557,11 @@ func (s *session) onExpired() {
 func (s *session) onHeartbeat() {
 	now := s.h.cfg.Now()
 	s.mu.Lock()
-	if s.gone || now.Sub(s.seenAt) < seenEvery {
+	if s.gone || now.UnixNano()-s.seenAt < int64(seenEvery) {
 		s.mu.Unlock()
 		return
 	}
-	s.seenAt = now
+	s.seenAt = now.UnixNano()
 	s.mu.Unlock()
 	s.later(false, func() {
 		if err := s.h.presence.Seen(context.Background(), s.nodeKey(), now); err != nil {
@@ -477,15 +572,16 @@ func (s *session) onHeartbeat() {
 
 func (s *session) onUpgrade() {
 	s.mu.Lock()
-	old := s.transport
-	s.transport = s.sock.Conn().Transport()
-	now, gone := s.transport, s.gone
+	old := transportName(s.websocket)
+	now := s.sock.Conn().Transport()
+	s.websocket = now == engineio.TransportWebSocket
+	gone := s.gone
 	s.mu.Unlock()
 	if gone || old == now {
 		return
 	}
-	s.h.m.Connections.WithLabelValues(s.clientTyp, old).Dec()
-	s.h.m.Connections.WithLabelValues(s.clientTyp, now).Inc()
+	s.h.m.Connections.WithLabelValues(s.clientType(), old).Dec()
+	s.h.m.Connections.WithLabelValues(s.clientType(), now).Inc()
 	s.logger().Debug("transport upgraded", zap.String("transport", now))
 }
 
@@ -496,13 +592,8 @@ func (s *session) onDisconnect(reason string) {
 		return
 	}
 	s.gone = true
-	if s.expTimer != nil {
-		s.expTimer.Stop()
-	}
-	if s.kickTimer != nil {
-		s.kickTimer.Stop()
-	}
-	transport := s.transport
+	s.h.expiry.cancel(s)
+	transport := transportName(s.websocket)
 	s.mu.Unlock()
 
 	h := s.h
@@ -511,7 +602,7 @@ func (s *session) onDisconnect(reason string) {
 		delete(h.sessions, s.sock.ID())
 	}
 	h.mu.Unlock()
-	h.m.Connections.WithLabelValues(s.clientTyp, transport).Dec()
+	h.m.Connections.WithLabelValues(s.clientType(), transport).Dec()
 
 	if s.id == nil {
 		s.logger().Debug("unauthenticated socket disconnected", zap.String("reason", reason))
@@ -524,7 +615,7 @@ func (s *session) onDisconnect(reason string) {
 		if !joined {
 			return
 		}
-		for _, r := range s.rooms {
+		for _, r := range s.rooms() {
 			if rooms.Announced(r) {
 				s.announce(r, leaveText(s.id.Name, r))
 			}
@@ -557,7 +648,7 @@ func (s *session) logger() *zap.Logger {
 		fields = append(fields, zap.String("namespace", protocol.AdminNamespace))
 	}
 	if s.id != nil {
-		fields = append(fields, zap.String("client_type", s.clientTyp), zap.String("client_id", s.id.ID.String()))
+		fields = append(fields, zap.String("client_type", s.clientType()), zap.String("client_id", s.id.ID.String()))
 	}
 	return s.h.log.With(fields...)
 }
