@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 CLIENTS=${CLIENTS:-5000}
 PING_MS=${PING_MS:-5000}
-OUT=${OUT:-heap-$CLIENTS.pb.gz}
+OUT=${OUT:-${TMPDIR:-/tmp}/eventserver-heap-$CLIENTS.pb.gz}
 TOP=${TOP:-30}
 ES_ENV=${ES_ENV:-}
 SOURCES=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9
