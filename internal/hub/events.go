@@ -163,6 +163,8 @@ func (s *session) handle(event string, args []any, ack socketio.Ack) error {
 		return s.algorithmStatusChange(args)
 	case protocol.EventAlgorithmLog:
 		return s.algorithmLog(args)
+	case protocol.EventDataframeDeleted:
+		return s.dataframeDeleted(args)
 	case protocol.EventMessage:
 		s.eventLog(zapcore.DebugLevel, "node message", zap.String("text", clip(args)))
 		return nil
@@ -252,6 +254,9 @@ func (s *session) algorithmStatusChange(args []any) error {
 	}
 	s.eventLog(zapcore.DebugLevel, "algorithm status change", zap.String("status", out.Status), zap.Int64("run_id", out.RunID),
 		zap.Int64("task_id", out.TaskID))
+	if s.h.cfg.Tasks != nil {
+		return s.relay(func() { s.statusChange5(out) })
+	}
 	s.fact(outbox.TypeAlgorithmStatusChange, s.h.cfg.Now(), out)
 	return s.h.Emit([]string{rooms.Collaboration(cid)}, nil, protocol.EventAlgorithmStatusChange, out)
 }
@@ -274,8 +279,13 @@ func (s *session) algorithmLog(args []any) error {
 	}
 	cid := s.id.CollaborationID()
 	out := protocol.AlgorithmLog{RunID: *in.RunID, TaskID: *in.TaskID, Log: *in.Log}
-	s.fact(outbox.TypeAlgorithmLog, s.h.cfg.Now(), out)
-	return s.h.Emit([]string{rooms.Collaboration(cid)}, nil, protocol.EventAlgorithmLog, out)
+	at := s.h.cfg.Now()
+	return s.relay(func() {
+		s.fact(outbox.TypeAlgorithmLog, at, out)
+		if err := s.h.Emit([]string{rooms.Collaboration(cid)}, nil, protocol.EventAlgorithmLog, out); err != nil {
+			s.eventLog(zapcore.ErrorLevel, "event", zap.String("event", protocol.EventAlgorithmLog), zap.Error(err))
+		}
+	})
 }
 
 // refresh handles refresh_token: {"token": "..."}. A valid token of the same

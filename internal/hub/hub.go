@@ -63,6 +63,11 @@ type Config struct {
 	// Facts receives what nodes establish (online, offline, ping and the
 	// node events that pass validation), for the backend; nil: none.
 	Facts FactSink
+	// Tasks, for vantage6 5.x, looks up the task of a node's
+	// algorithm_status_change: its job_id is relayed, and a completed run
+	// sends new_task_update for each task that waited on it. Nil (4.x):
+	// relayed as the node sent it.
+	Tasks Tasks
 }
 
 // UserExpiry is the policy for a connected user whose token expires.
@@ -346,6 +351,7 @@ var knownEvents = map[string]bool{
 	protocol.EventSync: true, protocol.EventExpiredToken: true, protocol.EventInvalidToken: true,
 	protocol.EventNodeOnline: true, protocol.EventNodeOffline: true, protocol.EventNewTask: true,
 	protocol.EventKillContainers: true, protocol.EventStatusUpdate: true, protocol.EventNodeStatusChanged: true,
+	protocol.EventNewTaskUpdate: true, protocol.EventDeleteDataframe: true, protocol.EventDataframeDeleted: true,
 }
 
 // metricEvent bounds the label values of event metrics.

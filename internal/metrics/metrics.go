@@ -30,6 +30,9 @@ type Metrics struct {
 	EventFloodDisconnects prometheus.Counter
 	// Log lines about one socket's events not written: over its budget.
 	ClientLogSuppressed prometheus.Counter
+	// vantage6 5.x task lookups for algorithm_status_change, by outcome
+	// (ok, error, not_own).
+	TaskLookups *prometheus.CounterVec
 }
 
 // LogLinesSampledOut counts the log lines zap's sampler dropped (a line
@@ -103,6 +106,13 @@ func New() *Metrics {
 		Name: "eventserver_client_log_lines_suppressed_total",
 		Help: "Log lines about a socket's events not written because that socket went over its log budget (20 at once, then 2 a second).",
 	})
+	m.TaskLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eventserver_v6_task_lookups_total",
+		Help: "vantage6 5.x: tasks looked up for a node's algorithm_status_change (job_id, dependent tasks), by outcome: ok, error (relayed without job_id, no new_task_update), not_own (the task is another collaboration's: refused).",
+	}, []string{"outcome"})
+	for _, o := range []string{"ok", "error", "not_own"} {
+		m.TaskLookups.WithLabelValues(o)
+	}
 	// Idle series read 0 rather than "no data".
 	for _, ct := range []string{"node", "user", "unauthenticated"} {
 		for _, tr := range []string{"polling", "websocket"} {
@@ -116,7 +126,7 @@ func New() *Metrics {
 		m.OriginRefused.WithLabelValues(tr)
 	}
 	r.MustRegister(m.Connections, m.EventsIn, m.EventsOut, m.EventsRefused, m.AuthFailures,
-		m.PublishRequests, m.OriginRefused, m.EngineOpened, m.EngineClosed, m.EngineUpgrades, m.SlowConsumers, m.ConnectionsRefused, m.EventFloodDisconnects, m.ClientLogSuppressed, LogLinesSampledOut,
+		m.PublishRequests, m.OriginRefused, m.EngineOpened, m.EngineClosed, m.EngineUpgrades, m.SlowConsumers, m.ConnectionsRefused, m.EventFloodDisconnects, m.ClientLogSuppressed, m.TaskLookups, LogLinesSampledOut,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

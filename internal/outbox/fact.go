@@ -17,6 +17,7 @@ const (
 	TypeNodeMetricsUpdate     = "node_metrics_update"
 	TypeAlgorithmStatusChange = "algorithm_status_change"
 	TypeAlgorithmLog          = "algorithm_log"
+	TypeDataframeDeleted      = "dataframe_deleted" // vantage6 5.x
 )
 
 // Version is the version of the JSON shape of a fact, its "v" field. It

@@ -28,6 +28,12 @@ const (
 	EventAlgorithmStatusChange = "algorithm_status_change" // AlgorithmStatusChange, relayed
 	EventAlgorithmLog          = "algorithm_log"           // AlgorithmLog, relayed
 	EventMessage               = "message"                 // a string, on room join/leave
+	// vantage6 5.x: NewTaskUpdate, to the collaboration of each task that
+	// waited on a run's task when that run completes.
+	EventNewTaskUpdate = "new_task_update"
+	// vantage6 5.x: {"df_name", "session_id"} from the backend, to a
+	// collaboration's nodes (through the publish API or the queue).
+	EventDeleteDataframe = "delete_dataframe"
 )
 
 // Events clients send.
@@ -36,6 +42,9 @@ const (
 	EventNodeInfoUpdate    = "node_info_update"
 	EventNodeMetricsUpdate = "node_metrics_update"
 	EventError             = "error"
+	// EventDataframeDeleted (vantage6 5.x) is DataframeDeletedIn: a node
+	// carried out a delete_dataframe.
+	EventDataframeDeleted = "dataframe_deleted"
 	// EventRefreshToken is ours: {"token": "..."} with an ack.
 	EventRefreshToken = "refresh_token"
 )
@@ -93,6 +102,29 @@ type AlgorithmLog struct {
 	RunID  int64  `json:"run_id"`
 	TaskID int64  `json:"task_id"`
 	Log    string `json:"log"`
+}
+
+// NewTaskUpdate is the argument of new_task_update (vantage6 5.x): a task
+// that depended on a completed run's task may now run.
+type NewTaskUpdate struct {
+	ID       int64  `json:"id"`
+	ParentID *int64 `json:"parent_id"`
+}
+
+// DataframeDeletedIn is what a node sends when it has deleted a dataframe
+// (vantage6 5.x). Pointers tell absent from zero.
+type DataframeDeletedIn struct {
+	DfName    *string `json:"df_name"`
+	SessionID *int64  `json:"session_id"`
+	NodeID    *int64  `json:"node_id"`
+}
+
+// DataframeDeleted is the data of a dataframe_deleted fact: what the
+// vantage6 5 server stores (it removes the pending deletion).
+type DataframeDeleted struct {
+	DfName    string `json:"df_name"`
+	SessionID int64  `json:"session_id"`
+	NodeID    any    `json:"node_id"`
 }
 
 // RefreshTokenIn is the argument of refresh_token.
