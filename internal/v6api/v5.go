@@ -9,10 +9,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
@@ -239,19 +239,25 @@ func (r *Resolver) user5(ctx context.Context, token, sub string) (*identity.Iden
 		}
 		eventRules []rule
 	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		_, err := r.c.do(gctx, call{name: callUserMe, method: http.MethodGet, tmpl: "/user/me", path: "/user/me",
-			query: url.Values{"include_permissions": {"true"}}, bearer: token}, &u)
-		return err
-	})
-	g.Go(func() error {
-		var err error
-		eventRules, err = r.rules(gctx, token, "event")
-		return err
-	})
-	if err := g.Wait(); err != nil {
-		return nil, err
+	// Side by side; GET /user/me's failure is the one reported (a node's
+	// token fails both, with 500).
+	var (
+		wg               sync.WaitGroup
+		userErr, ruleErr error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		eventRules, ruleErr = r.rules(ctx, token, "event")
+	}()
+	_, userErr = r.c.do(ctx, call{name: callUserMe, method: http.MethodGet, tmpl: "/user/me", path: "/user/me",
+		query: url.Values{"include_permissions": {"true"}}, bearer: token}, &u)
+	wg.Wait()
+	if userErr != nil {
+		return nil, userErr
+	}
+	if ruleErr != nil {
+		return nil, ruleErr
 	}
 	switch {
 	case u.ID <= 0:
