@@ -33,6 +33,45 @@
 // than the timeout) fails the lookup with an error wrapping auth.ErrInvalid,
 // logs which call failed, and counts it. Identities are cached per client
 // (type and sub) for the cache TTL; identical lookups in flight are shared.
+//
+// # vantage6 5.x
+//
+// Config.Version picks the API: "4" (the default, all of the above), "5", or
+// "auto", which asks GET /version (unauthenticated in 4.x and 5.x; answers
+// {"version": "4.14.0"} or {"version": "5.0.0"}) once, at first use, and
+// remembers the major version; while it cannot tell, lookups fail with an
+// error that says to set the version.
+//
+// A 5.x token comes from Keycloak: sub is the Keycloak id (any non-empty
+// string of at most MaxSubject5 bytes: it is only a key) and there is no
+// client_type. The claim vantage6_client_type (ClientTypeClaim5) says "node"
+// or "user": Keycloak's hard-coded claim mappers put it in every token of the
+// public (user) client, of users' service accounts and of nodes' service
+// accounts, and 5.x's own route decorators (only_for) read that claim to
+// admit a token. It is therefore the robust choice: probing /user/me and then
+// /node/me would cost a call and rely on the 500 that vantage6 answers a
+// token of the wrong type (an uncaught UnauthorizedError or assertion),
+// which no other failure distinguishes. Calls, with the client's own token:
+//
+//	node   GET  /node/me                                      id, name, organization.id, collaboration.id
+//	user   GET  /user/me?include_permissions=true             id, username, organization.id, permissions.rules
+//	       GET  /rule?name=event&no_pagination=1              as 4.x (5.x's scopes and operations are lower case)
+//	       GET  /collaboration?organization_id=<org>&...      as 4.x
+//
+// The numeric database id of the answer is the Identity's ID (rooms and
+// node-online use numeric ids); a keycloak_id in the answer must equal sub.
+// Identities are cached under "v5:<type>:<sub>".
+//
+// The 5.x API has no password login (POST /token/user is gone; only
+// /token/container remains), so a 5.x service account is a Keycloak client:
+// with Config.TokenURL, Username and Password are its client id and secret
+// and it logs in with the client-credentials grant (logging in again instead
+// of refreshing). Without one, GLOBAL users are served as in 4.x: with their
+// own token when they hold collaboration GLOBAL VIEW, else their
+// organization's collaborations and a warning.
+//
+// Resolver.Task reads a task (GET /task/<id>) for 5.x's events with the
+// node's token (task COLLABORATION VIEW is a node's) or the service account.
 package v6api
 
 import (
