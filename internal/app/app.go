@@ -301,6 +301,8 @@ func (a *App) newResolver() (identity.Resolver, time.Duration, error) {
 		BaseURL:    cfg.V6APIURL,
 		Username:   cfg.V6Username,
 		Password:   cfg.V6Password,
+		Version:    cfg.V6Version,
+		TokenURL:   cfg.V6TokenURL,
 		Timeout:    cfg.V6Timeout,
 		CacheTTL:   cfg.V6CacheTTL,
 		Logger:     a.log.Named("v6api"),
@@ -310,7 +312,7 @@ func (a *App) newResolver() (identity.Resolver, time.Duration, error) {
 		return nil, 0, fmt.Errorf("app: EVENTSERVER_V6_API_URL: %w", err)
 	}
 	a.v6 = r
-	fields := []zap.Field{zap.String("api", cfg.V6APIURL), zap.Duration("timeout", cfg.V6Timeout),
+	fields := []zap.Field{zap.String("api", cfg.V6APIURL), zap.String("version", cfg.V6Version), zap.Duration("timeout", cfg.V6Timeout),
 		zap.Duration("cache_ttl", cfg.V6CacheTTL), zap.Bool("service_account", r.HasServiceAccount())}
 	if r.HasServiceAccount() {
 		fields = append(fields, zap.String("service_username", cfg.V6Username))

@@ -148,6 +148,14 @@ type Config struct {
 	// vantage6 API; both or neither. The password is never printed.
 	V6Username string
 	V6Password string
+	// V6Version is the vantage6 major version of the API: "4" (the
+	// default: numeric subs and client_type), "5" (Keycloak tokens) or
+	// "auto" (asked once from GET /version at first use).
+	V6Version string
+	// V6TokenURL is vantage6 5.x's Keycloak token endpoint: with it, the
+	// service account (V6Username, V6Password) is a Keycloak client id and
+	// secret that logs in with the client-credentials grant.
+	V6TokenURL string
 	// V6Timeout bounds each call to the vantage6 API. Default 5s.
 	V6Timeout time.Duration
 	// V6CacheTTL is how long an identity from the vantage6 API is reused;
@@ -350,6 +358,22 @@ func settings() []setting {
 			c.V6Password = v
 			return nil
 		}},
+		{"v6-version", "EVENTSERVER_V6_VERSION", "4", "vantage6 major version of the API: 4 (numeric sub and client_type), 5 (Keycloak tokens: sub is the Keycloak id, vantage6_client_type node or user; asks GET /node/me or /user/me) or auto (asks GET /version once, at first use)", func(c *Config, v string) error {
+			if _, err := v6api.ParseVersion(v); err != nil || strings.TrimSpace(v) == "" {
+				return fmt.Errorf("want 4, 5 or auto, got %q", v)
+			}
+			c.V6Version = strings.ToLower(strings.TrimSpace(v))
+			return nil
+		}},
+		{"v6-token-url", "EVENTSERVER_V6_TOKEN_URL", "", "vantage6 5.x: Keycloak's token endpoint (https://<keycloak>/realms/<realm>/protocol/openid-connect/token); the service account is then a Keycloak client id (EVENTSERVER_V6_USERNAME) and secret (EVENTSERVER_V6_PASSWORD), logged in with the client-credentials grant, as 5.x has no password login", func(c *Config, v string) error {
+			if v != "" {
+				if err := v6api.ValidateBaseURL(v); err != nil {
+					return err
+				}
+			}
+			c.V6TokenURL = v
+			return nil
+		}},
 		{"v6-timeout", "EVENTSERVER_V6_TIMEOUT", "5s", "bound of each call to the vantage6 API; a client whose lookup fails or is late gets invalid_token", durationAtLeast(10*time.Millisecond, func(c *Config) *time.Duration { return &c.V6Timeout })},
 		{"v6-cache-ttl", "EVENTSERVER_V6_CACHE_TTL", "30s", "how long an identity from the vantage6 API is reused (per node or user); 0s: not cached", durationAtLeast(0, func(c *Config) *time.Duration { return &c.V6CacheTTL })},
 		{"v6-queue-channel", "EVENTSERVER_V6_QUEUE_CHANNEL", "", "Redis channel of vantage6's Flask-SocketIO message queue (flask-socketio): every instance delivers what the vantage6 server emits there; empty: off", func(c *Config, v string) error {
@@ -505,6 +529,17 @@ func (c *Config) Validate() error {
 	}
 	if c.V6Username != "" && c.V6APIURL == "" {
 		return errors.New("config: EVENTSERVER_V6_USERNAME and EVENTSERVER_V6_PASSWORD need EVENTSERVER_V6_API_URL")
+	}
+	if c.V6TokenURL != "" {
+		if c.V6Username == "" {
+			return errors.New("config: EVENTSERVER_V6_TOKEN_URL needs the service account's Keycloak client id and secret in EVENTSERVER_V6_USERNAME and EVENTSERVER_V6_PASSWORD")
+		}
+		if c.V6Version != v6api.Version5 && c.V6Version != v6api.VersionAuto {
+			return errors.New("config: EVENTSERVER_V6_TOKEN_URL is for vantage6 5.x: set EVENTSERVER_V6_VERSION to 5 or auto")
+		}
+	}
+	if c.V6Version == v6api.Version5 && c.V6Username != "" && c.V6TokenURL == "" {
+		return errors.New("config: the vantage6 5.x API has no password login: set EVENTSERVER_V6_TOKEN_URL (Keycloak's token endpoint) and give the service account as a Keycloak client id and secret")
 	}
 	return nil
 }

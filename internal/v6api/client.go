@@ -45,10 +45,18 @@ const (
 	callServiceCollaborations = "service_collaborations" // GET /collaboration, with the service account
 	callLogin                 = "login"                  // POST /token/user
 	callRefresh               = "refresh"                // POST /token/refresh
+	// vantage6 5.x
+	callVersion     = "version"      // GET /version
+	callNodeMe      = "node_me"      // GET /node/me
+	callUserMe      = "user_me"      // GET /user/me?include_permissions=true
+	callTask        = "task"         // GET /task/{id}, with the node's token
+	callServiceTask = "service_task" // GET /task/{id}, with the service account
+	callOIDCLogin   = "oidc_login"   // POST <token URL>, client credentials
 )
 
 var allCalls = []string{callNode, callValidate, callUser, callRules, callCollaborations,
-	callServiceCollaborations, callLogin, callRefresh}
+	callServiceCollaborations, callLogin, callRefresh,
+	callVersion, callNodeMe, callUserMe, callTask, callServiceTask, callOIDCLogin}
 
 // metrics are the resolver's collectors.
 type metrics struct {
@@ -61,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventserver_v6_api_requests_total",
-			Help: "Calls to the vantage6 REST API, by call (node, validate, user, rules, collaborations, service_collaborations, login, refresh) and outcome (ok, refused, not_found, client_error, server_error, malformed, timeout, canceled, unreachable).",
+			Help: "Calls to the vantage6 REST API, by call (node, validate, user, rules, collaborations, service_collaborations, login, refresh; for 5.x version, node_me, user_me, task, service_task, oidc_login) and outcome (ok, refused, not_found, client_error, server_error, malformed, timeout, canceled, unreachable).",
 		}, []string{"call", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "eventserver_v6_api_request_duration_seconds",
@@ -95,9 +103,11 @@ type call struct {
 	method string
 	tmpl   string // path template, for logs and errors: /node/{id}
 	path   string // path below the base URL: /node/3
+	url    string // an absolute URL instead of base+path (the Keycloak token endpoint)
 	query  url.Values
-	bearer string // the Authorization token; never logged
-	body   any    // JSON body, or nil
+	bearer string     // the Authorization token; never logged
+	body   any        // JSON body, or nil
+	form   url.Values // form body (instead of body), or nil; may hold a secret: never logged
 }
 
 // CallError is a failed call to the vantage6 API. It never holds a token or a
@@ -193,11 +203,16 @@ func (c *client) roundTrip(ctx context.Context, cl call, out any) (http.Header, 
 	defer cancel()
 
 	u := c.base + cl.path
+	if cl.url != "" {
+		u = cl.url
+	}
 	if len(cl.query) > 0 {
 		u += "?" + cl.query.Encode()
 	}
 	var body io.Reader
-	if cl.body != nil {
+	if cl.form != nil {
+		body = strings.NewReader(cl.form.Encode())
+	} else if cl.body != nil {
 		b, err := json.Marshal(cl.body)
 		if err != nil {
 			return fail(0, outcomeMalformed, "", fmt.Errorf("encoding the request: %w", err))
@@ -210,7 +225,9 @@ func (c *client) roundTrip(ctx context.Context, cl call, out any) (http.Header, 
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "eventserver")
-	if cl.body != nil {
+	if cl.form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	} else if cl.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if cl.bearer != "" {
@@ -275,12 +292,15 @@ func transportCause(err error) error {
 	return err
 }
 
-// apiMessage reads vantage6's {"msg": "..."} (or Flask's {"message": ...})
+// apiMessage reads vantage6's {"msg": "..."} (or Flask's {"message": ...},
+// or OAuth 2's {"error_description": ...})
 // from an error answer, shortened to one line.
 func apiMessage(raw []byte) string {
 	var v struct {
 		Msg     any `json:"msg"`
 		Message any `json:"message"`
+		// An OAuth 2 error answer (Keycloak's token endpoint).
+		ErrorDescription any `json:"error_description"`
 	}
 	if json.Unmarshal(raw, &v) != nil {
 		return ""
@@ -288,6 +308,9 @@ func apiMessage(raw []byte) string {
 	m := v.Msg
 	if m == nil {
 		m = v.Message
+	}
+	if m == nil {
+		m = v.ErrorDescription
 	}
 	s, ok := m.(string)
 	if !ok {

@@ -33,6 +33,45 @@
 // than the timeout) fails the lookup with an error wrapping auth.ErrInvalid,
 // logs which call failed, and counts it. Identities are cached per client
 // (type and sub) for the cache TTL; identical lookups in flight are shared.
+//
+// # vantage6 5.x
+//
+// Config.Version picks the API: "4" (the default, all of the above), "5", or
+// "auto", which asks GET /version (unauthenticated in 4.x and 5.x; answers
+// {"version": "4.14.0"} or {"version": "5.0.0"}) once, at first use, and
+// remembers the major version; while it cannot tell, lookups fail with an
+// error that says to set the version.
+//
+// A 5.x token comes from Keycloak: sub is the Keycloak id (any non-empty
+// string of at most MaxSubject5 bytes: it is only a key) and there is no
+// client_type. The claim vantage6_client_type (ClientTypeClaim5) says "node"
+// or "user": Keycloak's hard-coded claim mappers put it in every token of the
+// public (user) client, of users' service accounts and of nodes' service
+// accounts, and 5.x's own route decorators (only_for) read that claim to
+// admit a token. It is therefore the robust choice: probing /user/me and then
+// /node/me would cost a call and rely on the 500 that vantage6 answers a
+// token of the wrong type (an uncaught UnauthorizedError or assertion),
+// which no other failure distinguishes. Calls, with the client's own token:
+//
+//	node   GET  /node/me                                      id, name, organization.id, collaboration.id
+//	user   GET  /user/me?include_permissions=true             id, username, organization.id, permissions.rules
+//	       GET  /rule?name=event&no_pagination=1              as 4.x (5.x's scopes and operations are lower case)
+//	       GET  /collaboration?organization_id=<org>&...      as 4.x
+//
+// The numeric database id of the answer is the Identity's ID (rooms and
+// node-online use numeric ids); a keycloak_id in the answer must equal sub.
+// Identities are cached under "v5:<type>:<sub>".
+//
+// The 5.x API has no password login (POST /token/user is gone; only
+// /token/container remains), so a 5.x service account is a Keycloak client:
+// with Config.TokenURL, Username and Password are its client id and secret
+// and it logs in with the client-credentials grant (logging in again instead
+// of refreshing). Without one, GLOBAL users are served as in 4.x: with their
+// own token when they hold collaboration GLOBAL VIEW, else their
+// organization's collaborations and a warning.
+//
+// Resolver.Task reads a task (GET /task/<id>) for 5.x's events with the
+// node's token (task COLLABORATION VIEW is a node's) or the service account.
 package v6api
 
 import (
@@ -44,6 +83,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,9 +114,19 @@ type Config struct {
 	// without user information.
 	BaseURL string
 	// Username and Password are the optional service account; both or
-	// neither.
+	// neither. With TokenURL (vantage6 5.x) they are the Keycloak client id
+	// and client secret of a service account.
 	Username string
 	Password string
+	// Version is the vantage6 major version of the API: "4" (also ""),
+	// "5", or "auto" (asked once from GET /version at first use).
+	Version string
+	// TokenURL is the OpenID Connect token endpoint of vantage6 5.x's
+	// Keycloak, e.g. https://auth.example.org/realms/vantage6/protocol/openid-connect/token:
+	// the service account logs in there with the client-credentials grant,
+	// since the 5.x API has no password login. Only with Version "5" or
+	// "auto".
+	TokenURL string
 	// Timeout bounds each call (the caller's context bounds it too). Zero:
 	// DefaultTimeout.
 	Timeout time.Duration
@@ -101,6 +152,9 @@ type Config struct {
 // concurrent use.
 type Resolver struct {
 	c        *client
+	version  int          // 4 or 5; 0: auto
+	detected atomic.Int32 // the detected major version in auto mode; 0: not yet
+	svcWarn  sync.Once
 	svc      *service // nil without a service account
 	pageSize int
 	now      func() time.Time
@@ -135,14 +189,53 @@ func ValidateBaseURL(raw string) error {
 	return nil
 }
 
-// New builds a Resolver. It makes no call: the service account logs in on
-// first use.
+// Values of Config.Version.
+const (
+	Version4    = "4"
+	Version5    = "5"
+	VersionAuto = "auto"
+)
+
+// ParseVersion reads a Config.Version: 4 or 5, or 0 for auto.
+func ParseVersion(v string) (int, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "", Version4:
+		return 4, nil
+	case Version5:
+		return 5, nil
+	case VersionAuto:
+		return 0, nil
+	}
+	return 0, fmt.Errorf("vantage6 version %q: want 4, 5 or auto", shorten(v))
+}
+
+// New builds a Resolver. It makes no call: the service account logs in, and
+// the version is detected, on first use.
 func New(cfg Config) (*Resolver, error) {
 	if err := ValidateBaseURL(cfg.BaseURL); err != nil {
 		return nil, fmt.Errorf("v6api: base URL: %w", err)
 	}
 	if (cfg.Username == "") != (cfg.Password == "") {
 		return nil, errors.New("v6api: the service account needs both a username and a password")
+	}
+	version, err := ParseVersion(cfg.Version)
+	if err != nil {
+		return nil, fmt.Errorf("v6api: %w", err)
+	}
+	if cfg.TokenURL != "" {
+		if version == 4 {
+			return nil, errors.New("v6api: a token URL (Keycloak's) is for vantage6 5.x: set the version to 5 or auto")
+		}
+		if err := ValidateBaseURL(cfg.TokenURL); err != nil {
+			return nil, fmt.Errorf("v6api: token URL: %w", err)
+		}
+		if cfg.Username == "" {
+			return nil, errors.New("v6api: a token URL needs the service account's client id and secret")
+		}
+	}
+	if version == 5 && cfg.Username != "" && cfg.TokenURL == "" {
+		return nil, errors.New("v6api: the vantage6 5.x API has no password login: give the service account " +
+			"as a Keycloak client id and secret with the token URL (EVENTSERVER_V6_TOKEN_URL)")
 	}
 	if cfg.Timeout < 0 || cfg.CacheTTL < 0 || cfg.PageSize < 0 {
 		return nil, errors.New("v6api: timeout, cache TTL and page size must not be negative")
@@ -164,6 +257,7 @@ func New(cfg Config) (*Resolver, error) {
 		return nil, fmt.Errorf("v6api: metrics: %w", err)
 	}
 	r := &Resolver{
+		version:  version,
 		pageSize: cfg.PageSize,
 		now:      cfg.Now,
 		log:      cfg.Logger,
@@ -179,7 +273,7 @@ func New(cfg Config) (*Resolver, error) {
 	}
 	r.c = &client{base: strings.TrimRight(cfg.BaseURL, "/"), http: hc, timeout: cfg.Timeout, m: m}
 	if cfg.Username != "" {
-		r.svc = newService(r.c, cfg.Username, cfg.Password, cfg.Now, cfg.Logger)
+		r.svc = newService(r.c, cfg.TokenURL, cfg.Username, cfg.Password, cfg.Now, cfg.Logger)
 	}
 	return r, nil
 }
@@ -211,6 +305,13 @@ func (r *Resolver) Resolve(ctx context.Context, token string, claims *auth.Claim
 	if claims == nil {
 		return nil, invalidf("no claims")
 	}
+	major, err := r.APIVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if major == 5 {
+		return r.resolve5(ctx, token, claims)
+	}
 	id, ok := claims.Subject.Int64()
 	if !ok || id <= 0 {
 		return nil, invalidf(`claim "sub" must be a positive integer (a vantage6 4.x token) to ask the vantage6 API`)
@@ -231,6 +332,27 @@ func (r *Resolver) Resolve(ctx context.Context, token string, claims *auth.Claim
 	}
 
 	key := string(kind) + ":" + strconv.FormatInt(id, 10)
+	fields := []zap.Field{zap.String("client_type", string(kind)), zap.Int64("client_id", id)}
+	return r.shared(ctx, key, fields, func(ctx context.Context) (*identity.Identity, error) {
+		return r.lookup(ctx, kind, id, token)
+	})
+}
+
+// detach returns a context for a shared lookup: it does not stop when the
+// caller that started it goes away, but keeps its deadline.
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	fctx := context.WithoutCancel(ctx)
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(fctx, dl)
+	}
+	return fctx, func() {}
+}
+
+// shared runs lookup under key: from the cache when it holds key, else
+// once for every identical lookup in flight, caching the answer. fields
+// name the client in the logs.
+func (r *Resolver) shared(ctx context.Context, key string, fields []zap.Field,
+	lookup func(context.Context) (*identity.Identity, error)) (*identity.Identity, error) {
 	if v, ok := r.cache.get(key, r.now()); ok {
 		r.m.cache.WithLabelValues("hit").Inc()
 		return clone(v.(*identity.Identity)), nil
@@ -245,29 +367,22 @@ func (r *Resolver) Resolve(ctx context.Context, token string, claims *auth.Claim
 			return v, nil
 		}
 		r.m.cache.WithLabelValues("miss").Inc()
-		// The lookup is shared: it does not stop when this caller goes
-		// away, but keeps its deadline.
-		fctx := context.WithoutCancel(ctx)
-		if dl, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			fctx, cancel = context.WithDeadline(fctx, dl)
-			defer cancel()
-		}
+		fctx, cancel := detach(ctx)
+		defer cancel()
 		start := time.Now()
-		ident, err := r.lookup(fctx, kind, id, token)
+		ident, err := lookup(fctx)
 		if err != nil {
-			fields := []zap.Field{zap.String("client_type", string(kind)), zap.Int64("client_id", id),
-				zap.Duration("took", time.Since(start))}
+			f := append(slices.Clone(fields), zap.Duration("took", time.Since(start)))
 			var ce *CallError
 			if errors.As(err, &ce) {
-				fields = append(fields, ce.fields()...)
+				f = append(f, ce.fields()...)
 			}
-			r.log.Warn("vantage6 API lookup failed: the client gets invalid_token", append(fields, zap.Error(err))...)
+			r.log.Warn("vantage6 API lookup failed: the client gets invalid_token", append(f, zap.Error(err))...)
 			return nil, err
 		}
-		r.log.Debug("vantage6 API lookup", zap.String("client_type", string(kind)), zap.Int64("client_id", id),
-			zap.String("name", ident.Name), zap.String("scope", string(ident.Scope)),
+		f := append(slices.Clone(fields), zap.String("name", ident.Name), zap.String("scope", string(ident.Scope)),
 			zap.Int("collaborations", len(ident.CollaborationIDs)), zap.Duration("took", time.Since(start)))
+		r.log.Debug("vantage6 API lookup", f...)
 		r.cache.put(key, ident, r.now())
 		return ident, nil
 	})
@@ -429,7 +544,7 @@ func (r *Resolver) user(ctx context.Context, token string, id int64) (*identity.
 	if ident.Scope == rooms.ScopeNone {
 		return ident, nil
 	}
-	cids, err := r.collaborations(ctx, token, ident, userRules)
+	cids, err := r.collaborations(ctx, token, ident, userRules, r.service(4))
 	if err != nil {
 		return nil, err
 	}
@@ -489,16 +604,17 @@ func (r *Resolver) rules(ctx context.Context, token, name string) ([]rule, error
 }
 
 // collaborations lists the collaborations whose rooms the user reads.
-func (r *Resolver) collaborations(ctx context.Context, token string, ident *identity.Identity, userRules []int64) ([]int64, error) {
+func (r *Resolver) collaborations(ctx context.Context, token string, ident *identity.Identity, userRules []int64,
+	account *service) ([]int64, error) {
 	own := func(ctx context.Context, cl call, out any) (http.Header, error) {
 		cl.name, cl.bearer = callCollaborations, token
 		return r.c.do(ctx, cl, out)
 	}
 	var svc func(ctx context.Context, cl call, out any) (http.Header, error)
-	if r.svc != nil {
+	if account != nil {
 		svc = func(ctx context.Context, cl call, out any) (http.Header, error) {
 			cl.name = callServiceCollaborations
-			return r.svc.do(ctx, cl, out)
+			return account.do(ctx, cl, out)
 		}
 	}
 	org := ident.OrganizationID
@@ -515,8 +631,9 @@ func (r *Resolver) collaborations(ctx context.Context, token string, ident *iden
 			return r.listCollaborations(ctx, own, 0)
 		}
 		r.log.Warn("user has the global event rule but only the collaborations of their organization are known: "+
-			"configure a service account (EVENTSERVER_V6_USERNAME, EVENTSERVER_V6_PASSWORD) with collaboration GLOBAL VIEW "+
-			"to list every collaboration", zap.Int64("client_id", mustInt(ident.ID)), zap.Int64("organization_id", org))
+			"configure a service account (EVENTSERVER_V6_USERNAME, EVENTSERVER_V6_PASSWORD; for vantage6 5.x also "+
+			"EVENTSERVER_V6_TOKEN_URL) with collaboration GLOBAL VIEW to list every collaboration",
+			zap.Int64("client_id", mustInt(ident.ID)), zap.Int64("organization_id", org))
 		return r.listCollaborations(ctx, own, org)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -19,8 +20,14 @@ const refreshMargin = time.Minute
 // POST /token/user, keeps the access and refresh tokens, refreshes the access
 // token with POST /token/refresh before it expires or when the API refuses
 // it, and logs in again when the refresh fails, as vantage6's own clients do.
+//
+// With a token URL (vantage6 5.x, whose API has no password login), it is a
+// Keycloak client instead: username is the client id, password the client
+// secret, and it logs in with the OAuth 2 client-credentials grant at the
+// token URL; it never refreshes, but logs in again.
 type service struct {
 	c        *client
+	tokenURL string // the OIDC token endpoint; "" for vantage6 4.x's login
 	username string
 	password string // sent in the login body only; never logged
 	now      func() time.Time
@@ -33,10 +40,13 @@ type service struct {
 	exp     time.Time // the access token's exp; zero when unknown
 }
 
-func newService(c *client, username, password string, now func() time.Time, log *zap.Logger) *service {
-	return &service{c: c, username: username, password: password, now: now, log: log,
+func newService(c *client, tokenURL, username, password string, now func() time.Time, log *zap.Logger) *service {
+	return &service{c: c, tokenURL: tokenURL, username: username, password: password, now: now, log: log,
 		lock: make(chan struct{}, 1)}
 }
+
+// oidc reports whether the account logs in at Keycloak (vantage6 5.x).
+func (s *service) oidc() bool { return s.tokenURL != "" }
 
 // tokenAnswer is the answer of POST /token/user and POST /token/refresh.
 type tokenAnswer struct {
@@ -89,6 +99,9 @@ func (s *service) token(ctx context.Context, rejected string) (string, error) {
 
 func (s *service) login(ctx context.Context) error {
 	s.access, s.refresh, s.exp = "", "", time.Time{}
+	if s.oidc() {
+		return s.clientCredentials(ctx)
+	}
 	var a tokenAnswer
 	_, err := s.c.do(ctx, call{
 		name: callLogin, method: http.MethodPost, tmpl: "/token/user", path: "/token/user",
@@ -104,6 +117,26 @@ func (s *service) login(ctx context.Context) error {
 		}
 		return fmt.Errorf("service account %q: login: %s", s.username, why)
 	}
+	s.set(a)
+	return nil
+}
+
+// clientCredentials logs in at the token URL with the client-credentials
+// grant. The refresh token, if Keycloak sends one, is not kept: the next
+// login is another client-credentials grant.
+func (s *service) clientCredentials(ctx context.Context) error {
+	var a tokenAnswer
+	_, err := s.c.do(ctx, call{
+		name: callOIDCLogin, method: http.MethodPost, tmpl: "<token URL>", url: s.tokenURL,
+		form: url.Values{"grant_type": {"client_credentials"}, "client_id": {s.username}, "client_secret": {s.password}},
+	}, &a)
+	if err != nil {
+		return fmt.Errorf("service account %q: client-credentials login: %w", s.username, err)
+	}
+	if a.AccessToken == "" {
+		return fmt.Errorf("service account %q: client-credentials login: no access_token in the answer", s.username)
+	}
+	a.RefreshToken = ""
 	s.set(a)
 	return nil
 }

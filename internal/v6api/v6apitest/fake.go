@@ -35,10 +35,19 @@ const (
 	RouteUser           = "GET /user/{id}"
 	RouteRules          = "GET /rule"
 	RouteCollaborations = "GET /collaboration"
+	// Both versions.
+	RouteVersion = "GET /version"
+	RouteTask    = "GET /task/{id}"
+	// vantage6 5.x (NewV5).
+	RouteNodeMe = "GET /node/me"
+	RouteUserMe = "GET /user/me"
+	RouteOIDC   = "POST <token URL>"
 )
 
 // Node is a node of the fake API.
 type Node struct {
+	// KeycloakID is the node's Keycloak id (vantage6 5.x): its tokens' sub.
+	KeycloakID      string
 	ID              int64
 	Name            string
 	OrganizationID  int64
@@ -48,11 +57,16 @@ type Node struct {
 // User is a user of the fake API. RuleIDs are all the user's rules (those of
 // their roles and their own).
 type User struct {
-	ID             int64
-	Username       string
-	Password       string
-	OrganizationID int64
-	RuleIDs        []int64
+	// KeycloakID is the user's Keycloak id (vantage6 5.x): their tokens' sub.
+	KeycloakID string
+	// ClientID and ClientSecret make the user a vantage6 5.x service account
+	// that logs in at TokenURL with the client-credentials grant.
+	ClientID, ClientSecret string
+	ID                     int64
+	Username               string
+	Password               string
+	OrganizationID         int64
+	RuleIDs                []int64
 }
 
 // Collaboration is a collaboration of the fake API.
@@ -91,6 +105,8 @@ func Rules() []Rule {
 		// that it gives no rooms.
 		{75, "event", "OWN", "RECEIVE"},
 		{76, "event", "GLOBAL", "SEND"},
+		{80, "task", "GLOBAL", "VIEW"},
+		{81, "task", "COLLABORATION", "VIEW"},
 	}
 }
 
@@ -116,6 +132,12 @@ type Fake struct {
 	issued         map[string]bool // jti of access tokens issued by login or refresh
 	expired        map[string]bool // jti answered "Token has expired"
 	revokedRefresh bool
+
+	// TokenURL is the Keycloak token endpoint of a 5.x fake (NewV5).
+	TokenURL string
+	v5       bool
+	version  string
+	tasks    map[int64]Task
 }
 
 // New starts a fake API whose tokens are signed with secret. It has the
@@ -131,17 +153,34 @@ func New(secret []byte) *Fake {
 		issuedTTL: 6 * time.Hour,
 		issued:    map[string]bool{},
 		expired:   map[string]bool{},
+		version:   "4.14.0",
+		tasks:     map[int64]Task{},
 	}
+	return f.start()
+}
+
+func (f *Fake) start() *Fake {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/token/user", f.wrap(RouteLogin, f.login))
-	mux.HandleFunc("POST /api/token/refresh", f.wrap(RouteRefresh, f.refresh))
-	mux.HandleFunc("POST /api/token/user/validate", f.wrap(RouteValidate, f.validate))
+	if f.v5 {
+		mux.HandleFunc("GET /api/node/me", f.wrap(RouteNodeMe, f.nodeMe))
+		mux.HandleFunc("GET /api/user/me", f.wrap(RouteUserMe, f.userMe))
+		mux.HandleFunc("POST /realms/vantage6/protocol/openid-connect/token", f.wrap(RouteOIDC, f.clientCredentials))
+	} else {
+		mux.HandleFunc("POST /api/token/user", f.wrap(RouteLogin, f.login))
+		mux.HandleFunc("POST /api/token/refresh", f.wrap(RouteRefresh, f.refresh))
+		mux.HandleFunc("POST /api/token/user/validate", f.wrap(RouteValidate, f.validate))
+	}
+	mux.HandleFunc("GET /api/version", f.wrap(RouteVersion, f.versionAnswer))
+	mux.HandleFunc("GET /api/task/{id}", f.wrap(RouteTask, f.task))
 	mux.HandleFunc("GET /api/node/{id}", f.wrap(RouteNode, f.node))
 	mux.HandleFunc("GET /api/user/{id}", f.wrap(RouteUser, f.user))
 	mux.HandleFunc("GET /api/rule", f.wrap(RouteRules, f.ruleList))
 	mux.HandleFunc("GET /api/collaboration", f.wrap(RouteCollaborations, f.collaborationList))
 	f.srv = httptest.NewServer(mux)
 	f.URL = f.srv.URL + "/api"
+	if f.v5 {
+		f.TokenURL = f.srv.URL + "/realms/vantage6/protocol/openid-connect/token"
+	}
 	return f
 }
 
@@ -316,6 +355,9 @@ type who struct {
 	node *Node
 	user *User
 	jti  string
+	// clientType is a 5.x token's vantage6_client_type, which 5.x's
+	// decorators check (a user on a node route, or the reverse, gets 500).
+	clientType string
 }
 
 type handler func(w http.ResponseWriter, r *http.Request) (int, any)
@@ -379,6 +421,9 @@ func (f *Fake) authenticate(r *http.Request, wantType string) (*who, int, any) {
 	case err != nil:
 		return nil, http.StatusUnprocessableEntity, msg("Signature verification failed")
 	}
+	if f.v5 {
+		return f.authenticate5(claims)
+	}
 	typ, _ := claims["type"].(string)
 	if typ != wantType {
 		if wantType == "refresh" {
@@ -422,7 +467,7 @@ func (f *Fake) userOnly(r *http.Request) (*User, int, any) {
 	if c == nil {
 		return nil, code, body
 	}
-	if c.user == nil {
+	if c.user == nil || (f.v5 && c.clientType != "user") {
 		code, body := internalError()
 		return nil, code, body
 	}
@@ -561,6 +606,11 @@ func (f *Fake) user(_ http.ResponseWriter, r *http.Request) (int, any) {
 	if me.ID != u.ID && !f.hasRule(me, "user", "GLOBAL", "VIEW") {
 		return http.StatusUnauthorized, msg("You lack the permission to do that!")
 	}
+	return http.StatusOK, f.userJSON(u, r.URL.Query().Get("include_permissions") != "")
+}
+
+// userJSON is a user as vantage6 dumps one; f.mu is held.
+func (f *Fake) userJSON(u User, includePermissions bool) map[string]any {
 	out := map[string]any{
 		"id": u.ID, "username": u.Username, "firstname": "", "lastname": "",
 		"email": u.Username + "@example.org", "type": "user", "status": "online",
@@ -568,7 +618,11 @@ func (f *Fake) user(_ http.ResponseWriter, r *http.Request) (int, any) {
 		"roles":        "/api/role?user_id=" + strconv.FormatInt(u.ID, 10),
 		"rules":        "/api/rule?user_id=" + strconv.FormatInt(u.ID, 10),
 	}
-	if r.URL.Query().Get("include_permissions") != "" {
+	if f.v5 {
+		out["keycloak_id"] = u.KeycloakID
+		out["is_service_account"] = u.ClientID != ""
+	}
+	if includePermissions {
 		var orgs []int64
 		for _, c := range f.collabs {
 			if slices.Contains(c.OrganizationIDs, u.OrganizationID) {
@@ -588,7 +642,7 @@ func (f *Fake) user(_ http.ResponseWriter, r *http.Request) (int, any) {
 		}
 		out["permissions"] = map[string]any{"roles": []int64{4}, "rules": rules, "orgs_in_collabs": orgs}
 	}
-	return http.StatusOK, out
+	return out
 }
 
 // page is vantage6's pagination: page and per_page (default 10, no maximum)
@@ -656,12 +710,17 @@ func (f *Fake) ruleList(w http.ResponseWriter, r *http.Request) (int, any) {
 	f.mu.Lock()
 	var items []map[string]any
 	for _, ru := range f.rules {
-		if (q.Has("name") && q.Get("name") != ru.Name) || (q.Has("scope") && q.Get("scope") != ru.Scope) ||
-			(q.Has("operation") && q.Get("operation") != ru.Operation) {
+		scope, op := ru.Scope, ru.Operation
+		if f.v5 {
+			// 5.x's Scope and Operation are lower-case string enums.
+			scope, op = strings.ToLower(scope), strings.ToLower(op)
+		}
+		if (q.Has("name") && q.Get("name") != ru.Name) || (q.Has("scope") && q.Get("scope") != scope) ||
+			(q.Has("operation") && q.Get("operation") != op) {
 			continue
 		}
 		items = append(items, map[string]any{
-			"id": ru.ID, "name": ru.Name, "scope": ru.Scope, "operation": ru.Operation,
+			"id": ru.ID, "name": ru.Name, "scope": scope, "operation": op,
 			"description": "rule " + ru.Name, "users": "/api/user?rule_id=" + strconv.FormatInt(ru.ID, 10),
 		})
 	}
