@@ -212,6 +212,7 @@ func (a *App) build(verifier *auth.Verifier) error {
 		Logger:          log,
 		Metrics:         a.metrics,
 		Facts:           facts,
+		Tasks:           a.tasks(),
 	})
 	if err != nil {
 		return err

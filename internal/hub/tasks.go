@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -23,10 +24,17 @@ type Task struct {
 }
 
 // Tasks looks tasks up (vantage6 5.x: internal/v6api). Task may block: the
-// hub calls it on the socket's work queue, bounded by ResolveTimeout.
+// hub calls it on the socket's work queue, bounded by ResolveTimeout. fresh
+// asks for an answer that is not from a cache: RequiredBy grows as tasks
+// are created, the rest of a task never changes.
 type Tasks interface {
-	Task(ctx context.Context, id int64) (Task, error)
+	Task(ctx context.Context, id int64, fresh bool) (Task, error)
 }
+
+// ErrNoTaskLookup is what Tasks returns when the vantage6 server turns out
+// not to be 5.x (EVENTSERVER_V6_VERSION=auto found a 4.x API): the status
+// change is relayed as 4.x does, without counting a failure.
+var ErrNoTaskLookup = errors.New("hub: no task lookup for this vantage6 version")
 
 // relay runs fn now, or, when tasks are looked up (vantage6 5.x), on the
 // socket's work queue, so that a node's status changes and logs keep
@@ -52,8 +60,9 @@ func (s *session) statusChange5(out protocol.AlgorithmStatusChange) {
 	ctx, cancel := context.WithTimeout(s.h.ctx, s.h.cfg.ResolveTimeout)
 	defer cancel()
 	tasks := s.h.cfg.Tasks
-	t, err := tasks.Task(ctx, out.TaskID)
+	t, err := tasks.Task(ctx, out.TaskID, out.Status == runCompleted)
 	switch {
+	case errors.Is(err, ErrNoTaskLookup):
 	case err != nil:
 		s.h.m.TaskLookups.WithLabelValues("error").Inc()
 		s.eventLog(zapcore.WarnLevel, "task lookup failed: algorithm_status_change relayed without the API's job_id",
@@ -81,7 +90,7 @@ const runCompleted = "completed"
 
 // newTaskUpdate tells the collaboration of task id that it may run.
 func (s *session) newTaskUpdate(ctx context.Context, id int64) {
-	dep, err := s.h.cfg.Tasks.Task(ctx, id)
+	dep, err := s.h.cfg.Tasks.Task(ctx, id, false)
 	if err != nil {
 		s.h.m.TaskLookups.WithLabelValues("error").Inc()
 		s.eventLog(zapcore.WarnLevel, "task lookup failed: no new_task_update for a dependent task",

@@ -47,12 +47,15 @@ type fakeTasks struct {
 	asked []int64
 }
 
-func (f *fakeTasks) Task(_ context.Context, id int64) (Task, error) {
+func (f *fakeTasks) Task(_ context.Context, id int64, _ bool) (Task, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.asked = append(f.asked, id)
 	if f.fail[id] {
 		return Task{}, errors.New("vantage6 API: 503")
+	}
+	if id == 40 {
+		return Task{}, ErrNoTaskLookup
 	}
 	t, ok := f.tasks[id]
 	if !ok {
@@ -240,6 +243,12 @@ func TestStatusChange5(t *testing.T) {
 			t.Fatalf("another collaboration's task was relayed: %s", e)
 		}
 	}
+	// A vantage6 4.x API (version auto): relayed as sent, no failure counted.
+	post(t, node.u, `42/tasks,["algorithm_status_change",{"run_id":5,"task_id":40,"status":"active","job_id":400}]`)
+	got = user.waitEvent("algorithm_status_change")
+	if !strings.Contains(got, `"run_id":5,`) || !strings.Contains(got, `"job_id":400`) {
+		t.Fatalf("without a task lookup: %s, want run 5 as sent", got)
+	}
 	if v := testutil.ToFloat64(m.TaskLookups.WithLabelValues("not_own")); v != 1 {
 		t.Errorf("not_own lookups %v, want 1", v)
 	}
@@ -249,8 +258,8 @@ func TestStatusChange5(t *testing.T) {
 	if v := testutil.ToFloat64(m.EventsRefused.WithLabelValues("algorithm_status_change", "not_own")); v != 1 {
 		t.Errorf("refused not_own %v, want 1", v)
 	}
-	if n := len(sink.ofType(outbox.TypeAlgorithmStatusChange)); n != 2 {
-		t.Errorf("%d algorithm_status_change facts, want 2", n)
+	if n := len(sink.ofType(outbox.TypeAlgorithmStatusChange)); n != 3 {
+		t.Errorf("%d algorithm_status_change facts, want 3", n)
 	}
 	var data struct {
 		JobID *int64 `json:"job_id"`
