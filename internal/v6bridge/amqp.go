@@ -173,7 +173,8 @@ func (b *Bridge) consumeAMQP(ctx context.Context, queue string) (wasReady bool, 
 		return false, fmt.Errorf("connect: %w", err)
 	}
 	// Whatever happens next, the connection (and its channel) is closed on
-	// return; ctx's end closes it too, which ends the wait below.
+	// return; until consuming starts, ctx's end closes it too, which ends
+	// whatever call waits on it.
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
@@ -200,6 +201,9 @@ func (b *Bridge) consumeAMQP(ctx context.Context, queue string) (wasReady bool, 
 	if err != nil {
 		return false, fmt.Errorf("consume %q: %w", queue, err)
 	}
+	if !stop() {
+		return false, nil // ctx ended: the connection is closed
+	}
 	b.setReady(true, nil)
 
 	for {
@@ -218,6 +222,10 @@ func (b *Bridge) consumeAMQP(ctx context.Context, queue string) (wasReady bool, 
 		case e := <-chClosed:
 			return true, closedErr("channel", e)
 		case <-ctx.Done():
+			// Shutting down: the queue goes now rather than in x-expires'
+			// 5 minutes, filling meanwhile (not waiting for the answer;
+			// Kombu's own queues only expire).
+			_, _ = ch.QueueDelete(queue, false, false, true)
 			return true, nil
 		}
 	}

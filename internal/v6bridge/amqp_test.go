@@ -208,12 +208,20 @@ func TestAMQPBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Start()
-	defer func() {
+	closed := false
+	closeBridge := func() {
+		if closed {
+			return
+		}
+		closed = true
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := b.Close(ctx); err != nil {
 			t.Errorf("Close: %v", err)
 		}
+	}
+	defer func() {
+		closeBridge()
 		_, _ = pch.QueueDelete(b.amqpQueue, false, false, false)
 	}()
 	testwait.Until(t, 10*time.Second, "subscribed", b.Ready)
@@ -257,6 +265,18 @@ func TestAMQPBridge(t *testing.T) {
 	if logs.FilterMessage("Flask-SocketIO queue: subscribed again").FilterLevelExact(zap.InfoLevel).Len() != 1 {
 		t.Errorf("want one info line of the recovery: %v", logs.All())
 	}
+	// Close takes the queue away at once (not in x-expires' 5 minutes).
+	closeBridge()
+	testwait.Until(t, 5*time.Second, "the queue deleted", func() bool {
+		ch, err := pub.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ch.Close()
+		_, err = ch.QueueDeclarePassive(b.amqpQueue, false, false, false, false, nil)
+		return err != nil && strings.Contains(err.Error(), "NOT_FOUND")
+	})
+
 	for _, e := range logs.All() {
 		for k, v := range e.ContextMap() {
 			if strings.Contains(fmt.Sprint(v), "guest@") || strings.Contains(e.Message, "guest@") {
