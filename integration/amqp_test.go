@@ -223,30 +223,8 @@ func TestFlaskSocketIOBridgeRabbitMQ(t *testing.T) {
 	flask := startKombu(t, "listen", "json", amqpURL, channel)
 
 	r := redistest.Start(t)
-	prefix := uniquePrefix(t)
-	env := []string{"EVENTSERVER_V6_QUEUE_CHANNEL=" + channel, "EVENTSERVER_V6_QUEUE_URL=" + amqpURL}
-	a := startInstance(t, "a", r.URL(), prefix, env...)
-	b := startInstance(t, "b", r.URL(), prefix, env...)
-	c := startInstance(t, "c", r.URL(), prefix, env...)
-	replicas := []*procServer{a, b, c}
-	waitQueueSubscribed(t, 1, wait, replicas...)
-
-	var in2, others []*client
-	for i, p := range replicas {
-		n := startPyNode(t, p.server, "node2@"+p.name, clientOpts{token: nodeToken(t, int64(10+i), 2, int64(21+i), time.Hour)})
-		n.waitEvent("sync", wait)
-		in2 = append(in2, n)
-	}
-	ui := startUI(t, b.server, "ui2@b", clientOpts{token: userToken(t, 5, 21, []int64{2}, "collaboration", time.Hour)})
-	ui.waitType("connect", wait)
-	gc := startGoClient(t, c.server, "go@c", userToken(t, 6, 22, []int64{2}, "collaboration", time.Hour))
-	gc.waitType("connect", wait)
-	in2 = append(in2, ui, gc)
-	other := startPyNode(t, a.server, "node1@a", clientOpts{token: nodeToken(t, 30, 1, 30, time.Hour)})
-	other.waitEvent("sync", wait)
-	otherUI := startUI(t, c.server, "ui1@c", clientOpts{token: userToken(t, 8, 30, []int64{1}, "collaboration", time.Hour)})
-	otherUI.waitType("connect", wait)
-	others = append(others, other, otherUI)
+	replicas := startBridgeReplicas(t, r, "EVENTSERVER_V6_QUEUE_CHANNEL="+channel, "EVENTSERVER_V6_QUEUE_URL="+amqpURL)
+	in2, others := startBridgeClients(t, replicas)
 
 	// A pickle first (the unpatched KombuManager), then what vantage6 5
 	// publishes, then a barrier to the whole namespace.
@@ -379,13 +357,7 @@ func TestFlaskSocketIOBridgeRabbitMQOutage(t *testing.T) {
 	const channel = "flask-socketio" // a vhost of its own: the real name
 
 	r := redistest.Start(t)
-	prefix := uniquePrefix(t)
-	env := []string{"EVENTSERVER_V6_QUEUE_CHANNEL=" + channel, "EVENTSERVER_V6_QUEUE_URL=" + amqpURL}
-	a := startInstance(t, "a", r.URL(), prefix, env...)
-	b := startInstance(t, "b", r.URL(), prefix, env...)
-	c := startInstance(t, "c", r.URL(), prefix, env...)
-	replicas := []*procServer{a, b, c}
-	waitQueueSubscribed(t, 1, wait, replicas...)
+	replicas := startBridgeReplicas(t, r, "EVENTSERVER_V6_QUEUE_CHANNEL="+channel, "EVENTSERVER_V6_QUEUE_URL="+amqpURL)
 	var nodes []*client
 	for i, p := range replicas {
 		n := startPyNode(t, p.server, "node2@"+p.name, clientOpts{token: nodeToken(t, int64(10+i), 2, int64(21+i), time.Hour)})
