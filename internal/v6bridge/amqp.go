@@ -132,9 +132,9 @@ func (b *Bridge) runAMQP(ctx context.Context) {
 			// Still down: the warning was given when it went down (or on
 			// the first attempt).
 			if failures == 0 {
-				b.log.Warn("Flask-SocketIO queue: cannot reach RabbitMQ; retrying", zap.Error(err))
+				b.log.Warn("Flask-SocketIO queue: cannot subscribe on RabbitMQ; retrying", zap.Error(err))
 			} else {
-				b.log.Debug("Flask-SocketIO queue: RabbitMQ still unreachable", zap.Int("attempt", failures+1), zap.Error(err))
+				b.log.Debug("Flask-SocketIO queue: still cannot subscribe on RabbitMQ", zap.Int("attempt", failures+1), zap.Error(err))
 			}
 		}
 		pause := backoff.Pause(failures, amqpBackoffMin, amqpBackoffMax)

@@ -285,3 +285,50 @@ func TestAMQPBridge(t *testing.T) {
 		}
 	}
 }
+
+// TestAMQPBridgeMismatchedExchange: an exchange declared otherwise than
+// Kombu declares it (durable here) refuses the bridge's declaration
+// (PRECONDITION_FAILED): the bridge says so, stays not ready, retries, and
+// subscribes once the exchange is what Kombu makes.
+func TestAMQPBridgeMismatchedExchange(t *testing.T) {
+	raw := testenv.RabbitMQ(t)
+	exchange := "flask-socketio-test-" + randomHex(4)
+	conn, err := amqp.Dial(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare(exchange, "fanout", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ch.ExchangeDelete(exchange, false, false) }()
+
+	core, logs := observer.New(zap.DebugLevel)
+	b, err := New(Config{AMQPURL: raw, Channel: exchange, Target: &fakeTarget{}, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+	testwait.Until(t, 10*time.Second, "the refusal logged", func() bool {
+		return logs.FilterMessageSnippet("cannot subscribe on RabbitMQ").FilterLevelExact(zap.WarnLevel).Len() == 1
+	})
+	if e := logs.FilterMessageSnippet("cannot subscribe").All()[0]; !strings.Contains(fmt.Sprint(e.ContextMap()["error"]), "PRECONDITION_FAILED") {
+		t.Errorf("the warning does not say why: %v", e.ContextMap())
+	}
+	testwait.Holds(t, 300*time.Millisecond, "not ready", func() bool { return !b.Ready() })
+	if err := ch.ExchangeDelete(exchange, false, false); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 15*time.Second, "subscribed", b.Ready)
+}
