@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -38,48 +37,52 @@ mgr.emit("new_task", {"id": 666, "parent_id": None}, namespace="/tasks", room="c
 	}
 }
 
+// startBridgeReplicas starts replicas a, b and c of one cluster on r, with
+// the queue's settings env, and waits until each is subscribed to the queue.
+func startBridgeReplicas(t *testing.T, r *redistest.Server, env ...string) []*procServer {
+	t.Helper()
+	prefix := uniquePrefix(t)
+	var replicas []*procServer
+	for _, name := range []string{"a", "b", "c"} {
+		replicas = append(replicas, startInstance(t, name, r.URL(), prefix, env...))
+	}
+	waitQueueSubscribed(t, 1, wait, replicas...)
+	return replicas
+}
+
+// startBridgeClients connects, to replicas a, b and c, collaboration 2's
+// clients (a node on each replica for organizations 21, 22 and 23, a UI
+// user on b, a Go client on c) and, in others, collaboration 1's (a node on
+// a, a UI user on c), which must get none of collaboration 2's events.
+func startBridgeClients(t *testing.T, replicas []*procServer) (in2, others []*client) {
+	t.Helper()
+	for i, p := range replicas {
+		n := startPyNode(t, p.server, "node2@"+p.name, clientOpts{token: nodeToken(t, int64(10+i), 2, int64(21+i), time.Hour)})
+		n.waitEvent("sync", wait)
+		in2 = append(in2, n)
+	}
+	ui := startUI(t, replicas[1].server, "ui2@b", clientOpts{token: userToken(t, 5, 21, []int64{2}, "collaboration", time.Hour)})
+	ui.waitType("connect", wait)
+	gc := startGoClient(t, replicas[2].server, "go@c", userToken(t, 6, 22, []int64{2}, "collaboration", time.Hour))
+	gc.waitType("connect", wait)
+	in2 = append(in2, ui, gc)
+	other := startPyNode(t, replicas[0].server, "node1@a", clientOpts{token: nodeToken(t, 30, 1, 30, time.Hour)})
+	other.waitEvent("sync", wait)
+	otherUI := startUI(t, replicas[2].server, "ui1@c", clientOpts{token: userToken(t, 8, 30, []int64{1}, "collaboration", time.Hour)})
+	otherUI.waitType("connect", wait)
+	return in2, append(others, other, otherUI)
+}
+
 // TestFlaskSocketIOBridge: three replicas subscribe to vantage6's
 // Flask-SocketIO queue; what the vantage6 server publishes there reaches each
 // permitted client of the cluster exactly once, whichever replica holds it,
 // and what cannot be used is skipped and counted on every replica.
 func TestFlaskSocketIOBridge(t *testing.T) {
 	r := redistest.Start(t)
-	prefix := uniquePrefix(t)
-	env := "EVENTSERVER_V6_QUEUE_CHANNEL=" + queueChannel
-	a := startInstance(t, "a", r.URL(), prefix, env)
-	b := startInstance(t, "b", r.URL(), prefix, env)
-	c := startInstance(t, "c", r.URL(), prefix, env)
-	replicas := []*procServer{a, b, c}
-	for _, p := range replicas {
-		checkFor(t, wait, func() error {
-			if v := p.metric("eventserver_v6_queue_subscribed"); v != 1 {
-				return fmt.Errorf("%s: not subscribed to the queue yet", p.name)
-			}
-			return nil
-		})
-	}
-
-	// Collaboration 2 has a node on each replica (organizations 21, 22, 23)
-	// and users on every replica; a node and a user of collaboration 1 must
-	// get nothing.
-	var in2, others []*client
-	for i, p := range replicas {
-		n := startPyNode(t, p.server, "node2@"+p.name, clientOpts{token: nodeToken(t, int64(10+i), 2, int64(21+i), time.Hour)})
-		n.waitEvent("sync", wait)
-		in2 = append(in2, n)
-	}
-	ui := startUI(t, b.server, "ui2@b", clientOpts{token: userToken(t, 5, 21, []int64{2}, "collaboration", time.Hour)})
-	ui.waitType("connect", wait)
-	gc := startGoClient(t, c.server, "go@c", userToken(t, 6, 22, []int64{2}, "collaboration", time.Hour))
-	gc.waitType("connect", wait)
-	orgUser := startUI(t, a.server, "ui-org21@a", clientOpts{token: userToken(t, 7, 21, []int64{2}, "organization", time.Hour)})
+	replicas := startBridgeReplicas(t, r, "EVENTSERVER_V6_QUEUE_CHANNEL="+queueChannel)
+	in2, others := startBridgeClients(t, replicas)
+	orgUser := startUI(t, replicas[0].server, "ui-org21@a", clientOpts{token: userToken(t, 7, 21, []int64{2}, "organization", time.Hour)})
 	orgUser.waitType("connect", wait)
-	in2 = append(in2, ui, gc)
-	other := startPyNode(t, a.server, "node1@a", clientOpts{token: nodeToken(t, 30, 1, 30, time.Hour)})
-	other.waitEvent("sync", wait)
-	otherUI := startUI(t, c.server, "ui1@c", clientOpts{token: userToken(t, 8, 30, []int64{1}, "collaboration", time.Hour)})
-	otherUI.waitType("connect", wait)
-	others = append(others, other, otherUI)
 
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	defer rdb.Close()

@@ -372,32 +372,36 @@ func graceOrNone(d time.Duration) time.Duration {
 }
 
 // startBridge subscribes to vantage6's Flask-SocketIO message queue when
-// EVENTSERVER_V6_QUEUE_CHANNEL is set: on EVENTSERVER_V6_QUEUE_URL, or on the
-// cluster's Redis.
+// EVENTSERVER_V6_QUEUE_CHANNEL is set: on EVENTSERVER_V6_QUEUE_URL (RabbitMQ
+// for an amqp:// or amqps:// URL, else Redis), or on the cluster's Redis.
 func (a *App) startBridge() error {
 	cfg := a.cfg
 	if cfg.V6QueueChannel == "" {
 		return nil
 	}
-	client, url := a.redis, cfg.RedisURL
-	if cfg.V6QueueURL != "" {
-		c, _, err := redisconn.NewClient(cfg.V6QueueURL)
-		if err != nil {
-			return fmt.Errorf("app: EVENTSERVER_V6_QUEUE_URL: %w", err)
-		}
-		client, url, a.bridgeRedis = c, cfg.V6QueueURL, c
-	}
-	if client == nil {
-		return errors.New("app: EVENTSERVER_V6_QUEUE_CHANNEL needs EVENTSERVER_V6_QUEUE_URL or EVENTSERVER_REDIS_URL")
-	}
-	b, err := v6bridge.New(v6bridge.Config{
-		Client:     client,
+	bc := v6bridge.Config{
 		Channel:    cfg.V6QueueChannel,
 		Namespace:  protocol.Namespace,
 		Target:     a.hub,
 		Logger:     a.log.Named("v6bridge"),
 		Registerer: a.metrics.Registry,
-	})
+	}
+	kind, url := "redis", cfg.RedisURL
+	switch {
+	case v6bridge.IsAMQPURL(cfg.V6QueueURL):
+		kind, url, bc.AMQPURL = "rabbitmq", cfg.V6QueueURL, cfg.V6QueueURL
+	case cfg.V6QueueURL != "":
+		c, _, err := redisconn.NewClient(cfg.V6QueueURL)
+		if err != nil {
+			return fmt.Errorf("app: EVENTSERVER_V6_QUEUE_URL: %w", err)
+		}
+		url, bc.Client, a.bridgeRedis = cfg.V6QueueURL, c, c
+	case a.redis != nil:
+		bc.Client = a.redis
+	default:
+		return errors.New("app: EVENTSERVER_V6_QUEUE_CHANNEL needs EVENTSERVER_V6_QUEUE_URL or EVENTSERVER_REDIS_URL")
+	}
+	b, err := v6bridge.New(bc)
 	if err != nil {
 		if a.bridgeRedis != nil {
 			_ = a.bridgeRedis.Close()
@@ -406,7 +410,7 @@ func (a *App) startBridge() error {
 	}
 	b.Start()
 	a.bridge = b
-	a.log.Info("Flask-SocketIO queue bridge", zap.String("redis", redisconn.Redact(url)), zap.String("channel", cfg.V6QueueChannel))
+	a.log.Info("Flask-SocketIO queue bridge", zap.String(kind, redisconn.Redact(url)), zap.String("channel", cfg.V6QueueChannel))
 	return nil
 }
 

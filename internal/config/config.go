@@ -20,6 +20,7 @@ import (
 	"github.com/eventserver/eventserver/internal/outbox"
 	"github.com/eventserver/eventserver/internal/redisconn"
 	"github.com/eventserver/eventserver/internal/v6api"
+	"github.com/eventserver/eventserver/internal/v6bridge"
 )
 
 // Config is the whole configuration of one instance.
@@ -162,11 +163,12 @@ type Config struct {
 	// zero turns the cache off. Default 30s.
 	V6CacheTTL time.Duration
 
-	// V6QueueChannel is the Redis channel of vantage6's Flask-SocketIO
+	// V6QueueChannel is the channel of vantage6's Flask-SocketIO
 	// message queue ("flask-socketio"). Set: every instance carries out the
 	// emits the vantage6 server publishes there (internal/v6bridge). Empty: off.
 	V6QueueChannel string
-	// V6QueueURL is the Redis of that queue. Default: RedisURL.
+	// V6QueueURL is the Redis or the RabbitMQ (amqp://, amqps://) of that
+	// queue. Default: RedisURL.
 	V6QueueURL string
 }
 
@@ -376,17 +378,23 @@ func settings() []setting {
 		}},
 		{"v6-timeout", "EVENTSERVER_V6_TIMEOUT", "5s", "bound of each call to the vantage6 API; a client whose lookup fails or is late gets invalid_token", durationAtLeast(10*time.Millisecond, func(c *Config) *time.Duration { return &c.V6Timeout })},
 		{"v6-cache-ttl", "EVENTSERVER_V6_CACHE_TTL", "30s", "how long an identity from the vantage6 API is reused (per node or user); 0s: not cached", durationAtLeast(0, func(c *Config) *time.Duration { return &c.V6CacheTTL })},
-		{"v6-queue-channel", "EVENTSERVER_V6_QUEUE_CHANNEL", "", "Redis channel of vantage6's Flask-SocketIO message queue (flask-socketio): every instance delivers what the vantage6 server emits there; empty: off", func(c *Config, v string) error {
+		{"v6-queue-channel", "EVENTSERVER_V6_QUEUE_CHANNEL", "", "channel of vantage6's Flask-SocketIO message queue (flask-socketio; over RabbitMQ, the fanout exchange of that name): every instance delivers what the vantage6 server emits there; empty: off", func(c *Config, v string) error {
 			if strings.ContainsAny(v, "*?[] \t\n") {
 				return fmt.Errorf("want a channel name without *, ?, [, ] or spaces, got %q", v)
 			}
 			c.V6QueueChannel = v
 			return nil
 		}},
-		{"v6-queue-url", "EVENTSERVER_V6_QUEUE_URL", "", "Redis of that message queue (vantage6's rabbitmq uri); empty: EVENTSERVER_REDIS_URL", func(c *Config, v string) error {
-			if v != "" {
-				if _, err := redisconn.Parse(v); err != nil {
+		{"v6-queue-url", "EVENTSERVER_V6_QUEUE_URL", "", "that message queue: vantage6 5's rabbitmq uri (amqp://user:password@host:5672/vhost, amqps:// for TLS), or a Redis (redis://...; vantage6 4); password never printed; empty: EVENTSERVER_REDIS_URL", func(c *Config, v string) error {
+			switch {
+			case v == "":
+			case v6bridge.IsAMQPURL(v):
+				if err := v6bridge.CheckAMQPURL(v); err != nil {
 					return err
+				}
+			default:
+				if _, err := redisconn.Parse(v); err != nil {
+					return fmt.Errorf("%w (or amqp://, amqps:// for RabbitMQ)", err)
 				}
 			}
 			c.V6QueueURL = v
@@ -513,7 +521,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: EVENTSERVER_PING_TIMEOUT (%s) is too short for EVENTSERVER_PING_INTERVAL (%s)", c.PingTimeout, c.PingInterval)
 	}
 	if c.V6QueueChannel != "" && c.V6QueueURL == "" && c.RedisURL == "" {
-		return errors.New("config: EVENTSERVER_V6_QUEUE_CHANNEL needs a Redis: set EVENTSERVER_V6_QUEUE_URL (vantage6's message queue) or EVENTSERVER_REDIS_URL")
+		return errors.New("config: EVENTSERVER_V6_QUEUE_CHANNEL needs a message queue: set EVENTSERVER_V6_QUEUE_URL (vantage6's RabbitMQ or Redis) or EVENTSERVER_REDIS_URL")
 	}
 	if c.OutboxStream != "" && c.OutboxRedisURL == "" && c.RedisURL == "" {
 		return errors.New("config: EVENTSERVER_OUTBOX_STREAM needs a Redis: set EVENTSERVER_OUTBOX_REDIS_URL or EVENTSERVER_REDIS_URL (or leave the stream empty)")

@@ -208,7 +208,9 @@ func TestLoadInvalid(t *testing.T) {
 		{"v6 version empty", nil, map[string]string{"EVENTSERVER_V6_VERSION": " "}, []string{"EVENTSERVER_V6_VERSION"}},
 		{"v6 token url ftp", nil, map[string]string{"EVENTSERVER_V6_TOKEN_URL": "ftp://kc/t"}, []string{"EVENTSERVER_V6_TOKEN_URL", "scheme"}},
 		{"v6 queue channel pattern", nil, map[string]string{"EVENTSERVER_V6_QUEUE_CHANNEL": "flask-*"}, []string{"EVENTSERVER_V6_QUEUE_CHANNEL"}},
-		{"v6 queue url scheme", nil, map[string]string{"EVENTSERVER_V6_QUEUE_URL": "amqp://guest@rabbit/"}, []string{"EVENTSERVER_V6_QUEUE_URL"}},
+		{"v6 queue url scheme", nil, map[string]string{"EVENTSERVER_V6_QUEUE_URL": "http://guest@rabbit/"}, []string{"EVENTSERVER_V6_QUEUE_URL", "amqp://"}},
+		{"v6 queue amqp url bad port", nil, map[string]string{"EVENTSERVER_V6_QUEUE_URL": "amqp://guest:pw-5ecret@rabbit:port/"}, []string{"EVENTSERVER_V6_QUEUE_URL", "not a URL"}},
+		{"v6 queue amqp url bad heartbeat", nil, map[string]string{"EVENTSERVER_V6_QUEUE_URL": "amqps://guest:pw-5ecret@rabbit/?heartbeat=often"}, []string{"EVENTSERVER_V6_QUEUE_URL", "heartbeat"}},
 		{"ping interval abc", nil, map[string]string{"EVENTSERVER_PING_INTERVAL": "abc"}, []string{"EVENTSERVER_PING_INTERVAL", "abc"}},
 		{"ping interval zero", nil, map[string]string{"EVENTSERVER_PING_INTERVAL": "0s"}, []string{"EVENTSERVER_PING_INTERVAL"}},
 		{"ping timeout negative", nil, map[string]string{"EVENTSERVER_PING_TIMEOUT": "-1s"}, []string{"EVENTSERVER_PING_TIMEOUT"}},
@@ -266,6 +268,9 @@ func TestLoadInvalid(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
 			}
+			if strings.Contains(err.Error(), "5ecret") {
+				t.Errorf("error %q prints the URL's password", err)
+			}
 		})
 	}
 }
@@ -321,6 +326,8 @@ func TestValidate(t *testing.T) {
 			"EVENTSERVER_REDIS_URL": "redis://127.0.0.1:6379/0"}, nil},
 		{"v6 queue on its own redis", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_V6_QUEUE_CHANNEL": "flask-socketio",
 			"EVENTSERVER_V6_QUEUE_URL": "redis://127.0.0.1:6379/1"}, nil},
+		{"v6 queue on rabbitmq", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_V6_QUEUE_CHANNEL": "flask-socketio",
+			"EVENTSERVER_V6_QUEUE_URL": "amqp://vantage6:pw@rabbitmq:5672/v6"}, nil},
 		{"outbox stream without any redis", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_STREAM": "eventserver:outbox"},
 			[]string{"EVENTSERVER_OUTBOX_STREAM", "EVENTSERVER_OUTBOX_REDIS_URL", "EVENTSERVER_REDIS_URL"}},
 		{"outbox stream on the cluster's redis", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_STREAM": "eventserver:outbox",

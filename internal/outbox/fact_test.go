@@ -28,21 +28,6 @@ func TestNewID(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	base, maxD := 100*time.Millisecond, time.Second
-	for attempt, nominal := range []time.Duration{100, 200, 400, 800, 1000, 1000, 1000} {
-		nominal *= time.Millisecond
-		for range 100 {
-			if d := backoff(attempt, base, maxD); d < nominal/2 || d > nominal {
-				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", attempt, d, nominal/2, nominal)
-			}
-		}
-	}
-	if d := backoff(1000, base, maxD); d > maxD {
-		t.Errorf("backoff(1000) = %s", d)
-	}
-}
-
 func TestConfigErrors(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer client.Close()

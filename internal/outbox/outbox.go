@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -420,19 +419,6 @@ func (o *Outbox) sleep(d time.Duration) bool {
 	case <-o.ctx.Done():
 		return false
 	}
-}
-
-// backoff is the pause before retry number attempt (0 for the first):
-// base doubled attempt times, at most max, with equal jitter (half of it
-// fixed, half random), so that instances do not retry in step.
-func backoff(attempt int, base, maxD time.Duration) time.Duration {
-	d := base
-	for i := 0; i < attempt && d < maxD; i++ {
-		d *= 2
-	}
-	d = min(d, maxD)
-	half := d / 2
-	return half + rand.N(d-half+1)
 }
 
 // sanitize renders an error for a log line without the URL that

@@ -6,6 +6,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/eventserver/eventserver/internal/backoff"
 )
 
 // streamState is what the stream writer remembers between round trips.
@@ -68,7 +70,7 @@ func (o *Outbox) writeStream(q *queue, batch []item) {
 		}
 		pending = rest
 		o.streamDown(err, len(q.ch)+len(pending))
-		if !o.sleep(backoff(attempt, o.cfg.RetryMin, o.cfg.RetryMax)) {
+		if !o.sleep(backoff.Pause(attempt, o.cfg.RetryMin, o.cfg.RetryMax)) {
 			o.lose(q, len(pending))
 			return
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/eventserver/eventserver/internal/backoff"
 )
 
 // runWebhook delivers facts from the webhook's queue, one at a time, until
@@ -63,7 +65,7 @@ func (o *Outbox) deliver(q *queue, it item) {
 			return
 		}
 		o.m.webhook.WithLabelValues(outcomeRetried).Inc()
-		pause := backoff(attempt-1, o.cfg.WebhookBackoff, o.cfg.WebhookMaxBackoff)
+		pause := backoff.Pause(attempt-1, o.cfg.WebhookBackoff, o.cfg.WebhookMaxBackoff)
 		if retryAfter > pause {
 			pause = min(retryAfter, o.cfg.WebhookMaxBackoff)
 		}

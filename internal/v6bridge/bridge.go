@@ -10,6 +10,11 @@
 // sockets only: every instance receives every message, so going through the
 // cluster adapter would deliver it once per instance.
 //
+// vantage6 5.x gives its RabbitMQ (an amqp:// URL) to Flask-SocketIO instead:
+// python-socketio's KombuManager then publishes each emit to a fanout
+// exchange named after the channel, and every instance reads it from a queue
+// of its own bound to it (amqp.go).
+//
 // Messages are JSON from python-socketio 5.14 on:
 //
 //	{"method": "emit", "event": "new_task", "data": {"id": 7, "parent_id": 3}, "binary": false,
@@ -56,10 +61,14 @@ type Target interface {
 
 // Config configures a Bridge.
 type Config struct {
-	// Client is the Redis of the message queue. Required.
+	// Client is the Redis of the message queue; or
 	Client redis.UniversalClient
+	// AMQPURL is the RabbitMQ of the message queue (amqp:// or amqps://,
+	// vantage6 5's rabbitmq uri). Exactly one of Client and AMQPURL.
+	AMQPURL string
 	// Channel is the channel Flask-SocketIO publishes on ("flask-socketio"
-	// for vantage6). Required.
+	// for vantage6): the Redis channel, or RabbitMQ's fanout exchange.
+	// Required.
 	Channel string
 	// Namespace is the only namespace served ("/tasks").
 	Namespace string
@@ -94,11 +103,15 @@ type Bridge struct {
 	messages   *prometheus.CounterVec
 	subscribed prometheus.Gauge
 	ready      atomic.Bool
+	everReady  atomic.Bool
 
 	cancel context.CancelFunc
-	ps     *redis.PubSub
-	done   chan struct{}
-	once   sync.Once
+	ps     *redis.PubSub // nil over RabbitMQ
+	// amqpQueue is this instance's queue over RabbitMQ, kept across
+	// reconnects.
+	amqpQueue string
+	done      chan struct{}
+	once      sync.Once
 
 	// warned rate-limits the warning of each outcome to one a minute.
 	warnMu sync.Mutex
@@ -108,8 +121,10 @@ type Bridge struct {
 // New checks cfg and registers the metrics; Start subscribes.
 func New(cfg Config) (*Bridge, error) {
 	switch {
-	case cfg.Client == nil:
-		return nil, errors.New("v6bridge: Client is required")
+	case (cfg.Client == nil) == (cfg.AMQPURL == ""):
+		return nil, errors.New("v6bridge: one of Client (Redis) and AMQPURL (RabbitMQ) is required")
+	case cfg.AMQPURL != "" && !IsAMQPURL(cfg.AMQPURL):
+		return nil, errors.New("v6bridge: AMQPURL: want amqp:// or amqps://")
 	case cfg.Channel == "":
 		return nil, errors.New("v6bridge: Channel is required")
 	case cfg.Target == nil:
@@ -148,10 +163,16 @@ func New(cfg Config) (*Bridge, error) {
 }
 
 // Start subscribes to the channel and handles its messages in a goroutine
-// that Close stops. go-redis re-subscribes after a lost connection.
+// that Close stops. go-redis re-subscribes after a lost connection; over
+// RabbitMQ the bridge reconnects and declares again, with backoff.
 func (b *Bridge) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
+	if b.cfg.AMQPURL != "" {
+		b.amqpQueue = b.cfg.Channel + ".eventserver." + randomHex(8)
+		go b.runAMQP(ctx)
+		return
+	}
 	b.ps = b.cfg.Client.Subscribe(ctx, b.cfg.Channel)
 	go b.run(ctx, b.ps)
 }
@@ -167,8 +188,11 @@ func (b *Bridge) Close(ctx context.Context) error {
 			return
 		}
 		b.cancel()
-		// A Receive blocked on the connection returns when it is closed.
-		_ = b.ps.Close()
+		// A Receive blocked on the connection returns when it is closed
+		// (the RabbitMQ connection is closed when ctx ends).
+		if b.ps != nil {
+			_ = b.ps.Close()
+		}
 	})
 	select {
 	case <-b.done:
@@ -178,19 +202,37 @@ func (b *Bridge) Close(ctx context.Context) error {
 	}
 }
 
+// setReady records whether the bridge is subscribed (Ready, the gauge) and
+// logs the changes: a warning when the subscription is lost (err), an info
+// line when it is made or made again.
+func (b *Bridge) setReady(up bool, err error) {
+	if up {
+		b.subscribed.Set(1)
+		if !b.ready.Swap(true) {
+			if b.everReady.Swap(true) {
+				b.log.Info("Flask-SocketIO queue: subscribed again")
+			} else {
+				b.log.Info("Flask-SocketIO queue: subscribed")
+			}
+		}
+		return
+	}
+	b.subscribed.Set(0)
+	if b.ready.Swap(false) && err != nil {
+		b.log.Warn("Flask-SocketIO queue: subscription lost; reconnecting", zap.Error(err))
+	}
+}
+
 func (b *Bridge) run(ctx context.Context, ps *redis.PubSub) {
 	defer close(b.done)
-	defer b.subscribed.Set(0)
+	defer b.setReady(false, nil)
 	for {
 		msg, err := ps.Receive(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			b.subscribed.Set(0)
-			if b.ready.Swap(false) {
-				b.log.Warn("Flask-SocketIO queue: subscription lost; reconnecting", zap.Error(err))
-			}
+			b.setReady(false, err)
 			// go-redis reconnects and re-subscribes on the next Receive.
 			select {
 			case <-ctx.Done():
@@ -202,9 +244,7 @@ func (b *Bridge) run(ctx context.Context, ps *redis.PubSub) {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
-				b.ready.Store(true)
-				b.subscribed.Set(1)
-				b.log.Info("Flask-SocketIO queue: subscribed")
+				b.setReady(true, nil)
 			}
 		case *redis.Message:
 			b.Handle([]byte(m.Payload))
@@ -228,7 +268,11 @@ type message struct {
 
 // Handle carries out one message and returns its outcome. It never panics on
 // bad input.
-func (b *Bridge) Handle(payload []byte) (outcome string) {
+func (b *Bridge) Handle(payload []byte) string { return b.handle(payload, false) }
+
+// handle is Handle; pickled says the transport already knows the payload is
+// a pickle.
+func (b *Bridge) handle(payload []byte, pickled bool) (outcome string) {
 	method := "-"
 	defer func() {
 		if r := recover(); r != nil {
@@ -239,7 +283,7 @@ func (b *Bridge) Handle(payload []byte) (outcome string) {
 	}()
 
 	trimmed := bytes.TrimSpace(payload)
-	if len(trimmed) > 0 && trimmed[0] == 0x80 {
+	if pickled || len(trimmed) > 0 && trimmed[0] == 0x80 {
 		// pickle protocol 2+ starts with PROTO (0x80): python-socketio < 5.14.
 		b.warn(OutcomePickled, "Flask-SocketIO queue: a pickled message (python-socketio older than 5.14) was ignored; upgrade the vantage6 server's python-socketio",
 			zap.Int("bytes", len(payload)))

@@ -321,7 +321,20 @@ a password, so the message never repeats it. Call with (list item
 {{- define "eventserver.validateRedisURLValue" -}}
 {{- with (index . 0).value }}
 {{- if not (regexMatch "^(?i:rediss?(\\+(sentinel|cluster))?|unix):" (toString .)) }}
-{{- fail (printf "%s.value must be a redis://, rediss://, redis+sentinel://, redis+cluster:// or unix:// URL (an amqp:// RabbitMQ URI does not work: the queue must be a Redis)" (index $ 1)) }}
+{{- fail (printf "%s.value must be a redis://, rediss://, redis+sentinel://, redis+cluster:// or unix:// URL" (index $ 1)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Flask-SocketIO queue's URL given as a value: vantage6 5's RabbitMQ
+(amqp://, amqps://) or a Redis. The message never repeats it. Call with
+(list item "values.path").
+*/}}
+{{- define "eventserver.validateQueueURLValue" -}}
+{{- with (index . 0).value }}
+{{- if not (regexMatch "^(?i:amqps?|rediss?(\\+(sentinel|cluster))?|unix):" (toString .)) }}
+{{- fail (printf "%s.value must be an amqp:// or amqps:// URL (vantage6 5's RabbitMQ) or a redis://, rediss://, redis+sentinel://, redis+cluster:// or unix:// URL" (index $ 1)) }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -358,10 +371,10 @@ server refuses at start-up is refused here.
 {{- fail (printf "vantage6.queue.channel must be a channel name without *, ?, [, ] or spaces, got %q" (toString .)) }}
 {{- end }}
 {{- end }}
-{{- include "eventserver.validateRedisURLValue" (list $queue.url "vantage6.queue.url") }}
+{{- include "eventserver.validateQueueURLValue" (list $queue.url "vantage6.queue.url") }}
 {{- $queueURL := include "eventserver.secretSet" $queue.url }}
 {{- if and $queue.channel (not $queueURL) (not (include "eventserver.hasRedis" .)) }}
-{{- fail "vantage6.queue.channel needs a Redis: set vantage6.queue.url (the Redis of the vantage6 server's rabbitmq.uri) or the cluster's Redis (redis.url, redis.existingSecret or redis.enabled)" }}
+{{- fail "vantage6.queue.channel needs a message queue: set vantage6.queue.url (the vantage6 server's rabbitmq.uri: its RabbitMQ, or a Redis) or the cluster's Redis (redis.url, redis.existingSecret or redis.enabled)" }}
 {{- end }}
 {{- if and $queueURL (not $queue.channel) }}
 {{- fail "vantage6.queue.url is set but vantage6.queue.channel is empty, so the bridge would be off: set the channel (flask-socketio for Flask-SocketIO's default) or unset the URL" }}
