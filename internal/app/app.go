@@ -59,6 +59,8 @@ type App struct {
 
 	// v6 resolves identities through the vantage6 API, when configured.
 	v6 *v6api.Resolver
+	// verifier checks client tokens; Close stops its JWK Set refresh.
+	verifier *auth.Verifier
 
 	// outbox hands node facts to the backend, when configured, with its own
 	// Redis client (outboxRedis) for the stream.
@@ -104,7 +106,12 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	vcfg := auth.Config{HMACSecret: []byte(cfg.JWTSecret), Leeway: cfg.JWTLeeway}
+	m := metrics.New()
+	vcfg := auth.Config{HMACSecret: []byte(cfg.JWTSecret), Leeway: cfg.JWTLeeway, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
+	if cfg.JWTJWKSURL != "" {
+		vcfg.JWKS = &auth.JWKSConfig{URL: cfg.JWTJWKSURL, Refresh: cfg.JWTJWKSRefresh, RefreshMin: cfg.JWTJWKSRefreshMin,
+			Logger: log.Named("jwks"), Registerer: m.Registry}
+	}
 	if cfg.JWTPublicKeyFile != "" {
 		pem, err := os.ReadFile(cfg.JWTPublicKeyFile)
 		if err != nil {
@@ -116,8 +123,12 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
+	if cfg.JWTJWKSURL != "" {
+		log.Info("token keys from a JWK Set", zap.String("url", cfg.JWTJWKSURL), zap.Duration("refresh", cfg.JWTJWKSRefresh),
+			zap.Duration("refresh_min", cfg.JWTJWKSRefreshMin), zap.String("issuer", cfg.JWTIssuer), zap.String("audience", cfg.JWTAudience))
+	}
 
-	a := &App{cfg: cfg, log: log, metrics: metrics.New(), served: make(chan error, 1)}
+	a := &App{cfg: cfg, log: log, metrics: m, served: make(chan error, 1), verifier: verifier}
 	if err := a.build(verifier); err != nil {
 		a.release()
 		return nil, err
@@ -287,6 +298,7 @@ func (a *App) release() {
 	a.closeOutbox(ctx)
 	a.closeV6()
 	a.closeCluster()
+	a.verifier.Close()
 }
 
 // newResolver picks who tells the identity of a client: the vantage6 API
@@ -571,6 +583,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.closeOutbox(ctx)
 		a.closeCluster()
 		a.closeV6()
+		a.verifier.Close()
 		a.log.Info("shut down")
 	})
 	return a.shutErr

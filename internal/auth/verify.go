@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -53,6 +54,14 @@ type Config struct {
 	// validity dates are not checked). When empty, RS/PS/ES tokens are
 	// refused.
 	PublicKeyPEM []byte
+	// JWKS, when set, verifies RS/PS/ES tokens that name a key (kid) with
+	// the keys an OpenID provider such as Keycloak publishes. A token
+	// without a kid is checked with PublicKeyPEM, if any.
+	JWKS *JWKSConfig
+	// Issuer, when set, must be the token's iss.
+	Issuer string
+	// Audience, when set, must be in the token's aud (a string or a list).
+	Audience string
 	// Leeway is the clock skew allowed on exp, nbf and iat. Zero means
 	// DefaultLeeway.
 	Leeway time.Duration
@@ -83,6 +92,14 @@ type Verifier struct {
 	ecAlg  string
 	parser *jwt.Parser
 	leeway time.Duration
+	jwks   *jwks // nil without Config.JWKS
+}
+
+// Close stops the refresh of the JWK Set, if any.
+func (v *Verifier) Close() {
+	if v != nil && v.jwks != nil {
+		v.jwks.close()
+	}
 }
 
 // Leeway is the clock skew allowed on exp, nbf and iat.
@@ -99,8 +116,8 @@ var (
 // PublicKeyPEM must be set; any non-empty secret is accepted, since vantage6
 // secrets may be short.
 func NewVerifier(cfg Config) (*Verifier, error) {
-	if len(cfg.HMACSecret) == 0 && len(cfg.PublicKeyPEM) == 0 {
-		return nil, errors.New("auth: no key configured: set an HMAC secret, a public key, or both")
+	if len(cfg.HMACSecret) == 0 && len(cfg.PublicKeyPEM) == 0 && cfg.JWKS == nil {
+		return nil, errors.New("auth: no key configured: set an HMAC secret, a public key, a JWKS URL, or several")
 	}
 	if cfg.Leeway < 0 {
 		return nil, fmt.Errorf("auth: leeway %v is negative", cfg.Leeway)
@@ -151,14 +168,35 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		}
 	}
 
-	v.parser = jwt.NewParser(
+	if cfg.JWKS != nil {
+		for _, a := range append(append([]string(nil), rsaAlgs...), "ES256", "ES384", "ES512") {
+			if !slices.Contains(algs, a) {
+				algs = append(algs, a)
+			}
+		}
+	}
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(algs),
 		jwt.WithLeeway(leeway),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithJSONNumber(),
 		jwt.WithTimeFunc(now),
-	)
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	v.parser = jwt.NewParser(opts...)
+	if cfg.JWKS != nil {
+		j, err := newJWKS(*cfg.JWKS)
+		if err != nil {
+			return nil, err
+		}
+		v.jwks = j
+	}
 	return v, nil
 }
 
@@ -202,6 +240,15 @@ func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
 			return nil, fmt.Errorf("algorithm %s needs an HMAC secret, none is configured", alg)
 		}
 		return v.secret, nil
+	case *jwt.SigningMethodRSA, *jwt.SigningMethodRSAPSS, *jwt.SigningMethodECDSA:
+		if _, named := t.Header["kid"].(string); named && v.jwks != nil {
+			return v.jwks.key(t)
+		}
+		if v.jwks != nil && v.rsaKey == nil && v.ecKey == nil {
+			return v.jwks.key(t) // says the kid is missing
+		}
+	}
+	switch t.Method.(type) {
 	case *jwt.SigningMethodRSA, *jwt.SigningMethodRSAPSS:
 		if v.rsaKey == nil {
 			return nil, fmt.Errorf("algorithm %s needs an RSA public key, none is configured", alg)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/connlimit"
 	"github.com/eventserver/eventserver/internal/outbox"
 	"github.com/eventserver/eventserver/internal/redisconn"
@@ -34,6 +35,18 @@ type Config struct {
 	JWTSecret string
 	// JWTPublicKeyFile is a PEM file with an RSA or ECDSA public key. Empty: none.
 	JWTPublicKeyFile string
+	// JWTJWKSURL is the JWK Set of an OpenID provider (Keycloak for
+	// vantage6 5.x): RS/PS/ES tokens with a kid are checked with its keys.
+	JWTJWKSURL string
+	// JWTJWKSRefresh is the period of the JWK Set's refresh. Default 1h.
+	JWTJWKSRefresh time.Duration
+	// JWTJWKSRefreshMin is the least time between two fetches for an
+	// unknown kid. Default 10s.
+	JWTJWKSRefreshMin time.Duration
+	// JWTIssuer and JWTAudience, when set, must be the token's iss and be
+	// in its aud.
+	JWTIssuer   string
+	JWTAudience string
 	// JWTLeeway is the clock skew allowed on exp and nbf. Default 10s.
 	JWTLeeway time.Duration
 	// AuthGrace is how long a socket whose token failed or expired stays
@@ -201,6 +214,25 @@ func settings() []setting {
 				}
 			}
 			c.JWTPublicKeyFile = v
+			return nil
+		}},
+		{"jwt-jwks-url", "EVENTSERVER_JWT_JWKS_URL", "", "JWK Set of the OpenID provider that signs client tokens (vantage6 5.x: https://<keycloak>/realms/<realm>/protocol/openid-connect/certs); https, or http on localhost; fetched at start, every EVENTSERVER_JWT_JWKS_REFRESH and for an unknown kid", func(c *Config, v string) error {
+			if v != "" {
+				if err := auth.ValidateJWKSURL(v); err != nil {
+					return err
+				}
+			}
+			c.JWTJWKSURL = v
+			return nil
+		}},
+		{"jwt-jwks-refresh", "EVENTSERVER_JWT_JWKS_REFRESH", "1h", "period of the JWK Set's refresh (the keys held are kept while the provider is down)", durationAtLeast(time.Second, func(c *Config) *time.Duration { return &c.JWTJWKSRefresh })},
+		{"jwt-jwks-refresh-min", "EVENTSERVER_JWT_JWKS_REFRESH_MIN", "10s", "least time between two fetches of the JWK Set for a token with an unknown kid (a flood of made-up kids costs the provider one fetch per period)", durationAtLeast(100*time.Millisecond, func(c *Config) *time.Duration { return &c.JWTJWKSRefreshMin })},
+		{"jwt-issuer", "EVENTSERVER_JWT_ISSUER", "", "when set, a token's iss must equal it (Keycloak: https://<keycloak>/realms/<realm>)", func(c *Config, v string) error {
+			c.JWTIssuer = v
+			return nil
+		}},
+		{"jwt-audience", "EVENTSERVER_JWT_AUDIENCE", "", "when set, a token's aud (a string or a list) must hold it", func(c *Config, v string) error {
+			c.JWTAudience = v
 			return nil
 		}},
 		{"jwt-leeway", "EVENTSERVER_JWT_LEEWAY", "10s", "clock skew allowed on a token's exp and nbf", durationAtLeast(0, func(c *Config) *time.Duration { return &c.JWTLeeway })},
@@ -511,8 +543,8 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 // Validate checks what needs more than one setting. The token subcommand
 // does not need it; serving does.
 func (c *Config) Validate() error {
-	if c.JWTSecret == "" && c.JWTPublicKeyFile == "" {
-		return errors.New("config: no key to verify client tokens: set EVENTSERVER_JWT_SECRET (vantage6's jwt_secret_key, HS256) or EVENTSERVER_JWT_PUBLIC_KEY_FILE (a PEM public key, RS256/ES256), or the flags --jwt-secret / --jwt-public-key-file")
+	if c.JWTSecret == "" && c.JWTPublicKeyFile == "" && c.JWTJWKSURL == "" {
+		return errors.New("config: no key to verify client tokens: set EVENTSERVER_JWT_SECRET (vantage6's jwt_secret_key, HS256), EVENTSERVER_JWT_PUBLIC_KEY_FILE (a PEM public key, RS256/ES256) or EVENTSERVER_JWT_JWKS_URL (Keycloak's JWK Set, vantage6 5.x), or the flags --jwt-secret / --jwt-public-key-file / --jwt-jwks-url")
 	}
 	if c.PresenceTTL < 2*c.PresenceRefresh {
 		return fmt.Errorf("config: EVENTSERVER_PRESENCE_TTL (%s) must be at least twice EVENTSERVER_PRESENCE_REFRESH (%s)", c.PresenceTTL, c.PresenceRefresh)

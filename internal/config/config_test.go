@@ -154,6 +154,12 @@ func TestLoadOverrides(t *testing.T) {
 			func(c *Config) bool { return c.V6Username == "eventserver" && c.V6Password == "pw" }},
 		{"env v6 timeout", nil, map[string]string{"EVENTSERVER_V6_TIMEOUT": "750ms"}, func(c *Config) bool { return c.V6Timeout == 750*time.Millisecond }},
 		{"env v6 cache ttl", nil, map[string]string{"EVENTSERVER_V6_CACHE_TTL": "2m"}, func(c *Config) bool { return c.V6CacheTTL == 2*time.Minute }},
+		{"env jwks", nil, map[string]string{"EVENTSERVER_JWT_JWKS_URL": "https://kc.example.org/realms/v6/protocol/openid-connect/certs",
+			"EVENTSERVER_JWT_ISSUER": "https://kc.example.org/realms/v6", "EVENTSERVER_JWT_AUDIENCE": "vantage6", "EVENTSERVER_JWT_JWKS_REFRESH": "5m"},
+			func(c *Config) bool {
+				return c.JWTJWKSURL == "https://kc.example.org/realms/v6/protocol/openid-connect/certs" && c.JWTIssuer == "https://kc.example.org/realms/v6" &&
+					c.JWTAudience == "vantage6" && c.JWTJWKSRefresh == 5*time.Minute && c.JWTJWKSRefreshMin == 10*time.Second
+			}},
 		{"env v6 version auto", nil, map[string]string{"EVENTSERVER_V6_VERSION": "Auto"}, func(c *Config) bool { return c.V6Version == "auto" }},
 		{"flag v6 version 5 and token url", []string{"--v6-version", "5", "--v6-token-url", "https://kc.example.org/realms/vantage6/protocol/openid-connect/token"}, nil,
 			func(c *Config) bool {
@@ -204,6 +210,8 @@ func TestLoadInvalid(t *testing.T) {
 		{"outbox webhook user info", nil, map[string]string{"EVENTSERVER_OUTBOX_WEBHOOK_URL": "https://u:pw-3@h/x"}, []string{"EVENTSERVER_OUTBOX_WEBHOOK_URL", "token"}},
 		{"outbox webhook attempts zero", nil, map[string]string{"EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS": "0"}, []string{"EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS"}},
 		{"outbox webhook timeout", nil, map[string]string{"EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT": "1ms"}, []string{"EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT"}},
+		{"jwks over http to another host", nil, map[string]string{"EVENTSERVER_JWT_JWKS_URL": "http://kc.example.org/certs"}, []string{"EVENTSERVER_JWT_JWKS_URL", "https"}},
+		{"jwks refresh min too short", nil, map[string]string{"EVENTSERVER_JWT_JWKS_REFRESH_MIN": "1ms"}, []string{"EVENTSERVER_JWT_JWKS_REFRESH_MIN"}},
 		{"v6 version 6", nil, map[string]string{"EVENTSERVER_V6_VERSION": "6"}, []string{"EVENTSERVER_V6_VERSION", "4, 5 or auto"}},
 		{"v6 version empty", nil, map[string]string{"EVENTSERVER_V6_VERSION": " "}, []string{"EVENTSERVER_V6_VERSION"}},
 		{"v6 token url ftp", nil, map[string]string{"EVENTSERVER_V6_TOKEN_URL": "ftp://kc/t"}, []string{"EVENTSERVER_V6_TOKEN_URL", "scheme"}},
@@ -418,6 +426,11 @@ var allVariables = []string{
 	"EVENTSERVER_V6_CACHE_TTL",
 	"EVENTSERVER_V6_QUEUE_CHANNEL",
 	"EVENTSERVER_V6_QUEUE_URL",
+	"EVENTSERVER_JWT_JWKS_URL",
+	"EVENTSERVER_JWT_JWKS_REFRESH",
+	"EVENTSERVER_JWT_JWKS_REFRESH_MIN",
+	"EVENTSERVER_JWT_ISSUER",
+	"EVENTSERVER_JWT_AUDIENCE",
 }
 
 func TestHelp(t *testing.T) {

@@ -1,0 +1,239 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// Defaults of a JWKSConfig.
+const (
+	DefaultJWKSRefresh    = time.Hour
+	DefaultJWKSRefreshMin = 10 * time.Second
+	DefaultJWKSTimeout    = 10 * time.Second
+	// maxJWKSBytes bounds a JWKS answer (Keycloak's holds a few keys).
+	maxJWKSBytes = 1 << 20
+)
+
+// JWKSConfig fetches the token keys that an OpenID provider such as
+// Keycloak publishes (vantage6 5.x: <keycloak>/realms/<realm>/protocol/
+// openid-connect/certs) and rotates. The keys are fetched at start (a
+// provider that is down then is no reason not to start: tokens are refused,
+// with a clear error, until the keys arrive), every Refresh, and when a
+// token names a kid that is not held, at most once every RefreshMin, so
+// that a flood of tokens with made-up kids cannot hammer the provider. Keys
+// are kept while the provider is unreachable.
+type JWKSConfig struct {
+	// URL of the JWK Set: https, or http on a loopback host.
+	URL string
+	// Refresh is the period of the refresh; zero: DefaultJWKSRefresh.
+	Refresh time.Duration
+	// RefreshMin is the least time between two refreshes for an unknown
+	// kid; zero: DefaultJWKSRefreshMin.
+	RefreshMin time.Duration
+	// Timeout bounds one fetch; zero: DefaultJWKSTimeout.
+	Timeout time.Duration
+	// Client sends the requests; nil: a client of its own.
+	Client *http.Client
+	// Logger: one line per fetch (info when it worked, warn when not).
+	Logger *zap.Logger
+	// Registerer receives eventserver_jwks_refresh_total{outcome} and
+	// eventserver_jwks_keys; nil: none.
+	Registerer prometheus.Registerer
+}
+
+// ValidateJWKSURL checks a JWKS URL: https, or http to a loopback host (a
+// provider beside the server, in tests or a sidecar).
+func ValidateJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return errors.New("want an absolute https URL such as https://keycloak.example.org/realms/vantage6/protocol/openid-connect/certs")
+	}
+	if u.User != nil {
+		return errors.New("must not hold user information")
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return nil
+	case "http":
+		switch u.Hostname() {
+		case "localhost", "127.0.0.1", "::1":
+			return nil
+		}
+		return errors.New("http is accepted only for localhost, 127.0.0.1 or ::1: the keys must come over https")
+	}
+	return fmt.Errorf("scheme %q: want https", u.Scheme)
+}
+
+// jwks holds the keys of a JWKSConfig and the goroutine that refreshes them.
+type jwks struct {
+	kf     keyfunc.Keyfunc
+	cancel context.CancelFunc
+	keys   atomic.Int64
+}
+
+func newJWKS(cfg JWKSConfig) (*jwks, error) {
+	if err := ValidateJWKSURL(cfg.URL); err != nil {
+		return nil, fmt.Errorf("auth: JWKS URL: %w", err)
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = DefaultJWKSRefresh
+	}
+	if cfg.RefreshMin <= 0 {
+		cfg.RefreshMin = DefaultJWKSRefreshMin
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultJWKSTimeout
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	j := &jwks{}
+	refreshes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eventserver_jwks_refresh_total",
+		Help: "Fetches of the token keys from EVENTSERVER_JWT_JWKS_URL, by outcome (ok, error). On error the keys held are kept.",
+	}, []string{"outcome"})
+	refreshes.WithLabelValues("ok")
+	refreshes.WithLabelValues("error")
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(refreshes); err != nil {
+			return nil, fmt.Errorf("auth: JWKS metrics: %w", err)
+		}
+		if err := cfg.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "eventserver_jwks_keys",
+			Help: "Token keys in the last JWK Set fetched from EVENTSERVER_JWT_JWKS_URL.",
+		}, func() float64 { return float64(j.keys.Load()) })); err != nil {
+			return nil, fmt.Errorf("auth: JWKS metrics: %w", err)
+		}
+	}
+	base := http.DefaultTransport
+	if cfg.Client != nil && cfg.Client.Transport != nil {
+		base = cfg.Client.Transport
+	}
+	client := &http.Client{Transport: &jwksTransport{base: base, j: j, log: log, count: refreshes, url: redactURL(cfg.URL)}}
+	ctx, cancel := context.WithCancel(context.Background())
+	noErr := true
+	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.URL}, keyfunc.Override{
+		Client:                    client,
+		HTTPTimeout:               cfg.Timeout,
+		NoErrorReturnFirstHTTPReq: &noErr,
+		RefreshInterval:           cfg.Refresh,
+		RefreshUnknownKID:         rate.NewLimiter(rate.Every(cfg.RefreshMin), 1),
+		// A token whose kid is unknown while the limiter holds is refused
+		// at once rather than waiting for the next allowed fetch.
+		RateLimitWaitMax: 50 * time.Millisecond,
+		// Logged by the transport.
+		RefreshErrorHandlerFunc: func(string) func(context.Context, error) { return func(context.Context, error) {} },
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("auth: JWKS: %w", err)
+	}
+	j.kf, j.cancel = kf, cancel
+	return j, nil
+}
+
+// key is the jwt.Keyfunc of tokens signed with a published key.
+func (j *jwks) key(t *jwt.Token) (any, error) {
+	kid, _ := t.Header["kid"].(string)
+	if kid == "" {
+		return nil, errors.New(`the token has no "kid" to find its key in the JWK Set`)
+	}
+	if j.keys.Load() == 0 {
+		return nil, errors.New("no keys fetched from the JWK Set yet (EVENTSERVER_JWT_JWKS_URL unreachable?)")
+	}
+	k, err := j.kf.Keyfunc(t)
+	if err != nil {
+		if errors.Is(err, jwkset.ErrKeyNotFound) {
+			return nil, fmt.Errorf("kid %q is not in the JWK Set", truncate(kid))
+		}
+		return nil, fmt.Errorf("JWK Set: %v", err)
+	}
+	return k, nil
+}
+
+func (j *jwks) close() { j.cancel() }
+
+// jwksTransport counts and logs each fetch of the JWK Set and bounds its size.
+type jwksTransport struct {
+	base  http.RoundTripper
+	j     *jwks
+	log   *zap.Logger
+	count *prometheus.CounterVec
+	url   string
+}
+
+func (t *jwksTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.base.RoundTrip(req)
+	fail := func(err error) (*http.Response, error) {
+		t.count.WithLabelValues("error").Inc()
+		t.log.Warn("JWK Set fetch failed: the keys held are kept", zap.String("url", t.url),
+			zap.Int64("keys_held", t.j.keys.Load()), zap.Duration("took", time.Since(start)), zap.Error(err))
+		return nil, err
+	}
+	if err != nil {
+		return fail(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fail(fmt.Errorf("HTTP %d", resp.StatusCode))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return fail(err)
+	}
+	if len(body) > maxJWKSBytes {
+		return fail(fmt.Errorf("the JWK Set is over %d bytes", maxJWKSBytes))
+	}
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+			Use string `json:"use"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &set); err != nil {
+		return fail(fmt.Errorf("not a JWK Set: %v", err))
+	}
+	var kids []string
+	for _, k := range set.Keys {
+		if k.Use == "" || k.Use == "sig" {
+			kids = append(kids, truncate(k.Kid))
+		}
+	}
+	sort.Strings(kids)
+	t.j.keys.Store(int64(len(kids)))
+	t.count.WithLabelValues("ok").Inc()
+	t.log.Info("JWK Set fetched", zap.String("url", t.url), zap.Int("keys", len(kids)), zap.Strings("kids", kids),
+		zap.Duration("took", time.Since(start)))
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	return resp, nil
+}
+
+// redactURL drops a query, which may hold a secret, from a logged URL.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.RawQuery, u.Fragment, u.User = "", "", nil
+	return u.String()
+}
