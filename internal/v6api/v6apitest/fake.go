@@ -10,6 +10,7 @@ package v6apitest
 
 import (
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -118,6 +119,9 @@ type Fake struct {
 	Secret []byte
 
 	srv *httptest.Server
+	// rsaKey and kid sign the tokens of NewV5Keycloak.
+	rsaKey *rsa.PrivateKey
+	kid    string
 
 	mu             sync.Mutex
 	nodes          map[int64]Node
@@ -135,9 +139,12 @@ type Fake struct {
 
 	// TokenURL is the Keycloak token endpoint of a 5.x fake (NewV5).
 	TokenURL string
-	v5       bool
-	version  string
-	tasks    map[int64]Task
+	// JWKSURL and Issuer are Keycloak's JWK Set and issuer of a 5.x fake;
+	// the set holds a key only for NewV5Keycloak.
+	JWKSURL, Issuer string
+	v5              bool
+	version         string
+	tasks           map[int64]Task
 }
 
 // New starts a fake API whose tokens are signed with secret. It has the
@@ -165,6 +172,7 @@ func (f *Fake) start() *Fake {
 		mux.HandleFunc("GET /api/node/me", f.wrap(RouteNodeMe, f.nodeMe))
 		mux.HandleFunc("GET /api/user/me", f.wrap(RouteUserMe, f.userMe))
 		mux.HandleFunc("POST /realms/vantage6/protocol/openid-connect/token", f.wrap(RouteOIDC, f.clientCredentials))
+		mux.HandleFunc("GET /realms/vantage6/protocol/openid-connect/certs", f.wrap(RouteJWKS, f.jwks))
 	} else {
 		mux.HandleFunc("POST /api/token/user", f.wrap(RouteLogin, f.login))
 		mux.HandleFunc("POST /api/token/refresh", f.wrap(RouteRefresh, f.refresh))
@@ -180,6 +188,8 @@ func (f *Fake) start() *Fake {
 	f.URL = f.srv.URL + "/api"
 	if f.v5 {
 		f.TokenURL = f.srv.URL + "/realms/vantage6/protocol/openid-connect/token"
+		f.JWKSURL = f.srv.URL + "/realms/vantage6/protocol/openid-connect/certs"
+		f.Issuer = f.srv.URL + "/realms/vantage6"
 	}
 	return f
 }
@@ -413,8 +423,12 @@ func (f *Fake) authenticate(r *http.Request, wantType string) (*who, int, any) {
 		return nil, http.StatusUnauthorized, msg("Missing Authorization Header")
 	}
 	claims := jwt.MapClaims{}
-	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithJSONNumber()).
-		ParseWithClaims(strings.TrimPrefix(h, "Bearer "), claims, func(*jwt.Token) (any, error) { return f.Secret, nil })
+	algs, key := []string{"HS256"}, any(f.Secret)
+	if f.rsaKey != nil {
+		algs, key = []string{"RS256"}, &f.rsaKey.PublicKey
+	}
+	_, err := jwt.NewParser(jwt.WithValidMethods(algs), jwt.WithJSONNumber()).
+		ParseWithClaims(strings.TrimPrefix(h, "Bearer "), claims, func(*jwt.Token) (any, error) { return key, nil })
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, http.StatusUnauthorized, msg(expiredMsg)

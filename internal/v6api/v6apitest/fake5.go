@@ -1,7 +1,11 @@
 package v6apitest
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
 	"fmt"
+	"math/big"
 	"net/http"
 	"slices"
 	"strconv"
@@ -47,6 +51,51 @@ func NewV5(secret []byte) *Fake {
 	return f.start()
 }
 
+// RouteJWKS is Keycloak's JWK Set (NewV5Keycloak).
+const RouteJWKS = "jwks"
+
+// Audience is the aud of the tokens of NewV5Keycloak (with "account").
+const Audience = "vantage6"
+
+// NewV5Keycloak is NewV5 whose tokens are signed as Keycloak signs them:
+// RS256 with a key of kid "kc-1" published at JWKSURL, iss Issuer, aud
+// ["account", Audience]. The API verifies them with that key.
+func NewV5Keycloak() *Fake {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	f := &Fake{
+		Secret:    []byte("unused"),
+		rsaKey:    key,
+		kid:       "kc-1",
+		nodes:     map[int64]Node{},
+		users:     map[int64]User{},
+		rules:     Rules(),
+		calls:     map[string]int{},
+		status:    map[string]int{},
+		issuedTTL: 5 * time.Minute,
+		issued:    map[string]bool{},
+		expired:   map[string]bool{},
+		v5:        true,
+		version:   "5.0.0",
+		tasks:     map[int64]Task{},
+	}
+	return f.start()
+}
+
+// jwks answers Keycloak's JWK Set.
+func (f *Fake) jwks(_ http.ResponseWriter, _ *http.Request) (int, any) {
+	keys := []any{}
+	if f.rsaKey != nil {
+		pub := f.rsaKey.PublicKey
+		keys = append(keys, map[string]any{"kid": f.kid, "kty": "RSA", "alg": "RS256", "use": "sig",
+			"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
+			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes())})
+	}
+	return http.StatusOK, map[string]any{"keys": keys}
+}
+
 // SetVersion sets what GET /version answers.
 func (f *Fake) SetVersion(v string) {
 	f.mu.Lock()
@@ -84,6 +133,16 @@ func (f *Fake) mintKeycloak(keycloakID, clientType, azp string, ttl time.Duratio
 	}
 	if clientType != "" {
 		claims["vantage6_client_type"] = clientType
+	}
+	if f.rsaKey != nil {
+		claims["aud"] = []string{"account", Audience}
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+		tok.Header["kid"] = f.kid
+		s, err := tok.SignedString(f.rsaKey)
+		if err != nil {
+			panic(err)
+		}
+		return s
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(f.Secret)
 	if err != nil {
