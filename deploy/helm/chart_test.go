@@ -636,6 +636,33 @@ func renderCases() []renderCase {
 			},
 		},
 		{
+			name:  "ci/in-front-of-vantage6-5",
+			files: []string{"ci/in-front-of-vantage6-5-values.yaml"},
+			check: func(t *testing.T, r *rendering) {
+				wantNone[corev1.Secret](t, r, "Secret (every secret is external)")
+				wantSecretRef(t, r, "EVENTSERVER_V6_PASSWORD", "eventserver-keycloak-client", "secret")
+				wantSecretRef(t, r, "EVENTSERVER_V6_QUEUE_URL", "vantage6-rabbitmq", "uri")
+				wantValues(t, r, map[string]string{
+					"EVENTSERVER_JWT_JWKS_URL":     "https://keycloak.example.org/realms/vantage6/protocol/openid-connect/certs",
+					"EVENTSERVER_JWT_ISSUER":       "https://keycloak.example.org/realms/vantage6",
+					"EVENTSERVER_JWT_AUDIENCE":     "vantage6",
+					"EVENTSERVER_V6_API_URL":       "https://hq.example.org/api",
+					"EVENTSERVER_V6_VERSION":       "5",
+					"EVENTSERVER_V6_TOKEN_URL":     "https://keycloak.example.org/realms/vantage6/protocol/openid-connect/token",
+					"EVENTSERVER_V6_USERNAME":      "eventserver",
+					"EVENTSERVER_V6_QUEUE_CHANNEL": "flask-socketio",
+				})
+				if e, ok := r.env["EVENTSERVER_JWT_SECRET"]; ok {
+					t.Errorf("EVENTSERVER_JWT_SECRET = %+v, want it unset (Keycloak's keys only)", e)
+				}
+				cfg := serverConfig(t, r)
+				if cfg.JWTJWKSURL == "" || cfg.JWTIssuer != "https://keycloak.example.org/realms/vantage6" || cfg.JWTAudience != "vantage6" ||
+					cfg.V6Version != "5" || cfg.V6TokenURL == "" || cfg.V6Password == "" || cfg.V6QueueURL == "" {
+					t.Errorf("the server reads %+v", cfg)
+				}
+			},
+		},
+		{
 			// One pod without a cluster Redis: the queue and the stream have
 			// their own, and every new secret is a value in the chart's Secret.
 			name: "vantage6 and outbox secrets as values",
@@ -880,10 +907,11 @@ func checkCommon(t *testing.T, r *rendering, settings map[string]bool) {
 	if e, ok := r.env["EVENTSERVER_INSTANCE_ID"]; !ok || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
 		t.Errorf("EVENTSERVER_INSTANCE_ID = %+v, want the pod name (downward API)", e)
 	}
-	if _, ok := r.env["EVENTSERVER_JWT_SECRET"]; !ok {
-		if _, ok := r.env["EVENTSERVER_JWT_PUBLIC_KEY_FILE"]; !ok {
-			t.Error("neither EVENTSERVER_JWT_SECRET nor EVENTSERVER_JWT_PUBLIC_KEY_FILE: the server would not start")
-		}
+	_, secret := r.env["EVENTSERVER_JWT_SECRET"]
+	_, pem := r.env["EVENTSERVER_JWT_PUBLIC_KEY_FILE"]
+	_, jwks := r.env["EVENTSERVER_JWT_JWKS_URL"]
+	if !secret && !pem && !jwks {
+		t.Error("none of EVENTSERVER_JWT_SECRET, EVENTSERVER_JWT_PUBLIC_KEY_FILE and EVENTSERVER_JWT_JWKS_URL: the server would not start")
 	}
 	if _, ok := r.env["EVENTSERVER_JWT_PUBLIC_KEY_FILE"]; ok {
 		publicKeyVolume(t, r)
@@ -1283,6 +1311,8 @@ func TestRefusals(t *testing.T) {
 		binary []string
 	}{
 		{"no JWT key", nil, "no key to verify client tokens", nil, nil},
+		{"JWK Set over http", []string{"auth.jwks.url=http://keycloak.example.org/certs"}, "auth.jwks.url must be an https URL", nil,
+			[]string{"EVENTSERVER_JWT_JWKS_URL=http://keycloak.example.org/certs"}},
 		{"both Redis kinds", []string{jwtSecretArg, "redis.enabled=true", "redis.url=redis://redis.example:6379/0"}, "both the in-chart Redis (redis.enabled) and an external Redis", nil, nil},
 		{"both Redis kinds, existing secret", []string{jwtSecretArg, "redis.enabled=true", "redis.existingSecret=redis"}, "both the in-chart Redis (redis.enabled) and an external Redis", nil, nil},
 		{"grace period too small", []string{jwtSecretArg, "terminationGracePeriodSeconds=30"}, "terminationGracePeriodSeconds (30) is too small", nil, nil},

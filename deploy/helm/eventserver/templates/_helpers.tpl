@@ -220,8 +220,13 @@ Checks that stop a broken or unsafe configuration from rendering.
 {{- fail (printf "auth.%s: set either value or existingSecret, not both" $name) }}
 {{- end }}
 {{- end }}
-{{- if not (or $auth.jwtSecret.value $auth.jwtSecret.existingSecret $auth.jwtPublicKey.value $auth.jwtPublicKey.existingSecret) }}
-{{- fail "no key to verify client tokens: set auth.jwtSecret.value or auth.jwtSecret.existingSecret (HS256, vantage6's jwt_secret_key), or auth.jwtPublicKey.value or auth.jwtPublicKey.existingSecret (a PEM public key, RS256/ES256); eventserver refuses to start without one" }}
+{{- if not (or $auth.jwtSecret.value $auth.jwtSecret.existingSecret $auth.jwtPublicKey.value $auth.jwtPublicKey.existingSecret $auth.jwks.url) }}
+{{- fail "no key to verify client tokens: set auth.jwtSecret.value or auth.jwtSecret.existingSecret (HS256, vantage6's jwt_secret_key), auth.jwtPublicKey.value or auth.jwtPublicKey.existingSecret (a PEM public key, RS256/ES256), or auth.jwks.url (Keycloak's JWK Set, vantage6 5.x); eventserver refuses to start without one" }}
+{{- end }}
+{{- with $auth.jwks.url }}
+{{- if not (regexMatch "^(?i:https://[^/?#@\\s]+|http://(localhost|127\\.0\\.0\\.1|\\[::1\\])(:[0-9]+)?)(/[^\\s]*)?$" (toString .)) }}
+{{- fail (printf "auth.jwks.url must be an https URL (http only on localhost), such as https://keycloak.example.org/realms/vantage6/protocol/openid-connect/certs; got %q" (toString .)) }}
+{{- end }}
 {{- end }}
 {{- with $auth.publishToken.value }}
 {{- if lt (len (toString .)) 16 }}
@@ -260,7 +265,7 @@ Checks that stop a broken or unsafe configuration from rendering.
 {{- end }}
 {{- $managed := dict "EVENTSERVER_LISTEN" "containerPort" "EVENTSERVER_SHUTDOWN_DELAY" "shutdown.delaySeconds" "EVENTSERVER_DRAIN_TIMEOUT" "shutdown.drainTimeoutSeconds" "EVENTSERVER_JWT_SECRET" "auth.jwtSecret" "EVENTSERVER_JWT_PUBLIC_KEY_FILE" "auth.jwtPublicKey" "EVENTSERVER_PUBLISH_TOKEN" "auth.publishToken" "EVENTSERVER_REDIS_URL" "redis" }}
 {{- /* The vantage6 and outbox settings: the chart checks them together. */}}
-{{- $_ := merge $managed (dict "EVENTSERVER_V6_API_URL" "vantage6.api.url" "EVENTSERVER_V6_TIMEOUT" "vantage6.api.timeout" "EVENTSERVER_V6_CACHE_TTL" "vantage6.api.cacheTTL" "EVENTSERVER_V6_USERNAME" "vantage6.api.serviceAccount.username" "EVENTSERVER_V6_PASSWORD" "vantage6.api.serviceAccount.password" "EVENTSERVER_V6_QUEUE_CHANNEL" "vantage6.queue.channel" "EVENTSERVER_V6_QUEUE_URL" "vantage6.queue.url") }}
+{{- $_ := merge $managed (dict "EVENTSERVER_V6_API_URL" "vantage6.api.url" "EVENTSERVER_V6_TIMEOUT" "vantage6.api.timeout" "EVENTSERVER_V6_CACHE_TTL" "vantage6.api.cacheTTL" "EVENTSERVER_V6_USERNAME" "vantage6.api.serviceAccount.username" "EVENTSERVER_V6_PASSWORD" "vantage6.api.serviceAccount.password" "EVENTSERVER_V6_QUEUE_CHANNEL" "vantage6.queue.channel" "EVENTSERVER_V6_QUEUE_URL" "vantage6.queue.url" "EVENTSERVER_V6_VERSION" "vantage6.api.version" "EVENTSERVER_V6_TOKEN_URL" "vantage6.api.tokenURL" "EVENTSERVER_JWT_JWKS_URL" "auth.jwks.url" "EVENTSERVER_JWT_ISSUER" "auth.jwks.issuer" "EVENTSERVER_JWT_AUDIENCE" "auth.jwks.audience") }}
 {{- $_ = merge $managed (dict "EVENTSERVER_OUTBOX_STREAM" "outbox.stream" "EVENTSERVER_OUTBOX_MAXLEN" "outbox.maxLen" "EVENTSERVER_OUTBOX_QUEUE_SIZE" "outbox.queueSize" "EVENTSERVER_OUTBOX_REDIS_URL" "outbox.redisUrl" "EVENTSERVER_OUTBOX_WEBHOOK_URL" "outbox.webhook.url" "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN" "outbox.webhook.token" "EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS" "outbox.webhook.attempts" "EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT" "outbox.webhook.timeout") }}
 {{- range .Values.extraEnv }}
 {{- if hasKey $managed (toString .name) }}
