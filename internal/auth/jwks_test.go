@@ -78,9 +78,13 @@ func rsaJWK(kid string, k *rsa.PublicKey) map[string]any {
 }
 
 func ecJWK(kid string, k *ecdsa.PublicKey) map[string]any {
-	size := (k.Curve.Params().BitSize + 7) / 8
+	raw, err := k.Bytes() // 0x04 || X || Y
+	if err != nil {
+		panic(err)
+	}
+	size := (len(raw) - 1) / 2
 	return map[string]any{"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256",
-		"x": b64(k.X.FillBytes(make([]byte, size))), "y": b64(k.Y.FillBytes(make([]byte, size)))}
+		"x": b64(raw[1 : 1+size]), "y": b64(raw[1+size:])}
 }
 
 // keycloakClaims are what a Keycloak access token of vantage6 5 holds.
