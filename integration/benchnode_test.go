@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/eventserver/eventserver/internal/auth"
+	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/loadgen"
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/rooms"
 )
 
 const (
@@ -43,8 +45,9 @@ func benchToken(t *testing.T, key string) func(i int, room string) string {
 		if _, err := fmt.Sscanf(room, "collaboration_%d", &cid); err != nil {
 			t.Error(err)
 		}
-		tok, err := auth.Mint([]byte(key), map[string]any{"client_type": "user", "sub": i + 1, "name": "u",
-			"organization_id": 1, "collaboration_ids": []int64{cid}, "event_scope": "collaboration"}, time.Hour, time.Time{})
+		tok, err := auth.Mint([]byte(key), identity.Claims(&identity.Identity{Kind: rooms.KindUser,
+			ID: auth.NumericSubject(int64(i + 1)), Name: "u", OrganizationID: 1, CollaborationIDs: []int64{cid},
+			Scope: rooms.ScopeCollaboration}), time.Hour, time.Time{})
 		if err != nil {
 			t.Error(err)
 		}

@@ -28,8 +28,10 @@ import (
 	"github.com/eventserver/eventserver/internal/app"
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/config"
+	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/testenv"
 	"github.com/eventserver/eventserver/internal/testwait"
+	"github.com/eventserver/eventserver/pkg/rooms"
 )
 
 const (
@@ -135,10 +137,10 @@ func waitReadyz(t testing.TB, base string, status int) {
 // nodeToken mints a vantage6-style node token (numeric sub).
 func nodeToken(t testing.TB, id, collab, org int64, ttl time.Duration) string {
 	t.Helper()
-	tok, err := auth.Mint([]byte(testSecret), map[string]any{
-		"client_type": "node", "sub": id, "name": fmt.Sprintf("org%d-node%d", org, id),
-		"collaboration_id": collab, "organization_id": org, "roles": []string{},
-	}, ttl, time.Now())
+	claims := identity.Claims(&identity.Identity{Kind: rooms.KindNode, ID: auth.NumericSubject(id),
+		Name: fmt.Sprintf("org%d-node%d", org, id), OrganizationID: org, CollaborationIDs: []int64{collab}})
+	claims["roles"] = []string{}
+	tok, err := auth.Mint([]byte(testSecret), claims, ttl, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,13 +160,9 @@ func mintAt(t testing.TB, now time.Time, claims map[string]any) string {
 // userToken mints a user token; scope "" means no event rule.
 func userToken(t testing.TB, id, org int64, collabs []int64, scope string, ttl time.Duration) string {
 	t.Helper()
-	claims := map[string]any{
-		"client_type": "user", "sub": id, "name": fmt.Sprintf("user%d", id),
-		"organization_id": org, "collaboration_ids": collabs, "roles": []string{"Viewer"},
-	}
-	if scope != "" {
-		claims["event_scope"] = scope
-	}
+	claims := identity.Claims(&identity.Identity{Kind: rooms.KindUser, ID: auth.NumericSubject(id),
+		Name: fmt.Sprintf("user%d", id), OrganizationID: org, CollaborationIDs: collabs, Scope: rooms.Scope(scope)})
+	claims["roles"] = []string{"Viewer"}
 	tok, err := auth.Mint([]byte(testSecret), claims, ttl, time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,9 @@ import (
 	"time"
 
 	"github.com/eventserver/eventserver/internal/auth"
+	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/loadgen"
+	v6rooms "github.com/eventserver/eventserver/pkg/rooms" // rooms is a flag here
 )
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -80,10 +82,10 @@ func run(args []string) int {
 		key := []byte(*secret)
 		token = func(i int, room string) string {
 			cid, _ := strconv.ParseInt(strings.TrimPrefix(room, "collaboration_"), 10, 64)
-			tok, err := auth.Mint(key, map[string]any{
-				"client_type": "user", "sub": i + 1, "name": fmt.Sprintf("loadgen-%d", i+1),
-				"organization_id": 1, "collaboration_ids": []int64{cid}, "event_scope": "collaboration",
-			}, time.Hour, time.Time{})
+			tok, err := auth.Mint(key, identity.Claims(&identity.Identity{
+				Kind: v6rooms.KindUser, ID: auth.NumericSubject(int64(i + 1)), Name: fmt.Sprintf("loadgen-%d", i+1),
+				OrganizationID: 1, CollaborationIDs: []int64{cid}, Scope: v6rooms.ScopeCollaboration,
+			}), time.Hour, time.Time{})
 			if err != nil {
 				panic(err) // a non-empty key and a positive ttl cannot fail
 			}

@@ -26,6 +26,12 @@ type Subject struct {
 	Numeric bool
 }
 
+// NumericSubject is the subject of a JSON number id, as vantage6 4.x writes
+// it.
+func NumericSubject(id int64) Subject {
+	return Subject{Value: strconv.FormatInt(id, 10), Numeric: true}
+}
+
 // String returns the subject as text.
 func (s Subject) String() string { return s.Value }
 

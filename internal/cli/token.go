@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eventserver/eventserver/internal/auth"
+	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/pkg/rooms"
 )
 
@@ -71,21 +72,21 @@ func Token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	if *ttl <= 0 {
 		return fail("--ttl must be positive")
 	}
-	var sub any = *id
+	sub := auth.Subject{Value: *id}
 	if n, err := strconv.ParseInt(*id, 10, 64); err == nil {
-		sub = n
+		sub = auth.NumericSubject(n)
 	}
 	if *name == "" {
 		*name = kind + "-" + *id
 	}
-	claims := map[string]any{"client_type": kind, "sub": sub, "name": *name, "organization_id": *org}
-	switch kind {
-	case "node":
+	who := &identity.Identity{Kind: rooms.Kind(kind), ID: sub, Name: *name, OrganizationID: *org}
+	switch who.Kind {
+	case rooms.KindNode:
 		if *collab <= 0 {
 			return fail("--collaboration must be a positive integer")
 		}
-		claims["collaboration_id"] = *collab
-	case "user":
+		who.CollaborationIDs = []int64{*collab}
+	case rooms.KindUser:
 		ids := []int64{}
 		for _, f := range strings.Split(*collabs, ",") {
 			if f = strings.TrimSpace(f); f == "" {
@@ -97,16 +98,16 @@ func Token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 			}
 			ids = append(ids, n)
 		}
-		claims["collaboration_ids"] = ids
+		who.CollaborationIDs = ids
 		if *scope != "" {
 			s, ok := rooms.ParseScope(*scope)
 			if !ok {
 				return fail("--scope must be global, collaboration or organization, not %q", *scope)
 			}
-			claims["event_scope"] = string(s)
+			who.Scope = s
 		}
 	}
-	tok, err := auth.Mint([]byte(*secret), claims, *ttl, time.Now())
+	tok, err := auth.Mint([]byte(*secret), identity.Claims(who), *ttl, time.Now())
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -344,19 +344,9 @@ func (h *Hub) onTransition(tr presence.Transition) {
 		zap.Int64("collaboration_id", tr.Node.CollaborationID))
 }
 
-var knownEvents = map[string]bool{
-	protocol.EventPing: true, protocol.EventNodeInfoUpdate: true, protocol.EventNodeMetricsUpdate: true,
-	protocol.EventAlgorithmStatusChange: true, protocol.EventAlgorithmLog: true, protocol.EventMessage: true,
-	protocol.EventError: true, protocol.EventRefreshToken: true,
-	protocol.EventSync: true, protocol.EventExpiredToken: true, protocol.EventInvalidToken: true,
-	protocol.EventNodeOnline: true, protocol.EventNodeOffline: true, protocol.EventNewTask: true,
-	protocol.EventKillContainers: true, protocol.EventStatusUpdate: true, protocol.EventNodeStatusChanged: true,
-	protocol.EventNewTaskUpdate: true, protocol.EventDeleteDataframe: true, protocol.EventDataframeDeleted: true,
-}
-
 // metricEvent bounds the label values of event metrics.
 func metricEvent(ev string) string {
-	if knownEvents[ev] {
+	if protocol.Known(ev) {
 		return ev
 	}
 	return "other"

@@ -5,6 +5,7 @@ package identity
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/eventserver/eventserver/internal/auth"
@@ -78,16 +79,50 @@ func (ClaimsResolver) Resolve(_ context.Context, _ string, claims *auth.Claims) 
 	if err := checkSubject(claims.Subject); err != nil {
 		return nil, err
 	}
-	raw := claims.Raw
-	switch claims.ClientType {
-	case string(rooms.KindNode):
-		return resolveNode(claims.Subject, raw)
-	case string(rooms.KindUser):
-		return resolveUser(claims.Subject, raw)
-	case "":
-		return nil, invalidf(`claim "client_type" is missing, want "node" or "user"`)
+	kind, err := rooms.ParseKind(claims.ClientType)
+	if err != nil {
+		return nil, invalidf("%v", err)
 	}
-	return nil, invalidf(`client_type %q is not accepted, want "node" or "user"`, truncate(claims.ClientType))
+	if kind == rooms.KindNode {
+		return resolveNode(claims.Subject, claims.Raw)
+	}
+	return resolveUser(claims.Subject, claims.Raw)
+}
+
+// Claims returns the claims from which ClaimsResolver reads id: its inverse,
+// for the tokens that `eventserver token`, the load generator and the tests
+// mint. Ids are JSON numbers; a user's nil CollaborationIDs and ScopeNone
+// leave collaboration_ids and event_scope out.
+func Claims(id *Identity) map[string]any {
+	c := map[string]any{
+		rooms.ClientTypeClaim: string(id.Kind),
+		"sub":                 subjectClaim(id.ID),
+		"name":                id.Name,
+		"organization_id":     id.OrganizationID,
+	}
+	switch id.Kind {
+	case rooms.KindNode:
+		c["collaboration_id"] = id.CollaborationID()
+	case rooms.KindUser:
+		if id.CollaborationIDs != nil {
+			c["collaboration_ids"] = id.CollaborationIDs
+		}
+		if id.Scope != rooms.ScopeNone {
+			c["event_scope"] = string(id.Scope)
+		}
+	}
+	return c
+}
+
+// subjectClaim is sub as a token holds it: a number when it is numeric.
+func subjectClaim(sub auth.Subject) any {
+	if !sub.Numeric {
+		return sub.Value
+	}
+	if n, ok := sub.Int64(); ok {
+		return n
+	}
+	return json.Number(sub.Value)
 }
 
 func resolveNode(sub auth.Subject, raw map[string]any) (*Identity, error) {

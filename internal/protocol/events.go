@@ -49,6 +49,20 @@ const (
 	EventRefreshToken = "refresh_token"
 )
 
+// known are the events of the protocol, both ways.
+var known = map[string]bool{
+	EventNodeStatusChanged: true,
+	EventSync:              true, EventExpiredToken: true, EventInvalidToken: true, EventNodeOnline: true, EventNodeOffline: true,
+	EventNewTask: true, EventKillContainers: true, EventStatusUpdate: true, EventAlgorithmStatusChange: true,
+	EventAlgorithmLog: true, EventMessage: true, EventNewTaskUpdate: true, EventDeleteDataframe: true,
+	EventPing: true, EventNodeInfoUpdate: true, EventNodeMetricsUpdate: true, EventError: true,
+	EventDataframeDeleted: true, EventRefreshToken: true,
+}
+
+// Known reports whether event is one of the protocol's events (sent by the
+// server or by clients), e.g. to bound the label values of metrics.
+func Known(event string) bool { return known[event] }
+
 // Reserved are names a client or the publish API may not use as events.
 var Reserved = map[string]bool{
 	"connect": true, "connect_error": true, "disconnect": true, "disconnecting": true,

@@ -316,16 +316,9 @@ func (r *Resolver) Resolve(ctx context.Context, token string, claims *auth.Claim
 	if !ok || id <= 0 {
 		return nil, invalidf(`claim "sub" must be a positive integer (a vantage6 4.x token) to ask the vantage6 API`)
 	}
-	var kind rooms.Kind
-	switch claims.ClientType {
-	case string(rooms.KindNode):
-		kind = rooms.KindNode
-	case string(rooms.KindUser):
-		kind = rooms.KindUser
-	case "":
-		return nil, invalidf(`claim "client_type" is missing, want "node" or "user"`)
-	default:
-		return nil, invalidf(`client_type %q is not accepted, want "node" or "user"`, shorten(claims.ClientType))
+	kind, err := rooms.ParseKind(claims.ClientType)
+	if err != nil {
+		return nil, invalidf("%v", err)
 	}
 	if token == "" {
 		return nil, invalidf("no token to ask the vantage6 API with")

@@ -144,20 +144,17 @@ func (r *Resolver) resolve5(ctx context.Context, token string, claims *auth.Clai
 	case !utf8.ValidString(sub):
 		return nil, invalidf(`claim "sub" is not valid UTF-8`)
 	}
-	var kind rooms.Kind
 	ct, isString := claims.Raw[ClientTypeClaim5].(string)
 	switch {
 	case claims.Raw[ClientTypeClaim5] == nil:
-		return nil, invalidf(`claim %q is missing, want "node" or "user" (vantage6 5.x's Keycloak clients add it; `+
-			`the 5.x API refuses tokens without it)`, ClientTypeClaim5)
+		return nil, invalidf(`%v (vantage6 5.x's Keycloak clients add it; the 5.x API refuses tokens without it)`,
+			&rooms.KindError{Claim: ClientTypeClaim5, Missing: true})
 	case !isString:
 		return nil, invalidf(`claim %q must be a string`, ClientTypeClaim5)
-	case ct == string(rooms.KindNode):
-		kind = rooms.KindNode
-	case ct == string(rooms.KindUser):
-		kind = rooms.KindUser
-	default:
-		return nil, invalidf(`%s %q is not accepted, want "node" or "user"`, ClientTypeClaim5, shorten(ct))
+	}
+	kind, err := rooms.ParseKind(ct)
+	if err != nil {
+		return nil, invalidf("%v", &rooms.KindError{Claim: ClientTypeClaim5, Value: ct})
 	}
 	if token == "" {
 		return nil, invalidf("no token to ask the vantage6 API with")

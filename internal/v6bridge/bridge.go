@@ -35,7 +35,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,7 +44,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/promreg"
+	"github.com/eventserver/eventserver/pkg/rooms"
 )
 
 // Target is what the bridge acts on: this instance's sockets (the hub).
@@ -329,17 +330,17 @@ func (b *Bridge) handle(payload []byte, pickled bool) (outcome string) {
 	case "emit":
 		return b.emit(&m, trimmed)
 	case "close_room":
-		rooms, ok := stringOrList(m.Room)
-		if !ok || len(rooms) != 1 {
+		names, ok := stringOrList(m.Room)
+		if !ok || len(names) != 1 {
 			b.warn(OutcomeBadMessage, "Flask-SocketIO queue: close_room without one room was ignored", zap.String("start", preview(trimmed)))
 			return OutcomeBadMessage
 		}
-		if !KnownRoom(rooms[0]) {
-			b.warn(OutcomeUnknownRoom, "Flask-SocketIO queue: close_room of a room that is not a vantage6 room was ignored", zap.String("room", truncate(rooms[0])))
+		if !rooms.Valid(names[0]) {
+			b.warn(OutcomeUnknownRoom, "Flask-SocketIO queue: close_room of a room that is not a vantage6 room was ignored", zap.String("room", truncate(names[0])))
 			return OutcomeUnknownRoom
 		}
-		b.cfg.Target.LeaveLocal(rooms[0])
-		b.log.Info("Flask-SocketIO queue: room closed", zap.String("room", rooms[0]))
+		b.cfg.Target.LeaveLocal(names[0])
+		b.log.Info("Flask-SocketIO queue: room closed", zap.String("room", names[0]))
 		return OutcomeDelivered
 	default: // disconnect
 		sids, ok := stringOrList(m.Sid)
@@ -362,29 +363,29 @@ func (b *Bridge) emit(m *message, raw []byte) string {
 		return OutcomeBadMessage
 	}
 	event := *m.Event
-	if reserved[event] {
+	if protocol.Reserved[event] {
 		b.warn(OutcomeBadMessage, "Flask-SocketIO queue: emit of a reserved event name was ignored", zap.String("event", truncate(event)))
 		return OutcomeBadMessage
 	}
-	rooms, ok := stringOrList(m.Room)
+	names, ok := stringOrList(m.Room)
 	if !ok {
 		b.warn(OutcomeBadMessage, "Flask-SocketIO queue: emit with a room that is not a string or a list of strings was ignored", zap.String("event", event))
 		return OutcomeBadMessage
 	}
 	var known []string
-	for _, r := range rooms {
-		if KnownRoom(r) {
+	for _, r := range names {
+		if rooms.Valid(r) {
 			known = append(known, r)
 		}
 	}
-	if len(rooms) > 0 && len(known) == 0 {
+	if len(names) > 0 && len(known) == 0 {
 		b.warn(OutcomeUnknownRoom, "Flask-SocketIO queue: emit to a room that is not a vantage6 room (a Python socket id?) was ignored",
-			zap.String("event", event), zap.Strings("rooms", truncateAll(rooms)))
+			zap.String("event", event), zap.Strings("rooms", truncateAll(names)))
 		return OutcomeUnknownRoom
 	}
-	if len(known) < len(rooms) {
+	if len(known) < len(names) {
 		b.log.Warn("Flask-SocketIO queue: rooms that are not vantage6 rooms were left out",
-			zap.String("event", event), zap.Strings("rooms", truncateAll(rooms)))
+			zap.String("event", event), zap.Strings("rooms", truncateAll(names)))
 	}
 	skip, ok := stringOrList(m.SkipSid)
 	if !ok {
@@ -405,12 +406,6 @@ func (b *Bridge) emit(m *message, raw []byte) string {
 	}
 	b.log.Debug("Flask-SocketIO queue: emitted", zap.String("event", event), zap.Strings("rooms", known))
 	return OutcomeDelivered
-}
-
-// reserved are event names a server may not emit (socket.io's list).
-var reserved = map[string]bool{
-	"connect": true, "connect_error": true, "disconnect": true, "disconnecting": true,
-	"newListener": true, "removeListener": true,
 }
 
 // arguments turns a message's data into the event's arguments.
@@ -495,13 +490,6 @@ func reconstruct(v any, attachments [][]byte) (any, error) {
 	}
 	return v, nil
 }
-
-// vantage6Room matches the rooms vantage6 emits to: all_nodes,
-// collaboration_<id> and collaboration_<id>_organization_<id>.
-var vantage6Room = regexp.MustCompile(`^(all_nodes|collaboration_[1-9][0-9]{0,18}(_organization_[1-9][0-9]{0,18})?)$`)
-
-// KnownRoom reports whether room is a vantage6 room.
-func KnownRoom(room string) bool { return vantage6Room.MatchString(room) }
 
 // stringOrList reads null, "x" or ["x", "y"].
 func stringOrList(raw json.RawMessage) ([]string, bool) {

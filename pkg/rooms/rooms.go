@@ -11,6 +11,7 @@
 package rooms
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +29,43 @@ const (
 	KindNode Kind = "node"
 	KindUser Kind = "user"
 )
+
+// ClientTypeClaim is the claim of a vantage6 4.x token that says its Kind.
+const ClientTypeClaim = "client_type"
+
+// ParseKind reads the kind a token's client_type claim says: "node" or
+// "user". Any other value, "" (the claim is missing) included, is a
+// *KindError.
+func ParseKind(s string) (Kind, error) {
+	switch k := Kind(s); k {
+	case KindNode, KindUser:
+		return k, nil
+	}
+	return "", &KindError{Claim: ClientTypeClaim, Value: s, Missing: s == ""}
+}
+
+// KindError says that the claim naming a client's kind is missing or names
+// neither a node nor a user.
+type KindError struct {
+	// Claim is the claim's name: ClientTypeClaim, or vantage6 5.x's own.
+	Claim string
+	// Value is what the claim says; its error shows at most 40 bytes of it.
+	Value string
+	// Missing: the token has no such claim.
+	Missing bool
+}
+
+func (e *KindError) Error() string {
+	if e.Missing {
+		return fmt.Sprintf(`claim %q is missing, want "node" or "user"`, e.Claim)
+	}
+	const limit = 40
+	v := e.Value
+	if len(v) > limit {
+		v = v[:limit] + "..."
+	}
+	return fmt.Sprintf(`%s %q is not accepted, want "node" or "user"`, e.Claim, v)
+}
 
 // Scope is the widest scope at which a user may receive events (the vantage6
 // rule "event", operation RECEIVE). The zero value means no rule: no rooms.
@@ -103,6 +141,34 @@ func For(c Client) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// Valid reports whether room is a room of the table: all_nodes,
+// collaboration_<id> or collaboration_<id>_organization_<id>, each id a
+// decimal of 1 to 19 digits without a leading zero.
+func Valid(room string) bool {
+	if room == AllNodes {
+		return true
+	}
+	rest, ok := strings.CutPrefix(room, "collaboration_")
+	if !ok {
+		return false
+	}
+	cid, oid, withOrg := strings.Cut(rest, "_organization_")
+	return validID(cid) && (!withOrg || validID(oid))
+}
+
+// validID accepts what [1-9][0-9]{0,18} matches.
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 19 || s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Announced reports whether joining or leaving room is announced to the room

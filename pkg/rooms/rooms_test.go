@@ -1,7 +1,10 @@
 package rooms
 
 import (
+	"errors"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -202,5 +205,69 @@ func TestRoomNames(t *testing.T) {
 	}
 	if got := CollaborationOrganization(1, 2); got != "collaboration_1_organization_2" {
 		t.Errorf("CollaborationOrganization(1, 2) = %q", got)
+	}
+}
+
+// formerRoom is the grammar v6bridge had as a regular expression, before
+// Valid: Valid must accept exactly what it matched.
+var formerRoom = regexp.MustCompile(`^(all_nodes|collaboration_[1-9][0-9]{0,18}(_organization_[1-9][0-9]{0,18})?)$`)
+
+var roomSeeds = []string{
+	"all_nodes", "collaboration_1", "collaboration_1_organization_2", "collaboration_9223372036854775807",
+	"collaboration_9999999999999999999", "collaboration_10000000000000000000", "collaboration_0", "collaboration_01",
+	"collaboration_", "collaboration_1_organization_", "collaboration_1_organization_0", "collaboration_1_organization_2_organization_3",
+	"collaboration_-1", "collaboration_+1", "collaboration_1 ", " all_nodes", "all_nodes\n", "ALL_NODES", "Collaboration_1",
+	"collaboration_1_organization_2\n", "collaboration_1_org_2", "collaboration_1_organization_", "", "sid-abc", "collaboration_١",
+}
+
+func TestValid(t *testing.T) {
+	for _, room := range append(roomSeeds, Collaboration(7), CollaborationOrganization(7, 8), AllNodes) {
+		if got, want := Valid(room), formerRoom.MatchString(room); got != want {
+			t.Errorf("Valid(%q) = %v, want %v", room, got, want)
+		}
+	}
+	for _, room := range []string{AllNodes, "collaboration_1", "collaboration_12_organization_34"} {
+		if !Valid(room) {
+			t.Errorf("Valid(%q) = false", room)
+		}
+	}
+	if Valid("collaboration_0") || Valid("room") {
+		t.Error("Valid accepts collaboration_0 or room")
+	}
+}
+
+func FuzzValid(f *testing.F) {
+	for _, s := range roomSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, room string) {
+		if got, want := Valid(room), formerRoom.MatchString(room); got != want {
+			t.Errorf("Valid(%q) = %v, the grammar says %v", room, got, want)
+		}
+	})
+}
+
+func TestParseKind(t *testing.T) {
+	for _, k := range []Kind{KindNode, KindUser} {
+		if got, err := ParseKind(string(k)); got != k || err != nil {
+			t.Errorf("ParseKind(%q) = %q, %v", k, got, err)
+		}
+	}
+	long := strings.Repeat("x", 41)
+	for in, want := range map[string]string{
+		"":          `claim "client_type" is missing, want "node" or "user"`,
+		"container": `client_type "container" is not accepted, want "node" or "user"`,
+		"Node":      `client_type "Node" is not accepted, want "node" or "user"`,
+		long:        `client_type "` + long[:40] + `..." is not accepted, want "node" or "user"`,
+	} {
+		got, err := ParseKind(in)
+		var ke *KindError
+		if got != "" || !errors.As(err, &ke) || err.Error() != want {
+			t.Errorf("ParseKind(%q) = %q, %v; want the error %s", in, got, err, want)
+		}
+	}
+	five := &KindError{Claim: "vantage6_client_type", Value: ""}
+	if got := five.Error(); got != `vantage6_client_type "" is not accepted, want "node" or "user"` {
+		t.Errorf("an empty value that is there: %s", got)
 	}
 }
