@@ -32,6 +32,7 @@ import (
 	"github.com/eventserver/eventserver/internal/redisconn"
 	"github.com/eventserver/eventserver/internal/v6api"
 	"github.com/eventserver/eventserver/internal/v6bridge"
+	"github.com/eventserver/eventserver/internal/validate"
 	redisadapter "github.com/eventserver/eventserver/pkg/adapter/redis"
 	"github.com/eventserver/eventserver/pkg/engineio"
 	"github.com/eventserver/eventserver/pkg/presence"
@@ -400,7 +401,7 @@ func (a *App) startBridge() error {
 	}
 	kind, url := "redis", cfg.RedisURL
 	switch {
-	case v6bridge.IsAMQPURL(cfg.V6QueueURL):
+	case validate.IsAMQPURL(cfg.V6QueueURL):
 		kind, url, bc.AMQPURL = "rabbitmq", cfg.V6QueueURL, cfg.V6QueueURL
 	case cfg.V6QueueURL != "":
 		c, _, err := redisconn.NewClient(cfg.V6QueueURL)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/eventserver/eventserver/internal/hub"
 	"github.com/eventserver/eventserver/internal/v6api"
+	"github.com/eventserver/eventserver/internal/validate"
 )
 
 // v6Tasks gives the hub the tasks of the vantage6 5 API (job_id and the
@@ -33,7 +34,7 @@ func (t v6Tasks) Task(ctx context.Context, id int64, fresh bool) (hub.Task, erro
 // tasks is the hub's task lookup: with the vantage6 API when it is (or may
 // be, with auto) 5.x, none otherwise.
 func (a *App) tasks() hub.Tasks {
-	if a.v6 == nil || a.cfg.V6Version == v6api.Version4 || a.cfg.V6Version == "" {
+	if a.v6 == nil || a.cfg.V6Version == validate.V6Version4 || a.cfg.V6Version == "" {
 		return nil
 	}
 	return v6Tasks{r: a.v6}

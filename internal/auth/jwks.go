@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
+
+	"github.com/eventserver/eventserver/internal/validate"
 )
 
 // Defaults of a JWKSConfig.
@@ -58,29 +59,6 @@ type JWKSConfig struct {
 	Registerer prometheus.Registerer
 }
 
-// ValidateJWKSURL checks a JWKS URL: https, or http to a loopback host (a
-// provider beside the server, in tests or a sidecar).
-func ValidateJWKSURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return errors.New("want an absolute https URL such as https://keycloak.example.org/realms/vantage6/protocol/openid-connect/certs")
-	}
-	if u.User != nil {
-		return errors.New("must not hold user information")
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "https":
-		return nil
-	case "http":
-		switch u.Hostname() {
-		case "localhost", "127.0.0.1", "::1":
-			return nil
-		}
-		return errors.New("http is accepted only for localhost, 127.0.0.1 or ::1: the keys must come over https")
-	}
-	return fmt.Errorf("scheme %q: want https", u.Scheme)
-}
-
 // jwks holds the keys of a JWKSConfig and the goroutine that refreshes them.
 type jwks struct {
 	kf     keyfunc.Keyfunc
@@ -89,7 +67,7 @@ type jwks struct {
 }
 
 func newJWKS(cfg JWKSConfig) (*jwks, error) {
-	if err := ValidateJWKSURL(cfg.URL); err != nil {
+	if err := validate.JWKSURL(cfg.URL); err != nil {
 		return nil, fmt.Errorf("auth: JWKS URL: %w", err)
 	}
 	if cfg.Refresh <= 0 {

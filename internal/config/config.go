@@ -16,12 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/connlimit"
-	"github.com/eventserver/eventserver/internal/outbox"
-	"github.com/eventserver/eventserver/internal/redisconn"
-	"github.com/eventserver/eventserver/internal/v6api"
-	"github.com/eventserver/eventserver/internal/v6bridge"
+	"github.com/eventserver/eventserver/internal/validate"
 )
 
 // Config is the whole configuration of one instance.
@@ -218,7 +214,7 @@ func settings() []setting {
 		}},
 		{"jwt-jwks-url", "EVENTSERVER_JWT_JWKS_URL", "", "JWK Set of the OpenID provider that signs client tokens (vantage6 5.x: https://<keycloak>/realms/<realm>/protocol/openid-connect/certs); https, or http on localhost; fetched at start, every EVENTSERVER_JWT_JWKS_REFRESH and for an unknown kid", func(c *Config, v string) error {
 			if v != "" {
-				if err := auth.ValidateJWKSURL(v); err != nil {
+				if err := validate.JWKSURL(v); err != nil {
 					return err
 				}
 			}
@@ -319,7 +315,7 @@ func settings() []setting {
 		}},
 		{"redis-url", "EVENTSERVER_REDIS_URL", "", "Redis of the cluster (redis://, rediss://, redis+sentinel://, redis+cluster://); empty: one instance, in memory", func(c *Config, v string) error {
 			if v != "" {
-				if _, err := redisconn.Parse(v); err != nil {
+				if _, _, err := validate.RedisURL(v); err != nil {
 					return err
 				}
 			}
@@ -348,7 +344,7 @@ func settings() []setting {
 		{"outbox-maxlen", "EVENTSERVER_OUTBOX_MAXLEN", "100000", "approximate bound of the stream's length (XADD MAXLEN ~): older facts are trimmed", intBetween(1, math.MaxInt32, func(c *Config, n int64) { c.OutboxMaxLen = n })},
 		{"outbox-redis-url", "EVENTSERVER_OUTBOX_REDIS_URL", "", "Redis of the outbox stream (same schemes as EVENTSERVER_REDIS_URL); empty: EVENTSERVER_REDIS_URL", func(c *Config, v string) error {
 			if v != "" {
-				if _, err := redisconn.Parse(v); err != nil {
+				if _, _, err := validate.RedisURL(v); err != nil {
 					return err
 				}
 			}
@@ -358,7 +354,7 @@ func settings() []setting {
 		{"outbox-queue-size", "EVENTSERVER_OUTBOX_QUEUE_SIZE", "10000", "facts the stream and the webhook each keep in memory while slow or down; beyond it new facts are dropped and counted", intBetween(1, 10_000_000, func(c *Config, n int64) { c.OutboxQueueSize = int(n) })},
 		{"outbox-webhook-url", "EVENTSERVER_OUTBOX_WEBHOOK_URL", "", "http(s) URL that also receives each fact as a JSON POST (with or without the stream); empty: none", func(c *Config, v string) error {
 			if v != "" {
-				if err := outbox.ValidateWebhookURL(v); err != nil {
+				if err := validate.WebhookURL(v); err != nil {
 					return err
 				}
 			}
@@ -377,7 +373,7 @@ func settings() []setting {
 		{"drain-timeout", "EVENTSERVER_DRAIN_TIMEOUT", "10s", "on SIGTERM, the window over which clients are disconnected", durationAtLeast(0, func(c *Config) *time.Duration { return &c.DrainTimeout })},
 		{"v6-api-url", "EVENTSERVER_V6_API_URL", "", "base URL of the vantage6 API with its path (e.g. https://v6.example.org/api): who a client is comes from the API; empty: from the token's claims", func(c *Config, v string) error {
 			if v != "" {
-				if err := v6api.ValidateBaseURL(v); err != nil {
+				if err := validate.V6URL(v); err != nil {
 					return err
 				}
 			}
@@ -393,7 +389,7 @@ func settings() []setting {
 			return nil
 		}},
 		{"v6-version", "EVENTSERVER_V6_VERSION", "4", "vantage6 major version of the API: 4 (numeric sub and client_type), 5 (Keycloak tokens: sub is the Keycloak id, vantage6_client_type node or user; asks GET /node/me or /user/me) or auto (asks GET /version once, at first use)", func(c *Config, v string) error {
-			if _, err := v6api.ParseVersion(v); err != nil || strings.TrimSpace(v) == "" {
+			if _, err := validate.V6Version(v); err != nil || strings.TrimSpace(v) == "" {
 				return fmt.Errorf("want 4, 5 or auto, got %q", v)
 			}
 			c.V6Version = strings.ToLower(strings.TrimSpace(v))
@@ -401,7 +397,7 @@ func settings() []setting {
 		}},
 		{"v6-token-url", "EVENTSERVER_V6_TOKEN_URL", "", "vantage6 5.x: Keycloak's token endpoint (https://<keycloak>/realms/<realm>/protocol/openid-connect/token); the service account is then a Keycloak client id (EVENTSERVER_V6_USERNAME) and secret (EVENTSERVER_V6_PASSWORD), logged in with the client-credentials grant, as 5.x has no password login", func(c *Config, v string) error {
 			if v != "" {
-				if err := v6api.ValidateBaseURL(v); err != nil {
+				if err := validate.V6URL(v); err != nil {
 					return err
 				}
 			}
@@ -420,12 +416,12 @@ func settings() []setting {
 		{"v6-queue-url", "EVENTSERVER_V6_QUEUE_URL", "", "that message queue: vantage6 5's rabbitmq uri (amqp://user:password@host:5672/vhost, amqps:// for TLS), or a Redis (redis://...; vantage6 4); password never printed; empty: EVENTSERVER_REDIS_URL", func(c *Config, v string) error {
 			switch {
 			case v == "":
-			case v6bridge.IsAMQPURL(v):
-				if err := v6bridge.CheckAMQPURL(v); err != nil {
+			case validate.IsAMQPURL(v):
+				if err := validate.AMQPURL(v); err != nil {
 					return err
 				}
 			default:
-				if _, err := redisconn.Parse(v); err != nil {
+				if _, _, err := validate.RedisURL(v); err != nil {
 					return fmt.Errorf("%w (or amqp://, amqps:// for RabbitMQ)", err)
 				}
 			}
@@ -574,11 +570,11 @@ func (c *Config) Validate() error {
 		if c.V6Username == "" {
 			return errors.New("config: EVENTSERVER_V6_TOKEN_URL needs the service account's Keycloak client id and secret in EVENTSERVER_V6_USERNAME and EVENTSERVER_V6_PASSWORD")
 		}
-		if c.V6Version != v6api.Version5 && c.V6Version != v6api.VersionAuto {
+		if c.V6Version != validate.V6Version5 && c.V6Version != validate.V6VersionAuto {
 			return errors.New("config: EVENTSERVER_V6_TOKEN_URL is for vantage6 5.x: set EVENTSERVER_V6_VERSION to 5 or auto")
 		}
 	}
-	if c.V6Version == v6api.Version5 && c.V6Username != "" && c.V6TokenURL == "" {
+	if c.V6Version == validate.V6Version5 && c.V6Username != "" && c.V6TokenURL == "" {
 		return errors.New("config: the vantage6 5.x API has no password login: set EVENTSERVER_V6_TOKEN_URL (Keycloak's token endpoint) and give the service account as a Keycloak client id and secret")
 	}
 	return nil

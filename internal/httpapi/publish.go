@@ -19,7 +19,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/internal/auth"
-	"github.com/eventserver/eventserver/internal/hub"
 	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/presence"
@@ -33,7 +32,7 @@ type Emitter interface {
 
 // Cluster answers for every instance of the cluster.
 type Cluster interface {
-	FetchSockets(ctx context.Context, rooms []string) ([]hub.SocketInfo, error)
+	FetchSockets(ctx context.Context, rooms []string) ([]protocol.SocketInfo, error)
 	Instances(ctx context.Context) ([]any, error)
 }
 

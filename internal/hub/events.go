@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/eventserver/eventserver/internal/outbox"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/rooms"
 	"github.com/eventserver/eventserver/pkg/socketio"
@@ -143,21 +142,21 @@ func (s *session) handle(event string, args []any, ack socketio.Ack) error {
 	key := s.nodeKey()
 	switch event {
 	case protocol.EventPing:
-		s.fact(outbox.TypePing, now, pingData{SocketID: s.sock.ID()})
+		s.fact(protocol.FactPing, now, pingData{SocketID: s.sock.ID()})
 		return s.presenceLater(event, func(ctx context.Context) error { return s.h.presence.Ping(ctx, key, now) })
 	case protocol.EventNodeInfoUpdate:
 		obj, err := oneObject(args)
 		if err != nil {
 			return err
 		}
-		s.fact(outbox.TypeNodeInfoUpdate, now, obj)
+		s.fact(protocol.FactNodeInfoUpdate, now, obj)
 		return s.presenceLater(event, func(ctx context.Context) error { return s.h.presence.SetConfig(ctx, key, obj, now) })
 	case protocol.EventNodeMetricsUpdate:
 		obj, err := oneObject(args)
 		if err != nil {
 			return err
 		}
-		s.fact(outbox.TypeNodeMetricsUpdate, now, obj)
+		s.fact(protocol.FactNodeMetricsUpdate, now, obj)
 		return s.presenceLater(event, func(ctx context.Context) error { return s.h.presence.SetMetrics(ctx, key, obj, now) })
 	case protocol.EventAlgorithmStatusChange:
 		return s.algorithmStatusChange(args)
@@ -257,7 +256,7 @@ func (s *session) algorithmStatusChange(args []any) error {
 	if s.h.cfg.Tasks != nil {
 		return s.relay(func() { s.statusChange5(out) })
 	}
-	s.fact(outbox.TypeAlgorithmStatusChange, s.h.cfg.Now(), out)
+	s.fact(protocol.FactAlgorithmStatusChange, s.h.cfg.Now(), out)
 	return s.h.Emit([]string{rooms.Collaboration(cid)}, nil, protocol.EventAlgorithmStatusChange, out)
 }
 
@@ -281,7 +280,7 @@ func (s *session) algorithmLog(args []any) error {
 	out := protocol.AlgorithmLog{RunID: *in.RunID, TaskID: *in.TaskID, Log: *in.Log}
 	at := s.h.cfg.Now()
 	return s.relay(func() {
-		s.fact(outbox.TypeAlgorithmLog, at, out)
+		s.fact(protocol.FactAlgorithmLog, at, out)
 		if err := s.h.Emit([]string{rooms.Collaboration(cid)}, nil, protocol.EventAlgorithmLog, out); err != nil {
 			s.eventLog(zapcore.ErrorLevel, "event", zap.String("event", protocol.EventAlgorithmLog), zap.Error(err))
 		}

@@ -6,7 +6,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/eventserver/eventserver/internal/outbox"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/presence"
 )
@@ -15,7 +14,7 @@ import (
 // (internal/outbox). Add must not block: it is called on the socket's event
 // path and from the presence handler.
 type FactSink interface {
-	Add(outbox.Fact)
+	Add(protocol.Fact)
 }
 
 // fact records what the session's node established, once its event passed
@@ -31,7 +30,7 @@ func (s *session) fact(typ string, at time.Time, data any) {
 		return
 	}
 	nodeID, _ := s.id.ID.MarshalJSON()
-	sink.Add(outbox.Fact{
+	sink.Add(protocol.Fact{
 		Type:            typ,
 		Time:            at,
 		Instance:        s.h.cfg.Instance,
@@ -50,16 +49,16 @@ func (h *Hub) transitionFact(tr presence.Transition, status protocol.NodeStatus)
 	if sink == nil {
 		return
 	}
-	typ := outbox.TypeNodeOffline
+	typ := protocol.FactNodeOffline
 	if tr.Online {
-		typ = outbox.TypeNodeOnline
+		typ = protocol.FactNodeOnline
 	}
 	data, err := json.Marshal(transitionData{NodeStatus: status, Seq: tr.Seq})
 	if err != nil {
 		h.log.Error("outbox: transition cannot be encoded", zap.String("type", typ), zap.Error(err))
 		return
 	}
-	sink.Add(outbox.Fact{
+	sink.Add(protocol.Fact{
 		Type:            typ,
 		Time:            h.cfg.Now(),
 		Instance:        h.cfg.Instance,

@@ -352,28 +352,21 @@ func metricEvent(ev string) string {
 	return "other"
 }
 
-// SocketInfo is one socket of the cluster, as fetchSockets reports it.
-type SocketInfo struct {
-	ID    string   `json:"id"`
-	Rooms []string `json:"rooms"`
-	Data  any      `json:"data"`
-}
-
 // FetchSockets lists the sockets in rooms (every socket when rooms is
 // empty) on every instance of the cluster. In cluster mode it waits for the
 // other instances up to the adapter's request timeout, or ctx.
-func (h *Hub) FetchSockets(ctx context.Context, roomList []string) ([]SocketInfo, error) {
+func (h *Hub) FetchSockets(ctx context.Context, roomList []string) ([]protocol.SocketInfo, error) {
 	list, err := h.nsp.In(roomList...).FetchSockets(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]SocketInfo, 0, len(list))
+	out := make([]protocol.SocketInfo, 0, len(list))
 	for _, s := range list {
-		info := SocketInfo{ID: s.ID, Rooms: append([]string{}, s.Rooms...), Data: s.Data}
+		info := protocol.SocketInfo{ID: s.ID, Rooms: append([]string{}, s.Rooms...), Data: s.Data}
 		slices.Sort(info.Rooms)
 		out = append(out, info)
 	}
-	slices.SortFunc(out, func(a, b SocketInfo) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b protocol.SocketInfo) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 

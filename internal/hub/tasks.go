@@ -7,7 +7,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/eventserver/eventserver/internal/outbox"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/rooms"
 )
@@ -106,7 +105,7 @@ func (s *session) newTaskUpdate(ctx context.Context, id int64) {
 
 // statusChangeOut records and relays a node's status change.
 func (s *session) statusChangeOut(out protocol.AlgorithmStatusChange) {
-	s.fact(outbox.TypeAlgorithmStatusChange, s.h.cfg.Now(), out)
+	s.fact(protocol.FactAlgorithmStatusChange, s.h.cfg.Now(), out)
 	if err := s.h.Emit([]string{rooms.Collaboration(out.CollaborationID)}, nil, protocol.EventAlgorithmStatusChange, out); err != nil {
 		s.eventLog(zapcore.ErrorLevel, "event", zap.String("event", protocol.EventAlgorithmStatusChange), zap.Error(err))
 	}
@@ -130,6 +129,6 @@ func (s *session) dataframeDeleted(args []any) error {
 		return err
 	}
 	s.eventLog(zapcore.DebugLevel, "dataframe deleted", zap.String("df_name", *in.DfName), zap.Int64("session_id", *in.SessionID))
-	s.fact(outbox.TypeDataframeDeleted, s.h.cfg.Now(), protocol.DataframeDeleted{DfName: *in.DfName, SessionID: *in.SessionID, NodeID: s.id.ID})
+	s.fact(protocol.FactDataframeDeleted, s.h.cfg.Now(), protocol.DataframeDeleted{DfName: *in.DfName, SessionID: *in.SessionID, NodeID: s.id.ID})
 	return nil
 }

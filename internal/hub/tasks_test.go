@@ -15,7 +15,7 @@ import (
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/metrics"
-	"github.com/eventserver/eventserver/internal/outbox"
+	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/engineio"
 	"github.com/eventserver/eventserver/pkg/rooms"
 	"github.com/eventserver/eventserver/pkg/socketio"
@@ -67,19 +67,19 @@ func (f *fakeTasks) Task(_ context.Context, id int64, _ bool) (Task, error) {
 // factSink keeps the facts it gets.
 type factSink struct {
 	mu    sync.Mutex
-	facts []outbox.Fact
+	facts []protocol.Fact
 }
 
-func (s *factSink) Add(f outbox.Fact) {
+func (s *factSink) Add(f protocol.Fact) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.facts = append(s.facts, f)
 }
 
-func (s *factSink) ofType(typ string) []outbox.Fact {
+func (s *factSink) ofType(typ string) []protocol.Fact {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []outbox.Fact
+	var out []protocol.Fact
 	for _, f := range s.facts {
 		if f.Type == typ {
 			out = append(out, f)
@@ -258,13 +258,13 @@ func TestStatusChange5(t *testing.T) {
 	if v := testutil.ToFloat64(m.EventsRefused.WithLabelValues("algorithm_status_change", "not_own")); v != 1 {
 		t.Errorf("refused not_own %v, want 1", v)
 	}
-	if n := len(sink.ofType(outbox.TypeAlgorithmStatusChange)); n != 3 {
+	if n := len(sink.ofType(protocol.FactAlgorithmStatusChange)); n != 3 {
 		t.Errorf("%d algorithm_status_change facts, want 3", n)
 	}
 	var data struct {
 		JobID *int64 `json:"job_id"`
 	}
-	if f := sink.ofType(outbox.TypeAlgorithmStatusChange); len(f) > 0 {
+	if f := sink.ofType(protocol.FactAlgorithmStatusChange); len(f) > 0 {
 		if err := json.Unmarshal(f[0].Data, &data); err != nil || data.JobID == nil || *data.JobID != 100 {
 			t.Errorf("first fact %s: want job_id 100", f[0].Data)
 		}
@@ -292,10 +292,10 @@ func TestDataframeDeleted(t *testing.T) {
 	post(t, node.u, `42/tasks,["dataframe_deleted",{"df_name":"x","session_id":1,"node_id":6}]`)
 	post(t, node.u, `42/tasks,["dataframe_deleted",{"df_name":"cohort","session_id":4,"node_id":5}]`)
 	deadline := time.Now().Add(5 * time.Second)
-	for len(sink.ofType(outbox.TypeDataframeDeleted)) == 0 && time.Now().Before(deadline) {
+	for len(sink.ofType(protocol.FactDataframeDeleted)) == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	facts := sink.ofType(outbox.TypeDataframeDeleted)
+	facts := sink.ofType(protocol.FactDataframeDeleted)
 	if len(facts) != 1 || string(facts[0].Data) != `{"df_name":"cohort","session_id":4,"node_id":5}` {
 		t.Fatalf("facts %v, want one for cohort", facts)
 	}

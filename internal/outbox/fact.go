@@ -5,49 +5,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"time"
-)
 
-// Types of facts. Node events keep their event's name; presence transitions
-// are node_online and node_offline.
-const (
-	TypeNodeOnline            = "node_online"
-	TypeNodeOffline           = "node_offline"
-	TypePing                  = "ping"
-	TypeNodeInfoUpdate        = "node_info_update"
-	TypeNodeMetricsUpdate     = "node_metrics_update"
-	TypeAlgorithmStatusChange = "algorithm_status_change"
-	TypeAlgorithmLog          = "algorithm_log"
-	TypeDataframeDeleted      = "dataframe_deleted" // vantage6 5.x
+	"github.com/eventserver/eventserver/internal/protocol"
 )
 
 // Version is the version of the JSON shape of a fact, its "v" field. It
 // changes only when a field changes meaning or goes away; new fields may
 // appear without a new version.
 const Version = 1
-
-// Fact is one thing a node established, for the backend.
-type Fact struct {
-	// ID identifies the fact uniquely (a UUIDv7); empty: Add makes one.
-	// A consumer deduplicates by it: the outbox delivers at least once.
-	ID string
-	// Type is one of the Type* constants.
-	Type string
-	// Time is when the server received the event or decided the
-	// transition; zero: when Add is called.
-	Time time.Time
-	// Instance is the instance that received the event (for transitions:
-	// that decided it); empty: the outbox's.
-	Instance string
-	// NodeID is the JSON encoding of the node's id (a number for vantage6
-	// 4.x, a string for Keycloak subjects).
-	NodeID          json.RawMessage
-	NodeName        string
-	CollaborationID int64
-	OrganizationID  int64
-	// Data is the JSON of what the fact carries (see the README's
-	// "Backend outbox"); nil: null.
-	Data json.RawMessage
-}
 
 // wire is the JSON shape of a fact, as the stream and the webhook carry it.
 type wire struct {
@@ -70,7 +35,7 @@ const TimeLayout = "2006-01-02T15:04:05.000000Z07:00"
 // FormatTime renders t as a fact's time.
 func FormatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
 
-func (f *Fact) encode() ([]byte, error) {
+func encode(f *protocol.Fact) ([]byte, error) {
 	w := wire{
 		V:               Version,
 		ID:              f.ID,

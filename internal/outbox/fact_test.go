@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eventserver/eventserver/internal/protocol"
 )
 
 func TestNewID(t *testing.T) {
@@ -71,7 +73,7 @@ func TestRedactURL(t *testing.T) {
 // need not check whether it is configured.
 func TestNilOutbox(t *testing.T) {
 	var o *Outbox
-	o.Add(Fact{Type: TypePing})
+	o.Add(protocol.Fact{Type: protocol.FactPing})
 	if o.Queued() != 0 || o.Shutdown(t.Context()) != nil {
 		t.Error("nil outbox")
 	}

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/eventserver/eventserver/pkg/redistest"
 )
@@ -82,8 +83,8 @@ func start(t *testing.T, cfg Config) (*Outbox, *observer.ObservedLogs) {
 
 // nodeFact is a fact of node 3 (collaboration 1, organization 2) whose data
 // carries n.
-func nodeFact(typ string, n int) Fact {
-	return Fact{
+func nodeFact(typ string, n int) protocol.Fact {
+	return protocol.Fact{
 		Type:            typ,
 		NodeID:          json.RawMessage("3"),
 		NodeName:        "org2-node3",

@@ -26,6 +26,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/eventserver/eventserver/internal/protocol"
+	"github.com/eventserver/eventserver/internal/validate"
 )
 
 // Defaults of Config.
@@ -101,27 +104,6 @@ type Config struct {
 	Now func() time.Time
 }
 
-// ValidateWebhookURL checks a webhook URL: http or https, with a host,
-// without user information (use the token) or fragment.
-func ValidateWebhookURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		// url.Parse's error quotes the URL.
-		return errors.New("not a URL")
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return errors.New("want an http or https URL")
-	case u.Host == "":
-		return errors.New("the URL has no host")
-	case u.User != nil:
-		return errors.New("the URL may not hold user information: use the webhook token")
-	case u.Fragment != "":
-		return errors.New("the URL may not have a fragment")
-	}
-	return nil
-}
-
 // RedactURL renders a webhook URL for logs: scheme, host and path, without
 // the query (which may hold a secret).
 func RedactURL(raw string) string {
@@ -146,7 +128,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("outbox: negative duration")
 	}
 	if c.WebhookURL != "" {
-		if err := ValidateWebhookURL(c.WebhookURL); err != nil {
+		if err := validate.WebhookURL(c.WebhookURL); err != nil {
 			return c, fmt.Errorf("outbox: webhook: %w", err)
 		}
 	}
@@ -282,7 +264,7 @@ func (o *Outbox) newQueue(sink string) *queue {
 // full drops it (counted, and logged at most every 10 seconds). It fills
 // ID, Time and Instance when they are empty. Safe for concurrent use, and a
 // no-op on a nil Outbox.
-func (o *Outbox) Add(f Fact) {
+func (o *Outbox) Add(f protocol.Fact) {
 	if o == nil {
 		return
 	}
@@ -296,7 +278,7 @@ func (o *Outbox) Add(f Fact) {
 	if f.Instance == "" {
 		f.Instance = o.cfg.Instance
 	}
-	body, err := f.encode()
+	body, err := encode(&f)
 	if err != nil {
 		for _, q := range o.queues {
 			q.failed.Inc()

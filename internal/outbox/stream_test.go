@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eventserver/eventserver/internal/protocol"
 )
 
 var uuidV7 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -21,15 +23,15 @@ func TestStreamShape(t *testing.T) {
 	at := time.Date(2025, 3, 4, 5, 6, 7, 891234567, time.FixedZone("CET", 3600))
 	o, _ := start(t, Config{Stream: testStream, Client: rdb, Instance: "es-1", Now: func() time.Time { return at }})
 
-	o.Add(Fact{Type: TypeAlgorithmStatusChange, NodeID: json.RawMessage("3"), NodeName: "org2-node3", CollaborationID: 1, OrganizationID: 2,
+	o.Add(protocol.Fact{Type: protocol.FactAlgorithmStatusChange, NodeID: json.RawMessage("3"), NodeName: "org2-node3", CollaborationID: 1, OrganizationID: 2,
 		Data: json.RawMessage(`{"status":"active","run_id":40,"task_id":12,"job_id":null,"collaboration_id":1,"node_id":3,"organization_id":2,"parent_id":null}`)})
 	// Given id, time and instance are kept; a string node id stays a string.
 	given := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	o.Add(Fact{ID: "0190a0a0-0000-7000-8000-000000000001", Type: TypeNodeOffline, Time: given, Instance: "es-2",
+	o.Add(protocol.Fact{ID: "0190a0a0-0000-7000-8000-000000000001", Type: protocol.FactNodeOffline, Time: given, Instance: "es-2",
 		NodeID: json.RawMessage(`"kc-7f"`), NodeName: "n", CollaborationID: 9, OrganizationID: 8,
 		Data: json.RawMessage(`{"id":"kc-7f","name":"n","org_id":8,"seq":17}`)})
 	// No data: null.
-	o.Add(Fact{Type: TypePing, NodeID: json.RawMessage("3"), CollaborationID: 1, OrganizationID: 2})
+	o.Add(protocol.Fact{Type: protocol.FactPing, NodeID: json.RawMessage("3"), CollaborationID: 1, OrganizationID: 2})
 
 	var got []entry
 	checkFor(t, 5*time.Second, func() error {
@@ -40,7 +42,7 @@ func TestStreamShape(t *testing.T) {
 		return nil
 	})
 	first := got[0]
-	if !uuidV7.MatchString(first.ID) || first.Fact["id"] != first.ID || first.Type != TypeAlgorithmStatusChange {
+	if !uuidV7.MatchString(first.ID) || first.Fact["id"] != first.ID || first.Type != protocol.FactAlgorithmStatusChange {
 		t.Errorf("entry fields id %q, type %q; fact id %v", first.ID, first.Type, first.Fact["id"])
 	}
 	want := fmt.Sprintf(`{"v":1,"id":%q,"type":"algorithm_status_change","time":"2025-03-04T04:06:07.891234Z","instance":"es-1",`+
@@ -54,7 +56,7 @@ func TestStreamShape(t *testing.T) {
 	}
 	want2 := `{"v":1,"id":"0190a0a0-0000-7000-8000-000000000001","type":"node_offline","time":"2025-01-02T03:04:05.000000Z","instance":"es-2",` +
 		`"node_id":"kc-7f","node_name":"n","collaboration_id":9,"organization_id":8,"data":{"id":"kc-7f","name":"n","org_id":8,"seq":17}}`
-	if got[1].Raw != want2 || got[1].ID != "0190a0a0-0000-7000-8000-000000000001" || got[1].Type != TypeNodeOffline {
+	if got[1].Raw != want2 || got[1].ID != "0190a0a0-0000-7000-8000-000000000001" || got[1].Type != protocol.FactNodeOffline {
 		t.Errorf("fact\n got %s\nwant %s", got[1].Raw, want2)
 	}
 	if got[2].Fact["data"] != nil || got[2].Fact["node_name"] != "" {
@@ -75,7 +77,7 @@ func TestMaxLen(t *testing.T) {
 	const maxLen, n = 500, 5000
 	o, _ := start(t, Config{Stream: testStream, Client: rdb, MaxLen: maxLen})
 	for i := range n {
-		o.Add(nodeFact(TypePing, i))
+		o.Add(nodeFact(protocol.FactPing, i))
 	}
 	checkFor(t, 20*time.Second, func() error {
 		if v := value(o.m.appended); v != n {
@@ -112,7 +114,7 @@ func TestBatching(t *testing.T) {
 		RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 	r.Kill()
 	for i := range n {
-		o.Add(nodeFact(TypePing, i))
+		o.Add(nodeFact(protocol.FactPing, i))
 	}
 	checkFor(t, 5*time.Second, func() error {
 		if v := value(o.m.redisErrors); v < 2 {
@@ -153,7 +155,7 @@ func TestRedisRestartKeepsQueued(t *testing.T) {
 	o, logs := start(t, Config{Stream: testStream, Client: rdb, QueueSize: 100,
 		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond})
 	for i := range 10 {
-		o.Add(nodeFact(TypePing, i))
+		o.Add(nodeFact(protocol.FactPing, i))
 	}
 	checkFor(t, 5*time.Second, func() error {
 		if v := value(o.m.appended); v != 10 {
@@ -165,7 +167,7 @@ func TestRedisRestartKeepsQueued(t *testing.T) {
 	r.Kill()
 	const down = 90
 	for i := range down {
-		o.Add(nodeFact(TypeNodeInfoUpdate, 100+i))
+		o.Add(nodeFact(protocol.FactNodeInfoUpdate, 100+i))
 	}
 	checkFor(t, 5*time.Second, func() error {
 		if v := value(o.m.redisErrors); v < 3 {
@@ -226,7 +228,7 @@ func TestQueueOverflow(t *testing.T) {
 		RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 	r.Kill()
 	// The writer takes the first fact and retries it: it holds one.
-	o.Add(nodeFact(TypePing, 0))
+	o.Add(nodeFact(protocol.FactPing, 0))
 	checkFor(t, 5*time.Second, func() error {
 		if v := value(o.m.redisErrors); v < 1 {
 			return fmt.Errorf("redis errors %v", v)
@@ -235,7 +237,7 @@ func TestQueueOverflow(t *testing.T) {
 	})
 	start := time.Now()
 	for i := 1; i <= 100; i++ {
-		o.Add(nodeFact(TypePing, i))
+		o.Add(nodeFact(protocol.FactPing, i))
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("100 Adds took %s with the queue full", d)
@@ -275,7 +277,7 @@ func TestShutdownDrains(t *testing.T) {
 		o, _ := start(t, Config{Stream: testStream, Client: rdb})
 		const n = 3000
 		for i := range n {
-			o.Add(nodeFact(TypePing, i))
+			o.Add(nodeFact(protocol.FactPing, i))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -286,7 +288,7 @@ func TestShutdownDrains(t *testing.T) {
 			t.Errorf("XLEN %d after Shutdown, want %d", l, n)
 		}
 		// Later facts are dropped and counted; a second Shutdown is a no-op.
-		o.Add(nodeFact(TypePing, n))
+		o.Add(nodeFact(protocol.FactPing, n))
 		if v := value(o.m.dropped.WithLabelValues(sinkStream)); v != 1 {
 			t.Errorf("dropped %v after Shutdown, want 1", v)
 		}
@@ -299,7 +301,7 @@ func TestShutdownDrains(t *testing.T) {
 		o, _ := start(t, Config{Stream: testStream, Client: rdb, RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 		r.Kill()
 		for i := range 50 {
-			o.Add(nodeFact(TypePing, i))
+			o.Add(nodeFact(protocol.FactPing, i))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
@@ -335,7 +337,7 @@ func TestShutdownDrains(t *testing.T) {
 		o, logs := start(t, Config{Stream: testStream, Client: rdb, RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 		r.Kill()
 		for i := range 20 {
-			o.Add(nodeFact(TypePing, i))
+			o.Add(nodeFact(protocol.FactPing, i))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()

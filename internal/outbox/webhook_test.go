@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eventserver/eventserver/internal/protocol"
 )
 
 const testToken = "webhook-token-5b1d-do-not-log"
@@ -66,7 +68,7 @@ func fastWebhook(url string) Config {
 func TestWebhookRetriesThenDelivers(t *testing.T) {
 	h := newHook(t, http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusNoContent)
 	o, logs := start(t, fastWebhook(h.srv.URL+"/facts"))
-	o.Add(nodeFact(TypeAlgorithmLog, 7))
+	o.Add(nodeFact(protocol.FactAlgorithmLog, 7))
 	checkFor(t, 5*time.Second, func() error {
 		if v := value(o.m.webhook.WithLabelValues(outcomeDelivered)); v != 1 {
 			return fmt.Errorf("delivered %v", v)
@@ -78,7 +80,7 @@ func TestWebhookRetriesThenDelivers(t *testing.T) {
 		t.Fatalf("%d requests, want 3", len(reqs))
 	}
 	var f map[string]any
-	if err := json.Unmarshal([]byte(reqs[0].Body), &f); err != nil || f["type"] != TypeAlgorithmLog {
+	if err := json.Unmarshal([]byte(reqs[0].Body), &f); err != nil || f["type"] != protocol.FactAlgorithmLog {
 		t.Fatalf("body %s: %v", reqs[0].Body, err)
 	}
 	for i, r := range reqs {
@@ -105,8 +107,8 @@ func TestWebhookGivesUp(t *testing.T) {
 	cfg := fastWebhook(h.srv.URL + "/facts?secret=query-secret-9f")
 	cfg.WebhookAttempts = 3
 	o, logs := start(t, cfg)
-	o.Add(nodeFact(TypePing, 1))
-	o.Add(nodeFact(TypePing, 2))
+	o.Add(nodeFact(protocol.FactPing, 1))
+	o.Add(nodeFact(protocol.FactPing, 2))
 	checkFor(t, 5*time.Second, func() error {
 		if v := value(o.m.webhook.WithLabelValues(outcomeGaveUp)); v != 2 {
 			return fmt.Errorf("gave up %v, want 2", v)
@@ -153,7 +155,7 @@ func TestWebhookGivesUp(t *testing.T) {
 func TestWebhookRejected(t *testing.T) {
 	h := newHook(t, http.StatusUnprocessableEntity)
 	o, _ := start(t, fastWebhook(h.srv.URL))
-	o.Add(nodeFact(TypePing, 1))
+	o.Add(nodeFact(protocol.FactPing, 1))
 	checkFor(t, 5*time.Second, func() error {
 		if v := value(o.m.webhook.WithLabelValues(outcomeRejected)); v != 1 {
 			return fmt.Errorf("rejected %v", v)
@@ -178,7 +180,7 @@ func TestWebhookDown(t *testing.T) {
 	cfg := fastWebhook(url)
 	cfg.WebhookAttempts = 2
 	o, logs := start(t, cfg)
-	o.Add(nodeFact(TypePing, 1))
+	o.Add(nodeFact(protocol.FactPing, 1))
 	checkFor(t, 5*time.Second, func() error {
 		if v := value(o.m.webhook.WithLabelValues(outcomeGaveUp)); v != 1 {
 			return fmt.Errorf("gave up %v", v)
@@ -210,7 +212,7 @@ func TestStreamAndWebhook(t *testing.T) {
 	cfg.Stream, cfg.Client = testStream, rdb
 	o, _ := start(t, cfg)
 	for i := range 10 {
-		o.Add(nodeFact(TypeNodeMetricsUpdate, i))
+		o.Add(nodeFact(protocol.FactNodeMetricsUpdate, i))
 	}
 	var got []entry
 	checkFor(t, 5*time.Second, func() error {

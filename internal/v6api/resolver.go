@@ -94,6 +94,7 @@ import (
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
+	"github.com/eventserver/eventserver/internal/validate"
 	"github.com/eventserver/eventserver/pkg/rooms"
 )
 
@@ -167,58 +168,16 @@ type Resolver struct {
 
 var _ identity.Resolver = (*Resolver)(nil)
 
-// ValidateBaseURL checks an API base URL: http or https, a host, no user
-// information, query or fragment. Errors never repeat user information.
-func ValidateBaseURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return errors.New("not a URL")
-	}
-	if u.User != nil {
-		return errors.New("must not contain user information: set the service account with EVENTSERVER_V6_USERNAME and EVENTSERVER_V6_PASSWORD")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("scheme must be http or https, got %q", u.Scheme)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return errors.New("has no host")
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return errors.New("must not have a query or a fragment")
-	}
-	return nil
-}
-
-// Values of Config.Version.
-const (
-	Version4    = "4"
-	Version5    = "5"
-	VersionAuto = "auto"
-)
-
-// ParseVersion reads a Config.Version: 4 or 5, or 0 for auto.
-func ParseVersion(v string) (int, error) {
-	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "", Version4:
-		return 4, nil
-	case Version5:
-		return 5, nil
-	case VersionAuto:
-		return 0, nil
-	}
-	return 0, fmt.Errorf("vantage6 version %q: want 4, 5 or auto", shorten(v))
-}
-
 // New builds a Resolver. It makes no call: the service account logs in, and
 // the version is detected, on first use.
 func New(cfg Config) (*Resolver, error) {
-	if err := ValidateBaseURL(cfg.BaseURL); err != nil {
+	if err := validate.V6URL(cfg.BaseURL); err != nil {
 		return nil, fmt.Errorf("v6api: base URL: %w", err)
 	}
 	if (cfg.Username == "") != (cfg.Password == "") {
 		return nil, errors.New("v6api: the service account needs both a username and a password")
 	}
-	version, err := ParseVersion(cfg.Version)
+	version, err := validate.V6Version(cfg.Version)
 	if err != nil {
 		return nil, fmt.Errorf("v6api: %w", err)
 	}
@@ -226,7 +185,7 @@ func New(cfg Config) (*Resolver, error) {
 		if version == 4 {
 			return nil, errors.New("v6api: a token URL (Keycloak's) is for vantage6 5.x: set the version to 5 or auto")
 		}
-		if err := ValidateBaseURL(cfg.TokenURL); err != nil {
+		if err := validate.V6URL(cfg.TokenURL); err != nil {
 			return nil, fmt.Errorf("v6api: token URL: %w", err)
 		}
 		if cfg.Username == "" {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/v6api/v6apitest"
+	"github.com/eventserver/eventserver/internal/validate"
 	"github.com/eventserver/eventserver/pkg/rooms"
 )
 
@@ -62,7 +63,7 @@ func newEnv5(t *testing.T, mutate ...func(*v6apitest.Fake) func(*Config)) *env {
 	fake := v6apitest.NewV5([]byte(testSecret))
 	t.Cleanup(fake.Close)
 	seed5(fake)
-	return newEnvFor(t, fake, Version5, mutate...)
+	return newEnvFor(t, fake, validate.V6Version5, mutate...)
 }
 
 func newEnvFor(t *testing.T, fake *v6apitest.Fake, version string, mutate ...func(*v6apitest.Fake) func(*Config)) *env {
@@ -382,7 +383,7 @@ func TestV5VersionAuto(t *testing.T) {
 		fake := v6apitest.NewV5([]byte(testSecret))
 		t.Cleanup(fake.Close)
 		seed5(fake)
-		e := newEnvFor(t, fake, VersionAuto)
+		e := newEnvFor(t, fake, validate.V6VersionAuto)
 		e.mustResolve(e.nodeToken5())
 		e.mustResolve(e.userToken5(userCollab))
 		if n := fake.Calls(v6apitest.RouteVersion); n != 1 {
@@ -399,7 +400,7 @@ func TestV5VersionAuto(t *testing.T) {
 		fake := v6apitest.New([]byte(testSecret))
 		t.Cleanup(fake.Close)
 		seed(fake)
-		e := newEnvFor(t, fake, VersionAuto)
+		e := newEnvFor(t, fake, validate.V6VersionAuto)
 		id := e.mustResolve(fake.NodeToken(nodeID))
 		if id.ID.Value != "1" || fake.Calls(v6apitest.RouteVersion) != 1 || fake.Calls(v6apitest.RouteNode) != 1 {
 			t.Errorf("%+v %v", id, fake.AllCalls())
@@ -414,7 +415,7 @@ func TestV5VersionAuto(t *testing.T) {
 		fake := v6apitest.NewV5([]byte(testSecret))
 		t.Cleanup(fake.Close)
 		seed5(fake)
-		e := newEnvFor(t, fake, VersionAuto)
+		e := newEnvFor(t, fake, validate.V6VersionAuto)
 		fake.SetStatus(v6apitest.RouteVersion, http.StatusNotFound)
 		_, err := e.resolve(e.nodeToken5())
 		if !errors.Is(err, auth.ErrInvalid) || !strings.Contains(err.Error(), "major version") {
@@ -436,7 +437,7 @@ func TestV5VersionAuto(t *testing.T) {
 		fake := v6apitest.NewV5([]byte(testSecret))
 		t.Cleanup(fake.Close)
 		seed5(fake)
-		e := newEnvFor(t, fake, VersionAuto, cfg5(withService))
+		e := newEnvFor(t, fake, validate.V6VersionAuto, cfg5(withService))
 		id := e.mustResolve(e.userToken5(userGlobal))
 		if !slices.Equal(id.CollaborationIDs, org1Collabs) {
 			t.Errorf("collaborations %v", id.CollaborationIDs)

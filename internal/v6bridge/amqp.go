@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 	"time"
 
@@ -61,30 +60,6 @@ const (
 	// consumer gone for good) is deleted after 5 minutes.
 	amqpQueueExpires = int32(300000)
 )
-
-// IsAMQPURL reports whether raw is an amqp:// or amqps:// URL (RabbitMQ),
-// as opposed to a Redis URL.
-func IsAMQPURL(raw string) bool {
-	scheme, _, ok := strings.Cut(raw, "://")
-	if !ok {
-		return false
-	}
-	scheme = strings.ToLower(scheme)
-	return scheme == "amqp" || scheme == "amqps"
-}
-
-// CheckAMQPURL checks an amqp:// or amqps:// URL without connecting. Its
-// errors never quote the URL (which may hold a password).
-func CheckAMQPURL(raw string) error {
-	if _, err := url.Parse(raw); err != nil {
-		// url.Parse's error quotes the URL, password included.
-		return errors.New("v6bridge: not a URL")
-	}
-	if _, err := amqp.ParseURI(raw); err != nil {
-		return fmt.Errorf("v6bridge: %w", err)
-	}
-	return nil
-}
 
 // Unwrap turns the body of a message of the RabbitMQ queue into what Handle
 // takes: a JSON string (a str serialized by kombu as JSON) is unwrapped to

@@ -65,31 +65,6 @@ func TestUnwrapAndHandleDelivery(t *testing.T) {
 	}
 }
 
-func TestAMQPURL(t *testing.T) {
-	for raw, want := range map[string]bool{
-		"amqp://guest:guest@127.0.0.1:5672/": true,
-		"AMQPS://u:p@rabbit/vhost":           true,
-		"redis://127.0.0.1:6379":             false,
-		"amqp:/nohost":                       false,
-		"":                                   false,
-	} {
-		if got := IsAMQPURL(raw); got != want {
-			t.Errorf("IsAMQPURL(%q) = %v", raw, got)
-		}
-	}
-	if err := CheckAMQPURL("amqp://user:s3cret@rabbit:5672/v6"); err != nil {
-		t.Errorf("CheckAMQPURL: %v", err)
-	}
-	for _, bad := range []string{"amqp://user:s3cret@rabbit:notaport/", "amqp://user:s3cret@rab bit/", "amqp://user:s3cret@rabbit/?heartbeat=x", "http://user:s3cret@rabbit/"} {
-		err := CheckAMQPURL(bad)
-		if err == nil {
-			t.Errorf("CheckAMQPURL(%q): no error", bad)
-		} else if strings.Contains(err.Error(), "s3cret") {
-			t.Errorf("CheckAMQPURL(%q) prints the password: %v", bad, err)
-		}
-	}
-}
-
 // proxy carries TCP connections to target; down closes the ones it carries
 // and refuses new ones until up: a RabbitMQ that drops this instance.
 type proxy struct {

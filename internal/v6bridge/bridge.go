@@ -45,6 +45,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/internal/protocol"
+	"github.com/eventserver/eventserver/internal/validate"
 	"github.com/eventserver/eventserver/pkg/promreg"
 	"github.com/eventserver/eventserver/pkg/rooms"
 )
@@ -124,7 +125,7 @@ func New(cfg Config) (*Bridge, error) {
 	switch {
 	case (cfg.Client == nil) == (cfg.AMQPURL == ""):
 		return nil, errors.New("v6bridge: one of Client (Redis) and AMQPURL (RabbitMQ) is required")
-	case cfg.AMQPURL != "" && !IsAMQPURL(cfg.AMQPURL):
+	case cfg.AMQPURL != "" && !validate.IsAMQPURL(cfg.AMQPURL):
 		return nil, errors.New("v6bridge: AMQPURL: want amqp:// or amqps://")
 	case cfg.Channel == "":
 		return nil, errors.New("v6bridge: Channel is required")
