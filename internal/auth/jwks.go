@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -105,7 +106,19 @@ func newJWKS(cfg JWKSConfig) (*jwks, error) {
 	if cfg.Client != nil && cfg.Client.Transport != nil {
 		base = cfg.Client.Transport
 	}
-	client := &http.Client{Transport: &jwksTransport{base: base, j: j, log: log, count: refreshes, url: redactURL(cfg.URL)}}
+	client := &http.Client{
+		Transport: &jwksTransport{base: base, j: j, log: log, count: refreshes, url: redactURL(cfg.URL)},
+		// Keys fetched over https never come from a redirect to http.
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 5 {
+				return errors.New("too many redirects")
+			}
+			if strings.EqualFold(via[0].URL.Scheme, "https") && !strings.EqualFold(req.URL.Scheme, "https") {
+				return errors.New("refused a redirect from https to " + req.URL.Scheme)
+			}
+			return nil
+		},
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	noErr := true
 	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.URL}, keyfunc.Override{

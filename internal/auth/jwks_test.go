@@ -325,3 +325,21 @@ func TestJWKSConfig(t *testing.T) {
 		t.Error("NewVerifier with an http JWKS URL: nil error")
 	}
 }
+
+// TestJWKSNoDowngrade: a JWK Set fetched over https is never taken from a
+// redirect to http.
+func TestJWKSNoDowngrade(t *testing.T) {
+	k := keys()
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{rsaJWK("rsa-1", &k.rsa.PublicKey)}})
+	}))
+	t.Cleanup(plain.Close)
+	f := newFakeKeycloak(t)
+	f.srv.Config.Handler = http.RedirectHandler(plain.URL+"/certs", http.StatusFound)
+	reg := prometheus.NewRegistry()
+	v := jwksVerifier(t, f, reg, nil)
+	wantRefused(t, v, signKid(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, keycloakClaims()), "keys from an http redirect", "no keys fetched")
+	if n := counter(t, reg, "error"); n < 1 {
+		t.Errorf("errors %v, want the refused redirect counted", n)
+	}
+}

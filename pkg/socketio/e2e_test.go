@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -382,5 +383,72 @@ func TestBroadcastAckUncountedServers(t *testing.T) {
 	c.send(`3/tasks,0["yes"]`)
 	if err := <-done; !errors.Is(err, ErrAckTimeout) {
 		t.Fatalf("err %v, want the ack timeout: the servers were never counted", err)
+	}
+}
+
+// TestEventsBeforeOnConnectionReturns: a client may send right after the
+// CONNECT ack, while OnConnection still runs (on the goroutine of an
+// asynchronous middleware); those events wait and are handled after it, in
+// order, none lost (the hub drops events of a socket it does not know yet,
+// and lost a node's first events so).
+func TestEventsBeforeOnConnectionReturns(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.Use(func(_ *Socket, next func(error)) { go next(nil) })
+	n := ts.Of("/tasks")
+	var mu sync.Mutex
+	known := map[string]bool{}
+	var got []string
+	setUp := make(chan struct{})
+	n.OnConnection(func(s *Socket) {
+		<-setUp // the events below are sent meanwhile
+		mu.Lock()
+		known[s.ID()] = true
+		mu.Unlock()
+	})
+	done := make(chan struct{})
+	n.OnAny(func(s *Socket, event string, args []any, _ Ack) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !known[s.ID()] {
+			got = append(got, "before OnConnection: "+event)
+			return
+		}
+		got = append(got, event)
+		if event == "e49" {
+			close(done)
+		}
+	})
+	c := ts.dial(t)
+	sid := c.connect("/tasks", `{}`)
+	for i := range 50 {
+		c.send(fmt.Sprintf(`2/tasks,["e%d"]`, i))
+	}
+	// The reader has taken them all: they wait, none was handled.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		s := n.Socket(sid)
+		s.mu.Lock()
+		waiting := len(s.early)
+		s.mu.Unlock()
+		if waiting == 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events waiting, want 50", waiting)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(setUp)
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("not every event was handled")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, e := range got {
+		if e != fmt.Sprintf("e%d", i) {
+			t.Fatalf("event %d: %q (all: %q)", i, e, got)
+		}
 	}
 }

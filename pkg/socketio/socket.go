@@ -59,7 +59,18 @@ type Socket struct {
 	data      any
 	acks      map[uint64]*pendingAck
 	nextAck   uint64
+	// ready is set once OnConnection has returned; the packets that
+	// arrive before (the client may send right after the CONNECT ack,
+	// while OnConnection still runs on another goroutine) wait in early
+	// and are handled then, in order, as Node handles them after its
+	// connection handlers.
+	ready bool
+	early []inPacket
 }
+
+// maxEarly bounds the packets a socket may send before its OnConnection
+// has returned; more closes the connection.
+const maxEarly = 1024
 
 type pendingAck struct {
 	fn    func(args []any, err error)
@@ -287,8 +298,45 @@ func (s *Socket) onClose(reason string) {
 	}
 }
 
-// onPacket handles a packet of the socket's namespace.
+// onPacket handles a packet of the socket's namespace, or keeps it until
+// the socket is ready.
 func (s *Socket) onPacket(p inPacket) {
+	s.mu.Lock()
+	if !s.ready {
+		if len(s.early) >= maxEarly {
+			s.mu.Unlock()
+			s.client.fail()
+			return
+		}
+		s.early = append(s.early, p)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.handle(p)
+}
+
+// setReady handles the packets that came before OnConnection returned,
+// then lets the next ones through.
+func (s *Socket) setReady() {
+	for {
+		s.mu.Lock()
+		early := s.early
+		s.early = nil
+		if len(early) == 0 {
+			s.ready = true
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		for _, p := range early {
+			s.handle(p)
+		}
+	}
+}
+
+// handle acts on a packet of the socket's namespace.
+func (s *Socket) handle(p inPacket) {
 	switch p.typ {
 	case PacketEvent, PacketBinaryEvent:
 		args := p.data.([]any)
@@ -520,6 +568,7 @@ func (c *client) joined(s *Socket, err error) {
 	if fn != nil {
 		c.srv.safe(func() { fn(s) })
 	}
+	s.setReady()
 }
 
 func (c *client) connectError(nsp string, e *ConnectError) {
