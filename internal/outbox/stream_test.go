@@ -65,9 +65,13 @@ func TestStreamShape(t *testing.T) {
 	if got[0].ID == got[2].ID {
 		t.Error("two facts with the same id")
 	}
-	if v := value(o.m.appended); v != 3 {
-		t.Errorf("appended %v, want 3", v)
-	}
+	// The counter moves once XADD has answered, just after the entry shows.
+	checkFor(t, 5*time.Second, func() error {
+		if v := value(o.m.appended); v != 3 {
+			return fmt.Errorf("appended %v, want 3", v)
+		}
+		return nil
+	})
 }
 
 // TestMaxLen: the stream is trimmed to about MaxLen (MAXLEN ~ trims whole
