@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // The abuse suite (issue "Abuse resistance"): each test reproduces a probe
@@ -166,7 +168,7 @@ func TestAbuseConnectionCaps(t *testing.T) {
 			}
 		}
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, func() error {
 		if n := metricAt(t, base, "eventserver_engineio_sessions"); n != 0 {
 			return fmt.Errorf("%v sessions still open", n)
 		}
@@ -240,7 +242,7 @@ flood:
 	// Nothing is left queued: the counters settle as soon as the flood
 	// is cut (an unbounded queue kept them moving for seconds).
 	received := -1.0
-	checkFor(t, 3*time.Second, func() error {
+	testwait.For(t, 3*time.Second, func() error {
 		prev := received
 		received = metricAt(t, base, `eventserver_events_received_total{event="message"}`)
 		if received != prev {
@@ -261,7 +263,7 @@ flood:
 	if err := calm.WriteMessage(websocket.TextMessage, []byte(`42/tasks,["message","still here"]`)); err != nil {
 		t.Fatalf("the calm node: %v", err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if got := metricAt(t, base, `eventserver_events_received_total{event="message"}`); got != received+1 {
 			return fmt.Errorf("the calm node's event not received (%v)", got)
 		}
@@ -302,7 +304,7 @@ func TestAbuseLogVolume(t *testing.T) {
 				}
 			}
 			want := float64(2 * n)
-			checkFor(t, 20*time.Second, func() error {
+			testwait.For(t, 20*time.Second, func() error {
 				if got := metricAt(t, base, `eventserver_events_received_total{event="message"}`); got < want {
 					return fmt.Errorf("%v of %v message events handled", got, want)
 				}
@@ -398,13 +400,13 @@ func TestAbuseSlowConsumer(t *testing.T) {
 	if metricAt(t, base, "eventserver_slow_consumers_total") != 1 {
 		t.Fatalf("no slow consumer counted after %d events of 200 KB", sent)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if n := metricAt(t, base, `eventserver_engineio_sessions_closed_total{reason="slow consumer"}`); n != 1 {
 			return fmt.Errorf("%v sessions closed as slow consumers", n)
 		}
 		return nil
 	})
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, func() error {
 		if n := got.Load(); n != int64(sent) {
 			return fmt.Errorf("the reader got %d of %d events", n, sent)
 		}
@@ -447,7 +449,7 @@ func TestAbuseUnauthenticated(t *testing.T) {
 			}
 		}
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if n := metricAt(t, base, "eventserver_engineio_sessions"); n != 0 {
 			return fmt.Errorf("%v sessions still open", n)
 		}

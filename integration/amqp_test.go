@@ -16,8 +16,9 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/eventserver/eventserver/internal/testenv"
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/testsupport/testenv"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // kombuScript is the vantage6 server's side of the Flask-SocketIO queue over
@@ -170,7 +171,7 @@ func (k *kombuProc) doneCount() (sent, failed int) {
 
 func (k *kombuProc) waitSent(n int) {
 	k.t.Helper()
-	checkFor(k.t, wait, func() error {
+	testwait.For(k.t, wait, func() error {
 		if got := k.sentCount(); got < n {
 			return fmt.Errorf("kombu %s: %d emits sent, want %d", k.name, got, n)
 		}
@@ -195,7 +196,7 @@ func randomName(n int) string {
 func waitQueueSubscribed(t *testing.T, want float64, timeout time.Duration, replicas ...*procServer) {
 	t.Helper()
 	for _, p := range replicas {
-		checkFor(t, timeout, func() error {
+		testwait.For(t, timeout, func() error {
 			if v := p.metric("eventserver_v6_queue_subscribed"); v != want {
 				return fmt.Errorf("%s: eventserver_v6_queue_subscribed = %v, want %v", p.name, v, want)
 			}
@@ -232,7 +233,7 @@ func TestFlaskSocketIOBridgeRabbitMQ(t *testing.T) {
 	pickler.emit("new_task", map[string]any{"id": 666, "parent_id": nil}, "collaboration_2")
 	pickler.waitSent(1)
 	for _, p := range replicas {
-		checkFor(t, wait, func() error {
+		testwait.For(t, wait, func() error {
 			if v := p.metric(`eventserver_v6_queue_messages_total{method="-",outcome="pickled"}`); v != 1 {
 				return fmt.Errorf("%s: pickled = %v, want 1", p.name, v)
 			}
@@ -288,7 +289,7 @@ func TestFlaskSocketIOBridgeRabbitMQ(t *testing.T) {
 	}
 	// The vantage6 server's own reader got the same messages: the
 	// declarations coexist.
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		if out := strings.Join(flask.output(), "\n"); !strings.Contains(out, "queue-barrier") || !strings.Contains(out, `\"id\": 7`) {
 			return fmt.Errorf("the Flask-SocketIO reader got %q", out)
 		}
@@ -409,7 +410,7 @@ func TestFlaskSocketIOBridgeRabbitMQOutage(t *testing.T) {
 	}
 	// Some of the stream arrives before the outage.
 	for _, n := range nodes {
-		checkFor(t, wait, func() error {
+		testwait.For(t, wait, func() error {
 			if got := len(ids(n)); got < 10 {
 				return fmt.Errorf("%s: %d emits of the stream so far", n.name, got)
 			}
@@ -430,7 +431,7 @@ func TestFlaskSocketIOBridgeRabbitMQOutage(t *testing.T) {
 	// After the recovery: once the publisher is through its own retries
 	// (kombu's ensure), a marked id; everything from it on must arrive
 	// exactly once.
-	checkFor(t, 30*time.Second, func() error {
+	testwait.For(t, 30*time.Second, func() error {
 		sent, failed := pub.doneCount()
 		streamMu.Lock()
 		issued := nextID - 1
@@ -442,7 +443,7 @@ func TestFlaskSocketIOBridgeRabbitMQOutage(t *testing.T) {
 	})
 	after := emitNext()
 	for _, n := range nodes {
-		checkFor(t, wait, func() error {
+		testwait.For(t, wait, func() error {
 			if ids(n)[after+20] == 0 {
 				return fmt.Errorf("%s: id %d not yet", n.name, after+20)
 			}
@@ -453,7 +454,7 @@ func TestFlaskSocketIOBridgeRabbitMQOutage(t *testing.T) {
 	streamMu.Lock()
 	last := nextID - 1
 	streamMu.Unlock()
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		if sent, failed := pub.doneCount(); sent+failed < last {
 			return fmt.Errorf("the publisher: %d sent and %d failed of %d", sent, failed, last)
 		}
@@ -461,7 +462,7 @@ func TestFlaskSocketIOBridgeRabbitMQOutage(t *testing.T) {
 	})
 	sent, failed := pub.doneCount()
 	for _, n := range nodes {
-		checkFor(t, wait, func() error {
+		testwait.For(t, wait, func() error {
 			if ids(n)[last] == 0 {
 				return fmt.Errorf("%s: the last id %d not yet", n.name, last)
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // raced is built with the race detector.
@@ -268,7 +269,7 @@ func TestClusterRedisFaults(t *testing.T) {
 	})
 	// b's traffic reaches a's user again.
 	seen := len(localUser.events("traffic"))
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		if n := len(localUser.events("traffic")); n <= seen+5 {
 			return fmt.Errorf("traffic from b after the restart: %d new", n-seen)
 		}
@@ -279,7 +280,7 @@ func TestClusterRedisFaults(t *testing.T) {
 		t.Errorf("only %d publishes went through during the test", n)
 	}
 	// No goroutine growth: what the fault started has ended.
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		if now := a.metric("go_goroutines"); now > goroutinesBefore+5 {
 			return fmt.Errorf("goroutines of a: %v before the fault, %v after", goroutinesBefore, now)
 		}

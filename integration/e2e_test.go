@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/eventserver/eventserver/internal/config"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 const wait = 10 * time.Second
@@ -81,7 +82,7 @@ func TestVantage6NodeAndUI(t *testing.T) {
 	jsonEq(t, ui.waitEvent("algorithm_log", wait).Args[0], `{"run_id":40,"task_id":12,"log":"line\n"}`)
 
 	// What the node said is kept and listed.
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		code, body := s.do("GET", "/api/v1/nodes", testPublishToken, "")
 		if code != 200 {
 			return fmt.Errorf("nodes: %d %s", code, body)
@@ -497,7 +498,7 @@ func TestHeartbeatsKeepLastSeen(t *testing.T) {
 	s := startServer(t, func(c *config.Config) { c.PresenceStale = time.Second })
 	node := startPyNode(t, s, "node", clientOpts{token: nodeToken(t, 3, 1, 2, time.Hour), transports: "websocket"})
 	node.waitEvent("sync", wait)
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		code, body := s.do("GET", "/api/v1/nodes", testPublishToken, "")
 		var resp struct {
 			Nodes []struct {

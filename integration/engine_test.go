@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventserver/eventserver/internal/testenv"
+	"github.com/eventserver/eventserver/pkg/testsupport/testenv"
 	"github.com/gorilla/websocket"
+
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // The four defects that the official protocol suites found in the
@@ -126,7 +128,7 @@ func TestBinaryEngineDefects(t *testing.T) {
 		if status != http.StatusBadRequest {
 			t.Errorf("POST abc: status %d, want 400", status)
 		}
-		checkFor(t, wait, func() error {
+		testwait.For(t, wait, func() error {
 			status, body, err := eioGet(base, sid)
 			if err != nil {
 				return err

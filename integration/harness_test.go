@@ -29,21 +29,15 @@ import (
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/config"
 	"github.com/eventserver/eventserver/internal/identity"
-	"github.com/eventserver/eventserver/internal/testenv"
-	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/eventserver/eventserver/pkg/rooms"
+	"github.com/eventserver/eventserver/pkg/testsupport/testenv"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 const (
 	testSecret       = "test-secret-not-for-production"
 	testPublishToken = "publish-token-0123456789"
 )
-
-// checkFor polls f until it returns nil or the deadline passes.
-func checkFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	testwait.For(t, timeout, f)
-}
 
 // server is one in-process eventserver on a random port.
 type server struct {
@@ -121,7 +115,7 @@ func startServer(t testing.TB, mutate func(*config.Config)) *server {
 // waitReadyz waits until GET /readyz answers status.
 func waitReadyz(t testing.TB, base string, status int) {
 	t.Helper()
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			return err
@@ -270,7 +264,7 @@ func (c *client) snapshot() []msg {
 func (c *client) wait(timeout time.Duration, what string, match func(msg) bool) msg {
 	c.t.Helper()
 	var found msg
-	checkFor(c.t, timeout, func() error {
+	testwait.For(c.t, timeout, func() error {
 		for _, m := range c.snapshot() {
 			if match(m) {
 				found = m

@@ -13,6 +13,8 @@ import (
 
 	"github.com/eventserver/eventserver/pkg/redistest"
 	"github.com/gorilla/websocket"
+
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // isoClient is one client of TestRandomIsolation and what it received.
@@ -130,7 +132,7 @@ func TestRandomIsolation(t *testing.T) {
 		for _, in := range inst {
 			in.mustPublish(`{"event":"fence"}`)
 		}
-		checkFor(t, 20*time.Second, func() error {
+		testwait.For(t, 20*time.Second, func() error {
 			for _, c := range clients {
 				c.mu.Lock()
 				n := c.fences

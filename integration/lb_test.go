@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventserver/eventserver/internal/testenv"
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/testsupport/testenv"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // The load balancer of docker-compose.yml, deploy/haproxy/haproxy.cfg, run
@@ -68,7 +69,7 @@ func startHAProxy(t *testing.T, cfg string, backends []string) *lbProc {
 			t.Logf("haproxy log:\n%s", tail(p.logs.String(), 80))
 		}
 	})
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		select {
 		case <-p.done:
 			return fmt.Errorf("haproxy exited:\n%s", p.logs.String())
@@ -218,7 +219,7 @@ func TestLoadBalancerSticky(t *testing.T) {
 	// Many polling round trips later (500 ms heartbeats), every request has
 	// reached the replica that knows its session.
 	before, _ := lb.answers()
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		now, _ := lb.answers()
 		if now["200"] < before["200"]+20 {
 			return fmt.Errorf("only %d answers so far", now["200"]-before["200"])

@@ -15,6 +15,7 @@ import (
 	redisadapter "github.com/eventserver/eventserver/pkg/adapter/redis"
 	"github.com/eventserver/eventserver/pkg/redistest"
 	"github.com/eventserver/eventserver/pkg/socketio"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // TestMixedCluster: Go eventserver instances and Node socket.io 4.8 servers
@@ -99,7 +100,7 @@ func TestMixedCluster(t *testing.T) {
 	sse := `eventserver_redis_adapter_messages_received_total{type="server_side_emit"}`
 	before := g1.metric(sse) + g2.metric(sse)
 	em.mustCall(map[string]any{"cmd": "serverSideEmit", "event": "from-emitter", "args": []any{"z"}})
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		if got := g1.metric(sse) + g2.metric(sse); got != before+2 {
 			return fmt.Errorf("server-side emits received by g1 and g2: %v, want %v", got, before+2)
 		}
@@ -166,7 +167,7 @@ func TestMixedCluster(t *testing.T) {
 
 	// The emitter's socketsJoin and disconnectSockets reach Go sockets.
 	em.mustCall(map[string]any{"cmd": "socketsJoin", "rooms": []string{"collaboration_1"}, "join": []string{"extra"}})
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		code, body := g1.do("GET", "/api/v1/sockets?room=extra", testPublishToken, "")
 		var resp struct {
 			Sockets []json.RawMessage `json:"sockets"`
@@ -205,7 +206,7 @@ func inProcessAdapterServer(t *testing.T, redisURL, prefix string) *socketio.Ser
 		_ = b.Close()
 		_ = client.Close()
 	})
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		if !b.Ready() {
 			return fmt.Errorf("adapter not ready")
 		}

@@ -17,8 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventserver/eventserver/internal/testenv"
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/testsupport/testenv"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // callTimeout bounds how long a command to a Node process may take.
@@ -203,7 +204,7 @@ func (p *jsonProc) eventsSnapshot() []map[string]any {
 func (p *jsonProc) waitEvent(timeout time.Duration, what string, match func(map[string]any) bool) map[string]any {
 	p.t.Helper()
 	var found map[string]any
-	checkFor(p.t, timeout, func() error {
+	testwait.For(p.t, timeout, func() error {
 		for _, m := range p.eventsSnapshot() {
 			if match(m) {
 				found = m
@@ -366,7 +367,7 @@ func TestNodeReferenceCluster(t *testing.T) {
 
 	// socketsJoin through the emitter, seen from A.
 	em.mustCall(map[string]any{"cmd": "socketsJoin", "rooms": []string{"r1"}, "join": []string{"r2"}})
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		s := a.mustCall(map[string]any{"cmd": "fetchSockets", "rooms": []string{"r2"}})["sockets"].([]any)
 		if len(s) != 1 {
 			return fmt.Errorf("fetchSockets r2: %v", s)

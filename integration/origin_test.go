@@ -21,7 +21,8 @@ import (
 	"time"
 
 	"github.com/eventserver/eventserver/internal/config"
-	"github.com/eventserver/eventserver/internal/testenv"
+	"github.com/eventserver/eventserver/pkg/testsupport/testenv"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // rawUpgrade sends the WebSocket upgrade of the issue's curl (with origin as
@@ -325,7 +326,7 @@ func TestBrowserCrossOrigin(t *testing.T) {
 	})
 	ui.wait(wait, "upgrade to websocket", func(m msg) bool { return m.Type == "upgrade" && m.Transport == "websocket" })
 	wsOnly.wait(wait, "connect over websocket", func(m msg) bool { return m.Type == "connect" && m.Transport == "websocket" })
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		if got := s.metric(`eventserver_connections{client_type="user",transport="websocket"}`); got != 2 {
 			return fmt.Errorf("user websocket connections %v, want 2", got)
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/eventserver/eventserver/internal/config"
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 const outboxToken = "outbox-webhook-token-3e9a"
@@ -141,7 +142,7 @@ func (g *group) count(typ, node string) int {
 // want waits until the group has read at least n facts of typ about node.
 func (g *group) want(typ, node string, n int) {
 	g.t.Helper()
-	checkFor(g.t, wait, func() error {
+	testwait.For(g.t, wait, func() error {
 		g.read()
 		if got := g.count(typ, node); got < n {
 			return fmt.Errorf("node %s: %d %s facts, want %d", node, got, typ, n)
@@ -198,7 +199,7 @@ func (h *factHook) missing(facts []outFact) []string {
 // delivered waits until the webhook got every fact the group read.
 func (h *factHook) delivered(t *testing.T, g *group) {
 	t.Helper()
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		if m := h.missing(g.facts); len(m) > 0 {
 			return fmt.Errorf("webhook lacks %d facts: %v", len(m), m)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // nodesOf returns GET /api/v1/nodes of one instance.
@@ -50,7 +51,7 @@ func TestClusterPresence(t *testing.T) {
 	n1.emit("ping", 0)
 	n1.emit("node_info_update", 0, map[string]any{"allowed_algorithms": "all"})
 	for _, s := range []*procServer{a, b, c} {
-		checkFor(t, wait, func() error {
+		testwait.For(t, wait, func() error {
 			nodes := nodesOf(t, s.server)
 			if len(nodes) != 1 || nodes[0]["instance"] != "a" || nodes[0]["last_ping"] == nil || nodes[0]["last_config"] == nil {
 				return fmt.Errorf("%s: nodes %v", s.name, nodes)
@@ -74,7 +75,7 @@ func TestClusterPresence(t *testing.T) {
 	n1c.waitType("disconnected", wait)
 	n1b.disconnect()
 	n1c.reconnect()
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		if n := len(n1c.events("sync")); n != 2 {
 			return fmt.Errorf("node3@c: %d sync, want 2 (the reconnect's)", n)
 		}
@@ -82,7 +83,7 @@ func TestClusterPresence(t *testing.T) {
 	})
 	// Wait past the grace, with a barrier, then count.
 	deadline := time.Now().Add(grace + 500*time.Millisecond)
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		if time.Now().Before(deadline) {
 			return fmt.Errorf("grace not over")
 		}

@@ -13,7 +13,8 @@ import (
 	"github.com/zishang520/socket.io/v3/pkg/types"
 
 	"github.com/eventserver/eventserver/internal/config"
-	"github.com/eventserver/eventserver/internal/testclient"
+	"github.com/eventserver/eventserver/pkg/testsupport/testclient"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // startGoClient connects the Go Socket.IO client to /tasks.
@@ -222,7 +223,7 @@ func TestDrain(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.app.Shutdown(t.Context()) }()
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		resp, err := http.Get(s.URL + "/readyz")
 		if err != nil {
 			return nil // already closed

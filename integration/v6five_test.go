@@ -10,9 +10,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventserver/eventserver/internal/testenv"
 	"github.com/eventserver/eventserver/internal/v6api/v6apitest"
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/testsupport/testenv"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // TestVantage6FiveEndToEnd: eventserver in front of vantage6 5.x, on three
@@ -123,7 +124,7 @@ func TestVantage6FiveEndToEnd(t *testing.T) {
 
 	// A status change for another collaboration's task is refused.
 	node7.emit("algorithm_status_change", 0, map[string]any{"run_id": 3, "task_id": 200, "status": "active"})
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		if v := a.metric(`eventserver_v6_task_lookups_total{outcome="not_own"}`); v != 1 {
 			return fmt.Errorf("not_own lookups on a: %v", v)
 		}
@@ -151,7 +152,7 @@ func TestVantage6FiveEndToEnd(t *testing.T) {
 	}
 	rc := redis.NewClient(opts)
 	t.Cleanup(func() { _ = rc.Close() })
-	checkFor(t, wait, func() error {
+	testwait.For(t, wait, func() error {
 		entries, err := rc.XRange(context.Background(), stream, "-", "+").Result()
 		if err != nil {
 			return err

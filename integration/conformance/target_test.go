@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventserver/eventserver/internal/testenv"
+	"github.com/eventserver/eventserver/pkg/testsupport/testenv"
 )
 
 // The reference servers' settings, as in the protocol test suites.

@@ -13,9 +13,9 @@ import (
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/protocol"
-	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/eventserver/eventserver/pkg/rooms"
 	"github.com/eventserver/eventserver/pkg/socketio"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // globalResolver resolves every token to a user who may use /admin, and

@@ -137,11 +137,13 @@ func connectAs(t *testing.T, base, sub string) *pollClient {
 	return c
 }
 
-// waitFor polls until a packet matches.
+// waitFor polls until a packet matches and returns the first that does;
+// every event of the poll that brought it is kept, none is lost.
 func (c *pollClient) waitFor(match func(string) bool, what string) string {
 	c.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
+		matched := ""
 		for _, p := range strings.Split(poll(c.t, c.u), "\x1e") {
 			if p == "2" {
 				post(c.t, c.u, "3")
@@ -159,9 +161,12 @@ func (c *pollClient) waitFor(match func(string) bool, what string) string {
 					c.events = append(c.events, name+" "+args)
 				}
 			}
-			if match(p) {
-				return p
+			if matched == "" && match(p) {
+				matched = p
 			}
+		}
+		if matched != "" {
+			return matched
 		}
 	}
 	c.t.Fatalf("%s: not seen in 5 s; events so far %q", what, c.events)

@@ -18,7 +18,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/eventserver/eventserver/internal/protocol"
-	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/eventserver/eventserver/pkg/redistest"
 )
 
@@ -34,12 +33,6 @@ type quiet struct{}
 func (quiet) Printf(context.Context, string, ...any) {}
 
 const testStream = "test:outbox"
-
-// checkFor polls f until it returns nil or the deadline passes.
-func checkFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	testwait.For(t, timeout, f)
-}
 
 // startRedis starts a real Redis and a client with short timeouts and no
 // retries of its own, so that the outbox's retries are the only ones.

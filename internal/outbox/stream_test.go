@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventserver/eventserver/internal/protocol"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 var uuidV7 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -34,7 +35,7 @@ func TestStreamShape(t *testing.T) {
 	o.Add(protocol.Fact{Type: protocol.FactPing, NodeID: json.RawMessage("3"), CollaborationID: 1, OrganizationID: 2})
 
 	var got []entry
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		got = readStream(t, rdb)
 		if len(got) != 3 {
 			return fmt.Errorf("%d entries, want 3", len(got))
@@ -66,7 +67,7 @@ func TestStreamShape(t *testing.T) {
 		t.Error("two facts with the same id")
 	}
 	// The counter moves once XADD has answered, just after the entry shows.
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if v := value(o.m.appended); v != 3 {
 			return fmt.Errorf("appended %v, want 3", v)
 		}
@@ -83,7 +84,7 @@ func TestMaxLen(t *testing.T) {
 	for i := range n {
 		o.Add(nodeFact(protocol.FactPing, i))
 	}
-	checkFor(t, 20*time.Second, func() error {
+	testwait.For(t, 20*time.Second, func() error {
 		if v := value(o.m.appended); v != n {
 			return fmt.Errorf("appended %v of %d", v, n)
 		}
@@ -120,14 +121,14 @@ func TestBatching(t *testing.T) {
 	for i := range n {
 		o.Add(nodeFact(protocol.FactPing, i))
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if v := value(o.m.redisErrors); v < 2 {
 			return fmt.Errorf("redis errors %v, want the writer retrying", v)
 		}
 		return nil
 	})
 	r.Restart()
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, func() error {
 		if v := value(o.m.appended); v != n {
 			return fmt.Errorf("appended %v of %d", v, n)
 		}
@@ -161,7 +162,7 @@ func TestRedisRestartKeepsQueued(t *testing.T) {
 	for i := range 10 {
 		o.Add(nodeFact(protocol.FactPing, i))
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if v := value(o.m.appended); v != 10 {
 			return fmt.Errorf("appended %v of 10", v)
 		}
@@ -173,7 +174,7 @@ func TestRedisRestartKeepsQueued(t *testing.T) {
 	for i := range down {
 		o.Add(nodeFact(protocol.FactNodeInfoUpdate, 100+i))
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if v := value(o.m.redisErrors); v < 3 {
 			return fmt.Errorf("redis errors %v, want several retries", v)
 		}
@@ -188,7 +189,7 @@ func TestRedisRestartKeepsQueued(t *testing.T) {
 
 	// The new Redis is empty: the first 10 facts went with the old one.
 	r.Restart()
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, func() error {
 		if v := value(o.m.appended); v != 10+down {
 			return fmt.Errorf("appended %v of %d", v, 10+down)
 		}
@@ -233,7 +234,7 @@ func TestQueueOverflow(t *testing.T) {
 	r.Kill()
 	// The writer takes the first fact and retries it: it holds one.
 	o.Add(nodeFact(protocol.FactPing, 0))
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if v := value(o.m.redisErrors); v < 1 {
 			return fmt.Errorf("redis errors %v", v)
 		}
@@ -258,7 +259,7 @@ func TestQueueOverflow(t *testing.T) {
 	}
 
 	r.Restart()
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, func() error {
 		if v := value(o.m.appended); v != size+1 {
 			return fmt.Errorf("appended %v, want %d", v, size+1)
 		}
@@ -312,7 +313,7 @@ func TestShutdownDrains(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- o.Shutdown(ctx) }()
 		errs := value(o.m.redisErrors)
-		checkFor(t, 5*time.Second, func() error {
+		testwait.For(t, 5*time.Second, func() error {
 			if v := value(o.m.redisErrors); v < errs+2 {
 				return fmt.Errorf("redis errors %v: Shutdown is not retrying", v)
 			}

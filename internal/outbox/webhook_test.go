@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/eventserver/eventserver/internal/protocol"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 const testToken = "webhook-token-5b1d-do-not-log"
@@ -69,7 +70,7 @@ func TestWebhookRetriesThenDelivers(t *testing.T) {
 	h := newHook(t, http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusNoContent)
 	o, logs := start(t, fastWebhook(h.srv.URL+"/facts"))
 	o.Add(nodeFact(protocol.FactAlgorithmLog, 7))
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if v := value(o.m.webhook.WithLabelValues(outcomeDelivered)); v != 1 {
 			return fmt.Errorf("delivered %v", v)
 		}
@@ -109,7 +110,7 @@ func TestWebhookGivesUp(t *testing.T) {
 	o, logs := start(t, cfg)
 	o.Add(nodeFact(protocol.FactPing, 1))
 	o.Add(nodeFact(protocol.FactPing, 2))
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if v := value(o.m.webhook.WithLabelValues(outcomeGaveUp)); v != 2 {
 			return fmt.Errorf("gave up %v, want 2", v)
 		}
@@ -156,7 +157,7 @@ func TestWebhookRejected(t *testing.T) {
 	h := newHook(t, http.StatusUnprocessableEntity)
 	o, _ := start(t, fastWebhook(h.srv.URL))
 	o.Add(nodeFact(protocol.FactPing, 1))
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if v := value(o.m.webhook.WithLabelValues(outcomeRejected)); v != 1 {
 			return fmt.Errorf("rejected %v", v)
 		}
@@ -181,7 +182,7 @@ func TestWebhookDown(t *testing.T) {
 	cfg.WebhookAttempts = 2
 	o, logs := start(t, cfg)
 	o.Add(nodeFact(protocol.FactPing, 1))
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if v := value(o.m.webhook.WithLabelValues(outcomeGaveUp)); v != 1 {
 			return fmt.Errorf("gave up %v", v)
 		}
@@ -215,14 +216,14 @@ func TestStreamAndWebhook(t *testing.T) {
 		o.Add(nodeFact(protocol.FactNodeMetricsUpdate, i))
 	}
 	var got []entry
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		if got = readStream(t, rdb); len(got) != 10 {
 			return fmt.Errorf("%d entries while the webhook hangs, want 10", len(got))
 		}
 		return nil
 	})
 	release <- struct{}{} // one webhook request answers
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(bodies) != 1 {

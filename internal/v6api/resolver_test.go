@@ -23,9 +23,9 @@ import (
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
-	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/eventserver/eventserver/internal/v6api/v6apitest"
 	"github.com/eventserver/eventserver/pkg/rooms"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -565,7 +565,7 @@ func TestV6APISlow(t *testing.T) {
 			t.Errorf("took %s, want about the caller's 150ms", took)
 		}
 		// The shared lookup stops at the same deadline and says which call it was.
-		checkFor(t, 2*time.Second, func() error {
+		testwait.For(t, 2*time.Second, func() error {
 			if n := len(e.logs.FilterMessageSnippet("lookup failed").All()); n != 1 {
 				return fmt.Errorf("%d lookup-failed lines", n)
 			}
@@ -575,12 +575,6 @@ func TestV6APISlow(t *testing.T) {
 			t.Errorf("log fields = %v", f)
 		}
 	})
-}
-
-// checkFor polls f until it returns nil or the deadline passes.
-func checkFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	testwait.For(t, timeout, f)
 }
 
 func TestV6ServiceAccount(t *testing.T) {

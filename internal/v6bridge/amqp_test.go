@@ -17,8 +17,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/eventserver/eventserver/internal/testenv"
-	"github.com/eventserver/eventserver/internal/testwait"
+	"github.com/eventserver/eventserver/pkg/testsupport/testenv"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // What kombu puts on the wire for KombuManager's payloads (seen with kombu

@@ -16,8 +16,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

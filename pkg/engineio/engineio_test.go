@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventserver/eventserver/internal/testwait"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 	"github.com/gorilla/websocket"
 )
 

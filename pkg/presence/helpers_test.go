@@ -11,12 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
-
-	"github.com/eventserver/eventserver/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -43,18 +39,6 @@ func newMemoryCfg(t testing.TB, cfg MemoryConfig) *Memory {
 	}
 	t.Cleanup(func() { _ = m.Shutdown(context.Background()) })
 	return m
-}
-
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testwait.Until(t, d, what, cond)
-}
-
-// stays checks that cond holds for all of d.
-func stays(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testwait.Holds(t, d, what, cond)
 }
 
 // event is a transition as a test saw it: which store reported it, when.
@@ -151,44 +135,4 @@ var prefixSeq atomic.Int64
 // uniquePrefix is a key prefix no other test uses.
 func uniquePrefix(t testing.TB) string {
 	return fmt.Sprintf("t%d:%s", prefixSeq.Add(1), strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()))
-}
-
-// counterValue reads a counter or gauge, with the given label values.
-func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				if !hasLabel(m, labels[i], labels[i+1]) {
-					continue metric
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return -1
-}
-
-func hasLabel(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
 }

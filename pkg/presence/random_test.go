@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // TestRedisRandomized: many nodes connect, disconnect and move (with a gap
@@ -202,7 +204,7 @@ func TestRedisRandomized(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	n := c.j.len()
-	stays(t, 3*tTTL, "no transition after settling", func() bool { return c.j.len() == n })
+	testwait.Holds(t, 3*tTTL, "no transition after settling", func() bool { return c.j.len() == n })
 	checkSequences(t, &c.j, final)
 	on := countTrue(final)
 	t.Logf("%d ops, %d replicas killed, %d transitions; %d of %d nodes online at the end", ops.Load(), killed.Load(), n, on, nodes)

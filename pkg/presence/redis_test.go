@@ -17,6 +17,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/testsupport/testmetrics"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // Short intervals: a test's whole life is a few TTLs.
@@ -222,7 +224,7 @@ func TestRedisOnlineOffline(t *testing.T) {
 
 	gone := time.Now()
 	must(t, a.Disconnect(ctx, "3", "s1"))
-	eventually(t, 5*time.Second, "the offline", func() bool { return c.j.len() == 2 })
+	testwait.Until(t, 5*time.Second, "the offline", func() bool { return c.j.len() == 2 })
 	evs := c.j.all()
 	if evs[1].Online || !sameNode(evs[1].Node, node("3")) || evs[1].Seq <= evs[0].Seq {
 		t.Fatalf("journal:\n%s", &c.j)
@@ -230,7 +232,7 @@ func TestRedisOnlineOffline(t *testing.T) {
 	if d := evs[1].at.Sub(gone); d < tGrace {
 		t.Errorf("offline %s after the disconnect, before the grace %s", d, tGrace)
 	}
-	stays(t, 3*tTTL, "one online, one offline", func() bool { return c.j.len() == 2 })
+	testwait.Holds(t, 3*tTTL, "one online, one offline", func() bool { return c.j.len() == 2 })
 	if len(online(t, b)) != 0 {
 		t.Errorf("still listed: %+v", online(t, b))
 	}
@@ -288,7 +290,7 @@ func TestRedisNoTransitionWhenItShouldNot(t *testing.T) {
 			run: func(t *testing.T, c *cluster) {
 				must(t, c.rep(0).Connect(ctx, connOn("3", "s1", "r1")))
 				must(t, c.rep(0).Disconnect(ctx, "3", "s1"))
-				eventually(t, 5*time.Second, "the offline", func() bool { return c.j.len() == 2 })
+				testwait.Until(t, 5*time.Second, "the offline", func() bool { return c.j.len() == 2 })
 				must(t, c.rep(1).Connect(ctx, connOn("3", "s2", "r2")))
 			},
 			want: "+3 -3 +3", online: "r2",
@@ -298,7 +300,7 @@ func TestRedisNoTransitionWhenItShouldNot(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newCluster(t, 3, nil)
 			tt.run(t, c)
-			stays(t, tGrace+3*tTTL, "journal "+tt.want, func() bool { return c.j.kinds() == tt.want })
+			testwait.Holds(t, tGrace+3*tTTL, "journal "+tt.want, func() bool { return c.j.kinds() == tt.want })
 			st, ok := online(t, c.rep(2))["3"]
 			if !ok || st.Instance != tt.online || st.Connections == 0 {
 				t.Errorf("node 3 listed as %+v (listed: %v), want online on %s", st, ok, tt.online)
@@ -321,8 +323,8 @@ func TestRedisReplicaDies(t *testing.T) {
 	must(t, a.Connect(ctx, connOn("5", "s5", "r1"))) // keeps its other connection
 	died := time.Now()
 	a.kill()
-	eventually(t, tTTL+tSweep+time.Second, "offline of nodes 3 and 4", func() bool { return c.j.len() == 5 })
-	stays(t, 3*tTTL, "no more transitions", func() bool { return c.j.len() == 5 })
+	testwait.Until(t, tTTL+tSweep+time.Second, "offline of nodes 3 and 4", func() bool { return c.j.len() == 5 })
+	testwait.Holds(t, 3*tTTL, "no more transitions", func() bool { return c.j.len() == 5 })
 	var offs []string
 	for _, e := range c.j.all()[3:] {
 		if e.Online || e.by == "r1" {
@@ -354,7 +356,7 @@ func TestRedisReplicaDiesNodeMoves(t *testing.T) {
 	must(t, a.Connect(ctx, connOn("3", "s1", "r1")))
 	a.kill()
 	must(t, b.Connect(ctx, connOn("3", "s2", "r2")))
-	stays(t, 4*tTTL, "only the first online", func() bool { return c.j.render() == "+3@r1" })
+	testwait.Holds(t, 4*tTTL, "only the first online", func() bool { return c.j.render() == "+3@r1" })
 	if st := online(t, b)["3"]; st.Connections != 1 || st.Instance != "r2" {
 		t.Errorf("node 3 = %+v", st)
 	}
@@ -381,14 +383,14 @@ func TestRedisShutdownHandsOver(t *testing.T) {
 	}
 	must(t, a.Disconnect(ctx, "3", "s1")) // the hub may still report it: a no-op
 	must(t, b.Connect(ctx, connOn("4", "s4", "r2")))
-	eventually(t, ttl/2, "node 3's offline, before the TTL", func() bool { return c.j.len() == 3 })
+	testwait.Until(t, ttl/2, "node 3's offline, before the TTL", func() bool { return c.j.len() == 3 })
 	if e := c.j.all()[2]; e.Online || e.Node.Key != "3" || e.by != "r2" {
 		t.Errorf("journal:\n%s", &c.j)
 	}
 	if d := time.Since(start); d >= ttl {
 		t.Errorf("offline after %s, not before the TTL %s", d, ttl)
 	}
-	stays(t, 300*time.Millisecond, "node 4 moved: nothing more", func() bool { return c.j.len() == 3 })
+	testwait.Holds(t, 300*time.Millisecond, "node 4 moved: nothing more", func() bool { return c.j.len() == 3 })
 }
 
 // TestRedisRestart: Redis restarts empty (or is flushed); the replicas
@@ -420,11 +422,11 @@ func TestRedisRestart(t *testing.T) {
 			} else {
 				must(t, a.client.FlushAll(ctx).Err())
 			}
-			eventually(t, 5*time.Second, "every node listed again", func() bool {
+			testwait.Until(t, 5*time.Second, "every node listed again", func() bool {
 				l, err := c.rep(2).Online(ctx)
 				return err == nil && len(l) == 5
 			})
-			stays(t, 3*tTTL, "no transition", func() bool { return c.j.len() == 5 })
+			testwait.Holds(t, 3*tTTL, "no transition", func() bool { return c.j.len() == 5 })
 			after := online(t, c.rep(2))
 			for k, st := range before {
 				got := after[k]
@@ -435,8 +437,8 @@ func TestRedisRestart(t *testing.T) {
 			}
 			// Life goes on: one offline when a node goes.
 			must(t, a.Disconnect(ctx, "1", "s1"))
-			eventually(t, 5*time.Second, "node 1's offline", func() bool { return c.j.kinds() == "+1 +2 +3 +4 +5 -1" })
-			stays(t, 2*tTTL, "nothing else", func() bool { return c.j.len() == 6 })
+			testwait.Until(t, 5*time.Second, "node 1's offline", func() bool { return c.j.kinds() == "+1 +2 +3 +4 +5 -1" })
+			testwait.Holds(t, 2*tTTL, "nothing else", func() bool { return c.j.len() == 6 })
 		})
 	}
 }
@@ -478,7 +480,7 @@ func TestRedisLostStateDetails(t *testing.T) {
 	}
 	// After the window (a TTL): node 2 offline, node 6 announced, node 1
 	// (it was online before) not.
-	eventually(t, 5*time.Second, "the window's end", func() bool {
+	testwait.Until(t, 5*time.Second, "the window's end", func() bool {
 		must(t, a.refresh(ctx))
 		must(t, b.refresh(ctx))
 		must(t, b.sweep(ctx))
@@ -506,10 +508,10 @@ func TestRedisSweptReplicaReturns(t *testing.T) {
 	a := c.rep(0)
 	must(t, a.Connect(ctx, connOn("3", "s1", "r1")))
 	a.stopLoops()
-	eventually(t, 5*time.Second, "the offline by r2", func() bool { return c.j.render() == "+3@r1 -3@r2" })
+	testwait.Until(t, 5*time.Second, "the offline by r2", func() bool { return c.j.render() == "+3@r1 -3@r2" })
 	a.startLoops()
-	eventually(t, 5*time.Second, "online again", func() bool { return c.j.render() == "+3@r1 -3@r2 +3@r1" })
-	stays(t, 3*tTTL, "nothing more", func() bool { return c.j.len() == 3 })
+	testwait.Until(t, 5*time.Second, "online again", func() bool { return c.j.render() == "+3@r1 -3@r2 +3@r1" })
+	testwait.Holds(t, 3*tTTL, "nothing more", func() bool { return c.j.len() == 3 })
 	if v := testCounter(t, a.m.reregistered.WithLabelValues(modeConnect)); v != 1 {
 		t.Errorf("reregistered{mode=connect} = %v, want 1", v)
 	}
@@ -533,7 +535,7 @@ func TestRedisPausedLongerThanTTL(t *testing.T) {
 	}
 	time.Sleep(3*tTTL - time.Since(outage)) // the rest of the outage, if any (the client timed out after 1s)
 	c.srv.Resume()
-	stays(t, 4*tTTL, "no transition", func() bool {
+	testwait.Holds(t, 4*tTTL, "no transition", func() bool {
 		ok := c.j.kinds() == "+1 +2 +3"
 		if !ok {
 			t.Logf("journal:\n%s", &c.j)
@@ -569,18 +571,18 @@ func TestRedisDown(t *testing.T) {
 	if _, err := a.Online(ctx); err == nil {
 		t.Fatal("Online with Redis down did not fail")
 	}
-	eventually(t, 5*time.Second, "refresh errors", func() bool { return testCounter(t, a.m.refreshErrors) >= 2 })
+	testwait.Until(t, 5*time.Second, "refresh errors", func() bool { return testCounter(t, a.m.refreshErrors) >= 2 })
 	down := time.Now()
 	n0 := testCounter(t, a.m.refreshErrors)
 	c.srv.Restart() // empty
 	// Node 1 is restored silently; node 2 (never registered) is announced
 	// when the restore window ends; node 3's removal (retried) makes it
 	// offline after the window.
-	eventually(t, 5*time.Second, "nodes 2 and 3 settled", func() bool { return c.j.len() == 4 })
+	testwait.Until(t, 5*time.Second, "nodes 2 and 3 settled", func() bool { return c.j.len() == 4 })
 	if got := c.j.kinds(); got != "+1 +3 +2 -3" && got != "+1 +3 -3 +2" {
 		t.Fatalf("journal:\n%s", &c.j)
 	}
-	stays(t, 2*tTTL, "nothing more", func() bool { return c.j.len() == 4 })
+	testwait.Holds(t, 2*tTTL, "nothing more", func() bool { return c.j.len() == 4 })
 	l := online(t, a)
 	if len(l) != 2 || l["1"].Connections != 1 || l["2"].Connections != 1 {
 		t.Errorf("online = %+v", l)
@@ -590,7 +592,7 @@ func TestRedisDown(t *testing.T) {
 	if n, max := testCounter(t, a.m.refreshErrors)-n0, float64(time.Since(down)/(20*time.Millisecond))+2; n > max {
 		t.Errorf("%v refresh errors, want at most %v", n, max)
 	}
-	if v := metricValue(t, reg, "eventserver_presence_refresh_errors_total"); v < 2 {
+	if v := testmetrics.Value(t, reg, "eventserver_presence_refresh_errors_total"); v < 2 {
 		t.Errorf("refresh_errors_total = %v", v)
 	}
 }
@@ -612,10 +614,10 @@ func TestRedisStale(t *testing.T) {
 	if online(t, b)["3"].Stale {
 		t.Fatal("stale at once")
 	}
-	eventually(t, 5*time.Second, "stale on r2", func() bool { return online(t, b)["3"].Stale })
+	testwait.Until(t, 5*time.Second, "stale on r2", func() bool { return online(t, b)["3"].Stale })
 	staleLines := func() []observer.LoggedEntry { return logs.FilterMessage("node stale: connected but silent").All() }
-	eventually(t, 5*time.Second, "the stale line", func() bool { return len(staleLines()) == 1 })
-	stays(t, 2*after, "one line", func() bool { return len(staleLines()) == 1 })
+	testwait.Until(t, 5*time.Second, "the stale line", func() bool { return len(staleLines()) == 1 })
+	testwait.Holds(t, 2*after, "one line", func() bool { return len(staleLines()) == 1 })
 	if e := staleLines()[0]; e.LoggerName != "r1" || e.ContextMap()["node_id"] != "3" {
 		t.Errorf("stale line %+v, want it from r1 about node 3", e)
 	}
@@ -635,9 +637,9 @@ func TestRedisMetrics(t *testing.T) {
 	must(t, c.rep(0).Connect(ctx, connOn("1", "s1", "r1")))
 	must(t, c.rep(0).Connect(ctx, connOn("2", "s2", "r1")))
 	must(t, c.rep(0).Disconnect(ctx, "2", "s2"))
-	eventually(t, 5*time.Second, "the offline", func() bool { return c.j.len() == 3 })
-	eventually(t, 5*time.Second, "the gauge", func() bool {
-		return metricValue(t, reg, "eventserver_presence_online_nodes") == 1
+	testwait.Until(t, 5*time.Second, "the offline", func() bool { return c.j.len() == 3 })
+	testwait.Until(t, 5*time.Second, "the gauge", func() bool {
+		return testmetrics.Value(t, reg, "eventserver_presence_online_nodes") == 1
 	})
 	for _, m := range []struct {
 		name   string
@@ -652,7 +654,7 @@ func TestRedisMetrics(t *testing.T) {
 		{"eventserver_presence_refresh_errors_total", nil, func(v float64) bool { return v == 0 }},
 		{"eventserver_presence_sweep_errors_total", nil, func(v float64) bool { return v == 0 }},
 	} {
-		if v := metricValue(t, reg, m.name, m.labels...); !m.want(v) {
+		if v := testmetrics.Value(t, reg, m.name, m.labels...); !m.want(v) {
 			t.Errorf("%s%v = %v", m.name, m.labels, v)
 		}
 	}
@@ -687,7 +689,7 @@ func TestRedisHandlerMayCallStore(t *testing.T) {
 	}
 	defer s.Shutdown(ctx)
 	must(t, s.Connect(ctx, connOn("1", "s1", "r1")))
-	eventually(t, 5*time.Second, "online 1, offline 1, online 2", func() bool {
+	testwait.Until(t, 5*time.Second, "online 1, offline 1, online 2", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return strings.Join(got, " ") == "true1 false1 true2"

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventserver/eventserver/internal/testwait"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // BenchmarkBroadcast: one event to a room of N websocket sockets. The

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/eventserver/eventserver/pkg/engineio"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // echoNamespace: "join" joins the rooms named, "echo" emits "echo" back,

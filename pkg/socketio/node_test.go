@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventserver/eventserver/internal/testenv"
+	"github.com/eventserver/eventserver/pkg/testsupport/testenv"
 )
 
 // TestNodeClient runs the official socket.io-client 4.8 (testdata/client.js)

@@ -17,6 +17,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/eventserver/eventserver/pkg/socketio"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // markers makes every server broadcast "marker" to the whole namespace
@@ -187,7 +188,7 @@ func TestBroadcastWithAck(t *testing.T) {
 	// Every server forgets the request after its timeout.
 	for _, s := range c.servers {
 		ad := s.adapter("/")
-		eventually(t, wait, "ack requests forgotten", func() bool {
+		testwait.Until(t, wait, "ack requests forgotten", func() bool {
 			ad.mu.Lock()
 			defer ad.mu.Unlock()
 			return len(ad.acks) == 0
@@ -262,7 +263,7 @@ func TestBroadcastWithAckTimeoutRace(t *testing.T) {
 		t.Error(err)
 	}
 	ad := s0.adapter("/")
-	eventually(t, wait, "ack requests forgotten", func() bool {
+	testwait.Until(t, wait, "ack requests forgotten", func() bool {
 		ad.mu.Lock()
 		defer ad.mu.Unlock()
 		return len(ad.acks) == 0
@@ -324,11 +325,11 @@ func TestFetchSockets(t *testing.T) {
 	if err := ad.RemoteJoin(ctx, rb.ID, "joined"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, wait, "b in joined", func() bool { return s1.adapter("/tasks").HasRoom("joined") })
+	testwait.Until(t, wait, "b in joined", func() bool { return s1.adapter("/tasks").HasRoom("joined") })
 	if err := ad.RemoteLeave(ctx, rb.ID, "joined"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, wait, "b out of joined", func() bool { return !s1.adapter("/tasks").HasRoom("joined") })
+	testwait.Until(t, wait, "b out of joined", func() bool { return !s1.adapter("/tasks").HasRoom("joined") })
 	if err := ad.RemoteDisconnect(ctx, rb.ID, false); err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +463,7 @@ func TestFetchSocketsAfterAPeerLeft(t *testing.T) {
 		t.Fatalf("%s %v", socketNames(got), err)
 	}
 	s2.close()
-	eventually(t, wait, "two servers left", func() bool {
+	testwait.Until(t, wait, "two servers left", func() bool {
 		n, err := s0.adapter("/").ServerCount(context.Background())
 		return err == nil && n == 2
 	})
@@ -496,7 +497,7 @@ func TestServerSideEmit(t *testing.T) {
 	if err := c.servers[0].nsp("/").ServerSideEmit("hello", 1, "two", map[string]any{"three": 3}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, wait, "s1 and s2 got hello", func() bool {
+	testwait.Until(t, wait, "s1 and s2 got hello", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == 2
@@ -557,12 +558,12 @@ func TestSocketsJoinLeaveDisconnect(t *testing.T) {
 	if !inRoom(s0, a, "joined") {
 		t.Error("the local socket did not join at once")
 	}
-	eventually(t, wait, "b joined", func() bool { return inRoom(s1, b, "joined") && inRoom(s1, b, "also") })
+	testwait.Until(t, wait, "b joined", func() bool { return inRoom(s1, b, "joined") && inRoom(s1, b, "also") })
 	if inRoom(s1, other, "joined") {
 		t.Error("other joined")
 	}
 	s1.nsp("/").Except("r2").SocketsLeave("also")
-	eventually(t, wait, "a and b left also", func() bool { return !inRoom(s0, a, "also") && !inRoom(s1, b, "also") })
+	testwait.Until(t, wait, "a and b left also", func() bool { return !inRoom(s0, a, "also") && !inRoom(s1, b, "also") })
 
 	ad := s0.adapter("/")
 	ctx := context.Background()

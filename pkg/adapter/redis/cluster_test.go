@@ -14,6 +14,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // startRedisCluster starts three redis-server processes (masters, no
@@ -47,7 +49,7 @@ func startRedisCluster(t *testing.T) []string {
 	}
 	for _, addr := range addrs {
 		cl := newClient(addr)
-		eventually(t, wait, addr+" up", func() bool { return cl.Ping(context.Background()).Err() == nil })
+		testwait.Until(t, wait, addr+" up", func() bool { return cl.Ping(context.Background()).Err() == nil })
 		_ = cl.Close()
 	}
 	args := append([]string{"--cluster", "create"}, addrs...)
@@ -56,7 +58,7 @@ func startRedisCluster(t *testing.T) []string {
 	}
 	for _, addr := range addrs {
 		cl := newClient(addr)
-		eventually(t, wait, addr+" in a healthy cluster", func() bool {
+		testwait.Until(t, wait, addr+" in a healthy cluster", func() bool {
 			info, err := cl.ClusterInfo(context.Background()).Result()
 			return err == nil && strings.Contains(info, "cluster_state:ok")
 		})

@@ -20,11 +20,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/eventserver/eventserver/internal/testclient"
-	"github.com/eventserver/eventserver/internal/testwait"
 	"github.com/eventserver/eventserver/pkg/engineio"
 	"github.com/eventserver/eventserver/pkg/redistest"
 	"github.com/eventserver/eventserver/pkg/socketio"
+	"github.com/eventserver/eventserver/pkg/testsupport/testclient"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // wait is how long a test waits for something that should happen at once.
@@ -35,18 +35,6 @@ var prefixSeq atomic.Int64
 // uniquePrefix is a channel prefix no other test uses.
 func uniquePrefix(t testing.TB) string {
 	return fmt.Sprintf("t%d-%s", prefixSeq.Add(1), strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()))
-}
-
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testwait.Until(t, d, what, cond)
-}
-
-// stays checks that cond holds for all of d.
-func stays(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testwait.Holds(t, d, what, cond)
 }
 
 // testCounter reads a counter.
@@ -154,7 +142,7 @@ func (c *cluster) add(mutate func(*Config)) *server {
 	s.http = httptest.NewServer(mux)
 	t.Cleanup(s.close)
 	c.servers = append(c.servers, s)
-	eventually(t, wait, s.name+" ready", b.Ready)
+	testwait.Until(t, wait, s.name+" ready", b.Ready)
 	return s
 }
 
@@ -304,7 +292,7 @@ func (s *server) connect(nsp, name string, rooms []string, opts ...clientOpt) *c
 	})
 	t.Cleanup(func() { sock.Disconnect() })
 	sock.Connect()
-	eventually(t, wait, name+" connected", func() bool {
+	testwait.Until(t, wait, name+" connected", func() bool {
 		if !sock.Connected() || sock.Id() == "" {
 			return false
 		}
@@ -356,7 +344,7 @@ func (c *client) args(name string) []any {
 
 func (c *client) waitCount(name string, n int) {
 	c.t.Helper()
-	eventually(c.t, wait, fmt.Sprintf("%s to get %q %d times", c.name, name, n), func() bool { return c.count(name) >= n })
+	testwait.Until(c.t, wait, fmt.Sprintf("%s to get %q %d times", c.name, name, n), func() bool { return c.count(name) >= n })
 }
 
 // spy is a raw Redis subscriber that records what is published.
@@ -424,7 +412,7 @@ func (s *spy) find(ok func(*goredis.Message) bool) *goredis.Message {
 func (s *spy) wait(t testing.TB, what string, ok func(*goredis.Message) bool) *goredis.Message {
 	t.Helper()
 	var m *goredis.Message
-	eventually(t, wait, what, func() bool { m = s.find(ok); return m != nil })
+	testwait.Until(t, wait, what, func() bool { m = s.find(ok); return m != nil })
 	return m
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eventserver/eventserver/pkg/socketio"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 func fast(cfg *Config) {
@@ -45,7 +46,7 @@ func traffic(s *server) (stop func()) {
 // it: delivery across servers works again.
 func deliveredAgain(t *testing.T, from *server, to *client, ev string) {
 	t.Helper()
-	eventually(t, wait, ev+" delivered across servers", func() bool {
+	testwait.Until(t, wait, ev+" delivered across servers", func() bool {
 		if to.count(ev) > 0 {
 			return true
 		}
@@ -83,7 +84,7 @@ func TestRedisRestart(t *testing.T) {
 	defer stop()
 	for round := range 3 {
 		c.redis.Kill()
-		eventually(t, wait, "not ready while Redis is down", func() bool { return !s0.builder.Ready() && !s1.builder.Ready() })
+		testwait.Until(t, wait, "not ready while Redis is down", func() bool { return !s0.builder.Ready() && !s1.builder.Ready() })
 
 		// Local delivery goes on, and emitting does not block.
 		ev := fmt.Sprint("local-", round)
@@ -103,14 +104,14 @@ func TestRedisRestart(t *testing.T) {
 		}
 
 		c.redis.Restart()
-		eventually(t, wait, "ready again", func() bool { return ready(c) })
+		testwait.Until(t, wait, "ready again", func() bool { return ready(c) })
 		deliveredAgain(t, s0, b, fmt.Sprint("after-", round))
 		if b.count("tick") == 0 {
 			t.Error("no tick delivered")
 		}
 	}
 	stop()
-	eventually(t, wait, "goroutines back to the baseline", func() bool {
+	testwait.Until(t, wait, "goroutines back to the baseline", func() bool {
 		return builderGoroutines() == 10 && runtime.NumGoroutine() <= baseline+5
 	})
 	if s0.counter("redis_errors_total", "op", opReceive) == 0 {
@@ -169,13 +170,13 @@ func TestRedisPaused(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Error("serverSideEmitWithAck did not complete by its timeout")
 	}
-	eventually(t, wait, "not ready while Redis is paused", func() bool { return !s0.builder.Ready() && !s1.builder.Ready() })
-	eventually(t, wait, "lost publishes counted", func() bool {
+	testwait.Until(t, wait, "not ready while Redis is paused", func() bool { return !s0.builder.Ready() && !s1.builder.Ready() })
+	testwait.Until(t, wait, "lost publishes counted", func() bool {
 		return s0.counter("messages_dropped_total", "reason", dropStale)+s0.counter("redis_errors_total", "op", opPublish) > 0
 	})
 
 	c.redis.Resume()
-	eventually(t, wait, "ready again", func() bool { return ready(c) })
+	testwait.Until(t, wait, "ready again", func() bool { return ready(c) })
 	deliveredAgain(t, s0, b, "resumed")
 }
 
@@ -190,7 +191,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	if err := s0.nsp("/").Adapter().ServerSideEmit([]any{"q"}, func(_ []any, err error) { acked <- err }); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, wait, "request pending", func() bool {
+	testwait.Until(t, wait, "request pending", func() bool {
 		ad := s0.adapter("/")
 		ad.mu.Lock()
 		defer ad.mu.Unlock()
@@ -213,7 +214,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	if s0.builder.Ready() {
 		t.Error("ready after Close")
 	}
-	eventually(t, wait, "only the other Builder's 5 goroutines", func() bool { return builderGoroutines() == 5 })
+	testwait.Until(t, wait, "only the other Builder's 5 goroutines", func() bool { return builderGoroutines() == 5 })
 	if err := s0.nsp("/").ServerSideEmit("after-close"); err != nil {
 		t.Errorf("emit after Close: %v", err)
 	}
@@ -221,7 +222,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	// A dynamic namespace's adapter is closed alone: its channels go.
 	s1 := c.servers[1]
 	nsp := s1.nsp("/dyn")
-	eventually(t, wait, "subscribed to /dyn", s1.builder.Ready)
+	testwait.Until(t, wait, "subscribed to /dyn", s1.builder.Ready)
 	numsub := func() int64 {
 		m, err := s1.client.PubSubNumSub(context.Background(), c.prefix+"-request#/dyn#").Result()
 		if err != nil {
@@ -229,10 +230,10 @@ func TestCloseStopsEverything(t *testing.T) {
 		}
 		return m[c.prefix+"-request#/dyn#"]
 	}
-	eventually(t, wait, "/dyn request channel subscribed", func() bool { return numsub() == 1 })
+	testwait.Until(t, wait, "/dyn request channel subscribed", func() bool { return numsub() == 1 })
 	nsp.Adapter().Close()
-	eventually(t, wait, "/dyn request channel unsubscribed", func() bool { return numsub() == 0 })
-	eventually(t, wait, "ready without /dyn", s1.builder.Ready)
+	testwait.Until(t, wait, "/dyn request channel unsubscribed", func() bool { return numsub() == 0 })
+	testwait.Until(t, wait, "ready without /dyn", s1.builder.Ready)
 
 	s1.close()
 	noBuilderGoroutines(t)
@@ -271,7 +272,7 @@ func TestUnreachableRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	nsp := io.Of("/")
-	stays(t, time.Second, "not ready without Redis", func() bool { return !b.Ready() })
+	testwait.Holds(t, time.Second, "not ready without Redis", func() bool { return !b.Ready() })
 	attempts := testCounter(b.metrics.redisErrors.WithLabelValues(opReceive))
 	if attempts < 3 || attempts > 15 {
 		t.Errorf("%v connection attempts in 1s with a 100ms retry pause", attempts)
@@ -315,11 +316,11 @@ func TestInboundQueueOverflow(t *testing.T) {
 	for i := range 50 {
 		_ = s0.nsp("/").Emit("flood", i)
 	}
-	eventually(t, wait, "overflow counted", func() bool {
+	testwait.Until(t, wait, "overflow counted", func() bool {
 		return s1.counter("messages_dropped_total", "reason", dropInboundFull) > 0
 	})
 	// The reader still answers the health checks.
-	stays(t, 600*time.Millisecond, "ready while only the handler is stalled", s1.builder.Ready)
+	testwait.Holds(t, 600*time.Millisecond, "ready while only the handler is stalled", s1.builder.Ready)
 	close(release)
 	deliveredAgain(t, s0, b, "after")
 	if n := b.count("flood"); n == 0 || n >= 50 {

@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/eventserver/eventserver/pkg/socketio"
+	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
 // TestAnswersToNodePeers sends what a Node server (adapter 8.3.0) or
@@ -119,7 +120,7 @@ func TestAnswersToNodePeers(t *testing.T) {
 		}
 		// emitter.in("r").socketsJoin("joined"): no uid.
 		request("/", `{"type":2,"opts":{"rooms":["r"],"except":[]},"rooms":["joined"]}`)
-		eventually(t, wait, "a joined", func() bool { return slices.Contains(s.rooms("/", a), "joined") })
+		testwait.Until(t, wait, "a joined", func() bool { return slices.Contains(s.rooms("/", a), "joined") })
 		// emitter.serverSideEmit("hello", 1)
 		got := make(chan []any, 1)
 		s.nsp("/").OnServerSideEmit("hello", func(args []any, _ socketio.Ack) { got <- args })
@@ -158,7 +159,7 @@ func TestAnswersToNodePeers(t *testing.T) {
 		request("/", "{not json")
 		request("/", "\x93\x01")
 		publish(c.prefix+"-response#/#", "{")
-		eventually(t, wait, "malformed messages counted", func() bool {
+		testwait.Until(t, wait, "malformed messages counted", func() bool {
 			return s.counter("messages_dropped_total", "reason", dropMalformed) >= before+4
 		})
 		// Still working.
