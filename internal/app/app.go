@@ -255,9 +255,9 @@ func (a *App) build(verifier *auth.Verifier) error {
 			_, _ = w.Write([]byte("not ready: draining\n"))
 			return
 		}
-		if a.adapter != nil && !a.adapter.Ready() {
+		if reason := a.notReady(); reason != "" {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready: Redis subscriptions not confirmed\n"))
+			_, _ = w.Write([]byte("not ready: " + reason + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
@@ -516,6 +516,19 @@ func (a *App) closeCluster() {
 		a.log.Warn("closing the Redis adapter", zap.Error(err))
 	}
 	_ = a.redis.Close()
+}
+
+// notReady tells why a subscription the instance depends on is not live
+// (the cluster's Redis subscriptions, the Flask-SocketIO queue), or "" when
+// every one is.
+func (a *App) notReady() string {
+	if a.adapter != nil && !a.adapter.Ready() {
+		return "Redis subscriptions not confirmed"
+	}
+	if a.bridge != nil && !a.bridge.Ready() {
+		return "Flask-SocketIO queue not subscribed"
+	}
+	return ""
 }
 
 // Addr is the address the instance listens on.
