@@ -191,7 +191,7 @@ func inProcessAdapterServer(t *testing.T, redisURL, prefix string) *socketio.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := redisadapter.NewBuilder(redisadapter.Config{Client: client, Prefix: prefix, Logger: zap.NewNop()})
+	b, err := redisadapter.NewBroker(redisadapter.Config{Client: client, Prefix: prefix, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ type App struct {
 
 	// Cluster mode only.
 	redis   goredis.UniversalClient
-	adapter *redisadapter.Builder
+	adapter *redisadapter.Broker
 
 	// bridge carries out vantage6's Flask-SocketIO queue, when configured;
 	// bridgeRedis is its own client when the queue is not the cluster's Redis.
@@ -180,7 +180,7 @@ func (a *App) build(verifier *auth.Verifier) error {
 		if err != nil {
 			return fmt.Errorf("app: EVENTSERVER_REDIS_URL: %w", err)
 		}
-		a.adapter, err = redisadapter.NewBuilder(redisadapter.Config{
+		a.adapter, err = redisadapter.NewBroker(redisadapter.Config{
 			Client:         client,
 			Prefix:         cfg.RedisPrefix,
 			RequestTimeout: cfg.RedisRequestTimeout,
