@@ -45,6 +45,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/eventserver/eventserver/pkg/retry"
+
 	"github.com/eventserver/eventserver/pkg/promreg"
 )
 
@@ -223,23 +225,19 @@ func (b *Bridge) setReady(up bool, err error) {
 	}
 }
 
+// run handles the channel's messages until ctx ends. After a failed
+// Receive it pauses 200ms: go-redis reconnects and re-subscribes on the
+// next one.
 func (b *Bridge) run(ctx context.Context, ps *redis.PubSub) {
 	defer close(b.done)
 	defer b.setReady(false, nil)
-	for {
+	_ = retry.Loop{Pause: retry.Fixed(200 * time.Millisecond)}.Run(ctx, func(ctx context.Context, _ int) error {
 		msg, err := ps.Receive(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
+			if ctx.Err() == nil {
+				b.setReady(false, err)
 			}
-			b.setReady(false, err)
-			// go-redis reconnects and re-subscribes on the next Receive.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			continue
+			return err
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
@@ -249,7 +247,8 @@ func (b *Bridge) run(ctx context.Context, ps *redis.PubSub) {
 		case *redis.Message:
 			b.Handle([]byte(m.Payload))
 		}
-	}
+		return nil
+	})
 }
 
 // message is a python-socketio pub/sub message.

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/eventserver/eventserver/pkg/retry"
 )
 
 // RedisConfig configures a RedisStore.
@@ -616,67 +618,45 @@ func (s *RedisStore) stopLoops() {
 // lost its state), and RetryPause after a failure.
 func (s *RedisStore) refreshLoop(ctx context.Context) {
 	defer s.loops.Done()
-	t := time.NewTimer(s.cfg.RefreshInterval)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-s.kick:
-		}
+	l := retry.Loop{Every: s.cfg.RefreshInterval, Pause: retry.Fixed(s.cfg.RetryPause), Wake: s.kick}
+	_ = l.Run(ctx, func(ctx context.Context, failures int) error {
 		opCtx, cancel := s.timeout(ctx)
 		err := s.refresh(opCtx)
 		cancel()
-		next := s.cfg.RefreshInterval
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return
 		case err != nil:
 			s.m.refreshErrors.Inc()
-			if !failing {
+			if failures == 0 {
 				s.log.Warn("presence refresh failed; retrying", zap.Duration("pause", s.cfg.RetryPause), zap.Error(err))
 			}
-			failing = true
-			next = s.cfg.RetryPause
-		case failing:
-			failing = false
+		case failures > 0:
 			s.log.Info("presence refresh works again")
 		}
-		t.Reset(next)
-	}
+		return err
+	})
 }
 
 // sweepLoop sweeps every SweepInterval.
 func (s *RedisStore) sweepLoop(ctx context.Context) {
 	defer s.loops.Done()
-	t := time.NewTicker(s.cfg.SweepInterval)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	l := retry.Loop{Every: s.cfg.SweepInterval, Pause: retry.Fixed(s.cfg.SweepInterval)}
+	_ = l.Run(ctx, func(ctx context.Context, failures int) error {
 		opCtx, cancel := s.timeout(ctx)
 		err := s.sweep(opCtx)
 		cancel()
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return
 		case err != nil:
 			s.m.sweepErrors.Inc()
-			if !failing {
+			if failures == 0 {
 				s.log.Warn("presence sweep failed; retrying", zap.Duration("interval", s.cfg.SweepInterval), zap.Error(err))
 			}
-			failing = true
-		case failing:
-			failing = false
+		case failures > 0:
 			s.log.Info("presence sweep works again")
 		}
-	}
+		return err
+	})
 }
 
 // refresh retries failed removals, extends this replica's heartbeat

@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/eventserver/eventserver/pkg/retry"
 	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
@@ -257,33 +258,25 @@ func (b *Broker) kickSupervisor() {
 // pauses RetryPause and opens the next, until Close.
 func (b *Broker) readLoop() {
 	defer b.wg.Done()
-	pause := time.NewTimer(b.cfg.RetryPause)
-	pause.Stop()
-	defer pause.Stop()
-	for {
+	_ = retry.Loop{Pause: retry.Fixed(b.cfg.RetryPause)}.Run(b.ctx, func(ctx context.Context, _ int) error {
 		s := &subConn{
-			ps:        b.cfg.Client.Subscribe(b.ctx), // no channel yet: no I/O
+			ps:        b.cfg.Client.Subscribe(ctx), // no channel yet: no I/O
 			requested: map[string]bool{},
 			confirmed: map[string]bool{},
 		}
 		s.touch()
 		if !b.startSubConn(s) {
 			_ = s.ps.Close()
-			return
+			return retry.Stop
 		}
 		err := b.receive(s)
 		b.endSubConn(s, err)
 		_ = s.ps.Close() // an error means the supervisor or Close closed it first
-		if b.ctx.Err() != nil {
-			return
+		if err == nil {
+			err = errors.New("subscription connection ended") // receive returns only on an error
 		}
-		pause.Reset(b.cfg.RetryPause)
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-pause.C:
-		}
-	}
+		return err
+	})
 }
 
 func (b *Broker) startSubConn(s *subConn) bool {
