@@ -195,6 +195,7 @@ func inProcessAdapterServer(t *testing.T, redisURL, prefix string) *socketio.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.Start()
 	io, err := socketio.NewServer(socketio.Config{Adapter: b.New})
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +203,7 @@ func inProcessAdapterServer(t *testing.T, redisURL, prefix string) *socketio.Ser
 	io.Of("/tasks")
 	t.Cleanup(func() {
 		_ = io.Shutdown(context.Background())
-		_ = b.Close()
+		_ = b.Shutdown(context.Background())
 		_ = client.Close()
 	})
 	checkFor(t, wait, func() error {

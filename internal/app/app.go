@@ -192,6 +192,7 @@ func (a *App) build(verifier *auth.Verifier) error {
 			return fmt.Errorf("app: %w", err)
 		}
 		a.redis = client
+		a.adapter.Start()
 		scfg.Adapter = a.adapter.New
 		log.Info("cluster mode", zap.String("redis", redisconn.Redact(cfg.RedisURL)),
 			zap.String("redis_mode", string(mode)), zap.String("prefix", cfg.RedisPrefix))
@@ -507,12 +508,14 @@ func (a *App) closeOutbox(ctx context.Context) {
 	}
 }
 
-// closeCluster closes the Redis adapter and client, in cluster mode.
+// closeCluster stops the Redis adapter and closes the client, in cluster
+// mode. It waits for the adapter's goroutines whatever the shutdown
+// deadline: the client is closed after them.
 func (a *App) closeCluster() {
 	if a.adapter == nil {
 		return
 	}
-	if err := a.adapter.Close(); err != nil {
+	if err := a.adapter.Shutdown(context.Background()); err != nil {
 		a.log.Warn("closing the Redis adapter", zap.Error(err))
 	}
 	_ = a.redis.Close()

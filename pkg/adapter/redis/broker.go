@@ -31,7 +31,7 @@ type Broker struct {
 	metrics *metrics
 	limit   limiter
 
-	ctx    context.Context // canceled by Close
+	ctx    context.Context // canceled by Shutdown
 	cancel context.CancelFunc
 
 	inbound   chan inbound  // reader → dispatcher: broadcasts and requests
@@ -51,6 +51,8 @@ type Broker struct {
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	started   bool          // under mu
+	stopped   chan struct{} // closed when Shutdown has stopped the goroutines
 }
 
 // inbound is a message read from Redis.
@@ -86,9 +88,7 @@ func (s *subConn) idle() time.Duration {
 func channelKey(ch string) string { return "c:" + ch }
 func patternKey(p string) string  { return "p:" + p }
 
-// NewBroker checks cfg and starts the Broker's goroutines. It does not
-// wait for Redis: the subscriptions are made, and remade after every
-// connection loss, in the background; Ready tells when they hold.
+// NewBroker checks cfg; Start starts the Broker's goroutines.
 func NewBroker(cfg Config) (*Broker, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -115,19 +115,33 @@ func NewBroker(cfg Config) (*Broker, error) {
 		adapters:  map[*Adapter]struct{}{},
 		routes:    map[string][]*Adapter{},
 		desired:   map[string]int{},
+		stopped:   make(chan struct{}),
 	}
 	b.metrics.subscribed.Set(0)
+	return b, nil
+}
+
+// Start starts the Broker's goroutines, which Shutdown stops. It does not
+// wait for Redis: the subscriptions are made, and remade after every
+// connection loss, in the background; Ready tells when they hold. It does
+// nothing when called again or after Shutdown.
+func (b *Broker) Start() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started || b.closed {
+		return
+	}
+	b.started = true
 	b.wg.Add(5)
 	go b.readLoop()
 	go b.superviseLoop()
 	go b.dispatchLoop(b.inbound)
 	go b.dispatchLoop(b.responses)
 	go b.publishLoop()
-	return b, nil
 }
 
 // New returns the adapter of nsp: pass it as socketio.Config.Adapter.
-// After Close, the adapter it returns delivers locally only.
+// After Shutdown, the adapter it returns delivers locally only.
 func (b *Broker) New(nsp *socketio.Namespace) socketio.Adapter {
 	a := newAdapter(b, nsp)
 	if !b.register(a) {
@@ -160,11 +174,11 @@ func (b *Broker) readyLocked() bool {
 	return true
 }
 
-// Close closes every adapter (their pending requests fail with ErrClosed),
-// stops the goroutines and waits for them. Messages still queued for
-// publishing get one last attempt. It is idempotent, and does not close
-// Config.Client.
-func (b *Broker) Close() error {
+// Shutdown closes every adapter (their pending requests fail with
+// ErrClosed), stops the goroutines and waits for them, bounded by ctx (its
+// error when it ends first). Messages still queued for publishing get one
+// last attempt. It is idempotent, and does not close Config.Client.
+func (b *Broker) Shutdown(ctx context.Context) error {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
 		b.closed = true
@@ -181,13 +195,21 @@ func (b *Broker) Close() error {
 		if s != nil {
 			_ = s.ps.Close() // unblocks the reader; an error means it was closed already
 		}
-		b.wg.Wait()
-		b.metrics.subscribed.Set(0)
+		go func() {
+			b.wg.Wait()
+			b.metrics.subscribed.Set(0)
+			close(b.stopped)
+		}()
 	})
-	return nil
+	select {
+	case <-b.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-// spawn runs f in a goroutine that Close waits for; false after Close.
+// spawn runs f in a goroutine that Shutdown waits for; false after Shutdown.
 func (b *Broker) spawn(f func()) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -255,7 +277,7 @@ func (b *Broker) kickSupervisor() {
 // ---- reader: one subscription connection at a time ----
 
 // readLoop owns the subscription connections: it opens one, reads it until it fails, then
-// pauses RetryPause and opens the next, until Close.
+// pauses RetryPause and opens the next, until Shutdown.
 func (b *Broker) readLoop() {
 	defer b.wg.Done()
 	_ = retry.Loop{Pause: retry.Fixed(b.cfg.RetryPause)}.Run(b.ctx, func(ctx context.Context, _ int) error {
@@ -580,7 +602,7 @@ func (b *Broker) fill(batch []outbound) []outbound {
 	return batch
 }
 
-// flush makes one last attempt at what is queued when Close is called.
+// flush makes one last attempt at what is queued when Shutdown is called.
 func (b *Broker) flush(batch []outbound) {
 	for {
 		batch = b.fill(batch[:0])

@@ -8,10 +8,11 @@
 //
 //	b, err := redis.NewBroker(redis.Config{Client: client, Logger: log, Registerer: reg})
 //	...
+//	b.Start()        // starts the Broker's goroutines
 //	io, err := socketio.NewServer(socketio.Config{Adapter: b.New})
 //	...
 //	io.Shutdown(ctx) // closes every namespace's adapter
-//	b.Close()        // stops the Broker's goroutines
+//	b.Shutdown(ctx)  // stops the Broker's goroutines
 //
 // One Broker serves one socketio.Server: it holds one subscription
 // connection for all namespaces, a reader, a dispatcher that handles

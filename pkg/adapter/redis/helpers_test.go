@@ -139,6 +139,7 @@ func (c *cluster) add(mutate func(*Config)) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.Start()
 	s.broker = b
 	// fetchSockets reports the kept headers (wire_test checks Node's shape).
 	io, err := socketio.NewServer(socketio.Config{Adapter: b.New, Engine: engineio.Config{KeepHeaders: []string{"User-Agent"}}})
@@ -182,7 +183,7 @@ func (s *server) close() {
 	if err := s.io.Shutdown(ctx); err != nil {
 		s.t.Error(err)
 	}
-	if err := s.broker.Close(); err != nil {
+	if err := s.broker.Shutdown(context.Background()); err != nil {
 		s.t.Error(err)
 	}
 	s.http.Close()

@@ -196,7 +196,7 @@ func TestCloseStopsEverything(t *testing.T) {
 		defer ad.mu.Unlock()
 		return len(ad.requests) == 1
 	})
-	if err := s0.broker.Close(); err != nil {
+	if err := s0.broker.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -207,7 +207,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	default:
 		t.Error("Close returned before the pending request ended")
 	}
-	if err := s0.broker.Close(); err != nil {
+	if err := s0.broker.Shutdown(context.Background()); err != nil {
 		t.Error(err)
 	}
 	if s0.broker.Ready() {
@@ -266,6 +266,7 @@ func TestUnreachableRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.Start()
 	io, err := socketio.NewServer(socketio.Config{Adapter: b.New})
 	if err != nil {
 		t.Fatal(err)
@@ -285,7 +286,7 @@ func TestUnreachableRedis(t *testing.T) {
 	if err := io.Shutdown(ctx); err != nil {
 		t.Error(err)
 	}
-	if err := b.Close(); err != nil {
+	if err := b.Shutdown(context.Background()); err != nil {
 		t.Error(err)
 	}
 	if took := time.Since(start); took > time.Second {
