@@ -432,7 +432,7 @@ func (a *App) closeBridge(ctx context.Context) {
 	if a.bridge == nil {
 		return
 	}
-	if err := a.bridge.Close(ctx); err != nil {
+	if err := a.bridge.Shutdown(ctx); err != nil {
 		a.log.Warn("closing the Flask-SocketIO queue bridge", zap.Error(err))
 	}
 	if a.bridgeRedis != nil {
@@ -489,6 +489,7 @@ func (a *App) newOutbox() (hub.FactSink, error) {
 		}
 		return nil, fmt.Errorf("app: %w", err)
 	}
+	o.Start()
 	a.outbox = o
 	a.log.Info("backend outbox", fields...)
 	return o, nil

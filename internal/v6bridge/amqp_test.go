@@ -216,7 +216,7 @@ func TestAMQPBridge(t *testing.T) {
 		closed = true
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := b.Close(ctx); err != nil {
+		if err := b.Shutdown(ctx); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	}
@@ -316,7 +316,7 @@ func TestAMQPBridgeMismatchedExchange(t *testing.T) {
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := b.Close(ctx); err != nil {
+		if err := b.Shutdown(ctx); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	}()

@@ -165,7 +165,7 @@ func New(cfg Config) (*Bridge, error) {
 }
 
 // Start subscribes to the channel and handles its messages in a goroutine
-// that Close stops. go-redis re-subscribes after a lost connection; over
+// that Shutdown stops. go-redis re-subscribes after a lost connection; over
 // RabbitMQ the bridge reconnects and declares again, with backoff.
 func (b *Bridge) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -182,8 +182,9 @@ func (b *Bridge) Start() {
 // Ready reports whether the subscription is confirmed and live.
 func (b *Bridge) Ready() bool { return b.ready.Load() }
 
-// Close stops the subscription and waits for the handler (bounded by ctx).
-func (b *Bridge) Close(ctx context.Context) error {
+// Shutdown stops the subscription and waits for the handler (bounded by
+// ctx). It is idempotent, and may be called without Start.
+func (b *Bridge) Shutdown(ctx context.Context) error {
 	b.once.Do(func() {
 		if b.cancel == nil {
 			close(b.done)
