@@ -59,7 +59,7 @@ type App struct {
 
 	// v6 resolves identities through the vantage6 API, when configured.
 	v6 *v6api.Resolver
-	// verifier checks client tokens; Close stops its JWK Set refresh.
+	// verifier checks client tokens; Shutdown stops its JWK Set refresh.
 	verifier *auth.Verifier
 
 	// outbox hands node facts to the backend, when configured, with its own
@@ -297,9 +297,9 @@ func (a *App) release() {
 	}
 	a.closeBridge(ctx)
 	a.closeOutbox(ctx)
-	a.closeV6()
+	a.closeV6(ctx)
 	a.closeCluster()
-	a.verifier.Close()
+	_ = a.verifier.Shutdown(ctx)
 }
 
 // newResolver picks who tells the identity of a client: the vantage6 API
@@ -341,9 +341,9 @@ func (a *App) newResolver() (identity.Resolver, time.Duration, error) {
 }
 
 // closeV6 closes the vantage6 resolver's idle connections.
-func (a *App) closeV6() {
+func (a *App) closeV6(ctx context.Context) {
 	if a.v6 != nil {
-		a.v6.Close()
+		_ = a.v6.Shutdown(ctx)
 	}
 }
 
@@ -599,8 +599,8 @@ func (a *App) Shutdown(ctx context.Context) error {
 		// events and the transitions decided while draining are in.
 		a.closeOutbox(ctx)
 		a.closeCluster()
-		a.closeV6()
-		a.verifier.Close()
+		a.closeV6(ctx)
+		_ = a.verifier.Shutdown(ctx)
 		a.log.Info("shut down")
 	})
 	return a.shutErr
