@@ -62,7 +62,7 @@ func (o *Outbox) writeStream(q *queue, batch []item) {
 		}
 		if err == nil {
 			o.streamUp()
-			return retry.Stop
+			return retry.ErrStop
 		}
 		pending = rest
 		o.streamDown(err, len(q.ch)+len(pending))

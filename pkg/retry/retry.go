@@ -11,8 +11,8 @@ import (
 	"github.com/eventserver/eventserver/pkg/backoff"
 )
 
-// Stop, returned by an attempt, ends Run at once (Run returns nil).
-var Stop = errors.New("retry: stop")
+// ErrStop, returned by an attempt, ends Run at once (Run returns nil).
+var ErrStop = errors.New("retry: stop")
 
 // Reset wraps the error of an attempt that got going before it failed (a
 // subscription that was made, then lost): the count of failures in a row
@@ -48,11 +48,11 @@ type Loop struct {
 }
 
 // Run calls attempt until ctx ends (it returns ctx's error) or attempt
-// returns Stop (it returns nil). attempt gets the number of failures in a
+// returns ErrStop (it returns nil). attempt gets the number of failures in a
 // row before it, so that it can log the first failure and the recovery; an
 // error is a failure, followed by Pause, nil a success, followed by Every.
 // When ctx ends during an attempt, Run returns ctx's error unless the
-// attempt returned Stop.
+// attempt returned ErrStop.
 func (l Loop) Run(ctx context.Context, attempt func(ctx context.Context, failures int) error) error {
 	if l.Every > 0 && !l.wait(ctx, l.Every) {
 		return ctx.Err()
@@ -63,7 +63,7 @@ func (l Loop) Run(ctx context.Context, attempt func(ctx context.Context, failure
 			return ctx.Err()
 		}
 		err := attempt(ctx, failures)
-		if errors.Is(err, Stop) {
+		if errors.Is(err, ErrStop) {
 			return nil
 		}
 		if ctx.Err() != nil {

@@ -16,7 +16,7 @@ var errDown = errors.New("down")
 // TestRunCountsFailuresAndPauses: the failures in a row reach the attempt and
 // the pause; a success resets them, and so does Reset.
 func TestRunCountsFailuresAndPauses(t *testing.T) {
-	results := []error{errDown, errDown, nil, errDown, Reset(errDown), errDown, Stop}
+	results := []error{errDown, errDown, nil, errDown, Reset(errDown), errDown, ErrStop}
 	var seen, paused []int
 	l := Loop{Pause: func(n int) time.Duration { paused = append(paused, n); return time.Millisecond }}
 	i := 0
@@ -26,7 +26,7 @@ func TestRunCountsFailuresAndPauses(t *testing.T) {
 		return results[i-1]
 	})
 	if err != nil {
-		t.Fatalf("Run = %v, want nil after Stop", err)
+		t.Fatalf("Run = %v, want nil after ErrStop", err)
 	}
 	if want := []int{0, 1, 2, 0, 1, 1, 2}; !equal(seen, want) {
 		t.Errorf("failures seen by the attempts %v, want %v", seen, want)
@@ -84,7 +84,7 @@ func TestRunEveryAndWake(t *testing.T) {
 			wake <- struct{}{}
 			return nil
 		}
-		return Stop
+		return ErrStop
 	})
 	if err != nil || n != 2 {
 		t.Fatalf("Run = %v after %d attempts, want nil after 2", err, n)

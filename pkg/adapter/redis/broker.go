@@ -289,15 +289,12 @@ func (b *Broker) readLoop() {
 		s.touch()
 		if !b.startSubConn(s) {
 			_ = s.ps.Close()
-			return retry.Stop
+			return retry.ErrStop
 		}
 		err := b.receive(s)
 		b.endSubConn(s, err)
-		_ = s.ps.Close() // an error means the supervisor or Close closed it first
-		if err == nil {
-			err = errors.New("subscription connection ended") // receive returns only on an error
-		}
-		return err
+		_ = s.ps.Close() // an error means the supervisor or Shutdown closed it first
+		return err       // never nil: a failure, followed by RetryPause
 	})
 }
 
