@@ -361,7 +361,7 @@ func (a *App) newPresence(h presence.Handler) (presence.Store, error) {
 			Registerer: a.metrics.Registry,
 		})
 	}
-	return presence.NewRedis(presence.RedisConfig{
+	s, err := presence.NewRedis(presence.RedisConfig{
 		Client:          a.redis,
 		Handler:         h,
 		Instance:        cfg.InstanceID,
@@ -373,6 +373,11 @@ func (a *App) newPresence(h presence.Handler) (presence.Store, error) {
 		Logger:          a.log.Named("presence"),
 		Registerer:      a.metrics.Registry,
 	})
+	if err != nil {
+		return nil, err
+	}
+	s.Start()
+	return s, nil
 }
 
 // graceOrNone maps a configured zero grace to presence.NoGrace (zero means

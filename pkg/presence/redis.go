@@ -71,9 +71,6 @@ type RedisConfig struct {
 	// Now is the clock of stale detection; nil: time.Now. Heartbeat expiry
 	// and grace deadlines use Redis's clock, not this one.
 	Now func() time.Time
-
-	// manual: no background loops (tests and benchmarks drive them).
-	manual bool
 }
 
 // Validate checks the configuration without connecting.
@@ -210,9 +207,8 @@ type localNode struct {
 
 var _ Store = (*RedisStore)(nil)
 
-// NewRedis returns a RedisStore and starts its loops; Shutdown stops them.
-// It does not connect: a Redis that is down makes calls fail, and the
-// loops retry.
+// NewRedis returns a RedisStore; Start starts its loops. It does not
+// connect: a Redis that is down makes calls fail, and the loops retry.
 func NewRedis(cfg RedisConfig) (*RedisStore, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -235,10 +231,18 @@ func NewRedis(cfg RedisConfig) (*RedisStore, error) {
 		retry: map[string]*localConn{},
 		kick:  make(chan struct{}, 1),
 	}
-	if !cfg.manual {
+	return s, nil
+}
+
+// Start starts the refresh and sweep loops, which Shutdown stops. It does
+// nothing when called again or after Shutdown (not concurrently with it).
+func (s *RedisStore) Start() {
+	s.mu.Lock()
+	closed := s.closed || s.dead
+	s.mu.Unlock()
+	if !closed {
 		s.startLoops()
 	}
-	return s, nil
 }
 
 func stripeOf(member string) int {
