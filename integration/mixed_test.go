@@ -192,10 +192,11 @@ func inProcessAdapterServer(t *testing.T, redisURL, prefix string) *socketio.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := redisadapter.NewBuilder(redisadapter.Config{Client: client, Prefix: prefix, Logger: zap.NewNop()})
+	b, err := redisadapter.NewBroker(redisadapter.Config{Client: client, Prefix: prefix, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.Start()
 	io, err := socketio.NewServer(socketio.Config{Adapter: b.New})
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +204,7 @@ func inProcessAdapterServer(t *testing.T, redisURL, prefix string) *socketio.Ser
 	io.Of("/tasks")
 	t.Cleanup(func() {
 		_ = io.Shutdown(context.Background())
-		_ = b.Close()
+		_ = b.Shutdown(context.Background())
 		_ = client.Close()
 	})
 	testwait.For(t, wait, func() error {

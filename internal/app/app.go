@@ -51,7 +51,7 @@ type App struct {
 
 	// Cluster mode only.
 	redis   goredis.UniversalClient
-	adapter *redisadapter.Builder
+	adapter *redisadapter.Broker
 
 	// bridge carries out vantage6's Flask-SocketIO queue, when configured;
 	// bridgeRedis is its own client when the queue is not the cluster's Redis.
@@ -60,7 +60,7 @@ type App struct {
 
 	// v6 resolves identities through the vantage6 API, when configured.
 	v6 *v6api.Resolver
-	// verifier checks client tokens; Close stops its JWK Set refresh.
+	// verifier checks client tokens; Shutdown stops its JWK Set refresh.
 	verifier *auth.Verifier
 
 	// outbox hands node facts to the backend, when configured, with its own
@@ -181,7 +181,7 @@ func (a *App) build(verifier *auth.Verifier) error {
 		if err != nil {
 			return fmt.Errorf("app: EVENTSERVER_REDIS_URL: %w", err)
 		}
-		a.adapter, err = redisadapter.NewBuilder(redisadapter.Config{
+		a.adapter, err = redisadapter.NewBroker(redisadapter.Config{
 			Client:         client,
 			Prefix:         cfg.RedisPrefix,
 			RequestTimeout: cfg.RedisRequestTimeout,
@@ -193,6 +193,7 @@ func (a *App) build(verifier *auth.Verifier) error {
 			return fmt.Errorf("app: %w", err)
 		}
 		a.redis = client
+		a.adapter.Start()
 		scfg.Adapter = a.adapter.New
 		log.Info("cluster mode", zap.String("redis", redisconn.Redact(cfg.RedisURL)),
 			zap.String("redis_mode", string(mode)), zap.String("prefix", cfg.RedisPrefix))
@@ -256,9 +257,9 @@ func (a *App) build(verifier *auth.Verifier) error {
 			_, _ = w.Write([]byte("not ready: draining\n"))
 			return
 		}
-		if a.adapter != nil && !a.adapter.Ready() {
+		if reason := a.notReady(); reason != "" {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready: Redis subscriptions not confirmed\n"))
+			_, _ = w.Write([]byte("not ready: " + reason + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
@@ -297,9 +298,9 @@ func (a *App) release() {
 	}
 	a.closeBridge(ctx)
 	a.closeOutbox(ctx)
-	a.closeV6()
+	a.closeV6(ctx)
 	a.closeCluster()
-	a.verifier.Close()
+	_ = a.verifier.Shutdown(ctx)
 }
 
 // newResolver picks who tells the identity of a client: the vantage6 API
@@ -341,9 +342,9 @@ func (a *App) newResolver() (identity.Resolver, time.Duration, error) {
 }
 
 // closeV6 closes the vantage6 resolver's idle connections.
-func (a *App) closeV6() {
+func (a *App) closeV6(ctx context.Context) {
 	if a.v6 != nil {
-		a.v6.Close()
+		_ = a.v6.Shutdown(ctx)
 	}
 }
 
@@ -361,7 +362,7 @@ func (a *App) newPresence(h presence.Handler) (presence.Store, error) {
 			Registerer: a.metrics.Registry,
 		})
 	}
-	return presence.NewRedis(presence.RedisConfig{
+	s, err := presence.NewRedis(presence.RedisConfig{
 		Client:          a.redis,
 		Handler:         h,
 		Instance:        cfg.InstanceID,
@@ -373,6 +374,11 @@ func (a *App) newPresence(h presence.Handler) (presence.Store, error) {
 		Logger:          a.log.Named("presence"),
 		Registerer:      a.metrics.Registry,
 	})
+	if err != nil {
+		return nil, err
+	}
+	s.Start()
+	return s, nil
 }
 
 // graceOrNone maps a configured zero grace to presence.NoGrace (zero means
@@ -432,7 +438,7 @@ func (a *App) closeBridge(ctx context.Context) {
 	if a.bridge == nil {
 		return
 	}
-	if err := a.bridge.Close(ctx); err != nil {
+	if err := a.bridge.Shutdown(ctx); err != nil {
 		a.log.Warn("closing the Flask-SocketIO queue bridge", zap.Error(err))
 	}
 	if a.bridgeRedis != nil {
@@ -489,6 +495,7 @@ func (a *App) newOutbox() (hub.FactSink, error) {
 		}
 		return nil, fmt.Errorf("app: %w", err)
 	}
+	o.Start()
 	a.outbox = o
 	a.log.Info("backend outbox", fields...)
 	return o, nil
@@ -508,15 +515,30 @@ func (a *App) closeOutbox(ctx context.Context) {
 	}
 }
 
-// closeCluster closes the Redis adapter and client, in cluster mode.
+// closeCluster stops the Redis adapter and closes the client, in cluster
+// mode. It waits for the adapter's goroutines whatever the shutdown
+// deadline: the client is closed after them.
 func (a *App) closeCluster() {
 	if a.adapter == nil {
 		return
 	}
-	if err := a.adapter.Close(); err != nil {
+	if err := a.adapter.Shutdown(context.Background()); err != nil {
 		a.log.Warn("closing the Redis adapter", zap.Error(err))
 	}
 	_ = a.redis.Close()
+}
+
+// notReady tells why a subscription the instance depends on is not live
+// (the cluster's Redis subscriptions, the Flask-SocketIO queue), or "" when
+// every one is.
+func (a *App) notReady() string {
+	if a.adapter != nil && !a.adapter.Ready() {
+		return "Redis subscriptions not confirmed"
+	}
+	if a.bridge != nil && !a.bridge.Ready() {
+		return "Flask-SocketIO queue not subscribed"
+	}
+	return ""
 }
 
 // Addr is the address the instance listens on.
@@ -583,8 +605,8 @@ func (a *App) Shutdown(ctx context.Context) error {
 		// events and the transitions decided while draining are in.
 		a.closeOutbox(ctx)
 		a.closeCluster()
-		a.closeV6()
-		a.verifier.Close()
+		a.closeV6(ctx)
+		_ = a.verifier.Shutdown(ctx)
 		a.log.Info("shut down")
 	})
 	return a.shutErr

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/internal/config"
+	"github.com/eventserver/eventserver/pkg/redistest"
 )
 
 func testConfig(t *testing.T, extra map[string]string) *config.Config {
@@ -269,5 +270,53 @@ func TestConnectTimeout(t *testing.T) {
 			t.Fatalf("/metrics never showed %s", closed)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReadyzQueueBridge: /readyz counts the Flask-SocketIO queue among the
+// subscriptions the instance depends on: 503, with the reason, while the
+// queue's Redis cannot be reached; 200 once subscribed.
+func TestReadyzQueueBridge(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	defer client.CloseIdleConnections()
+	r := redistest.Start(t)
+	for _, tc := range []struct {
+		name, url string
+		code      int
+		body      string
+	}{
+		{"unreachable", "redis://127.0.0.1:1", http.StatusServiceUnavailable, "not ready: Flask-SocketIO queue not subscribed\n"},
+		{"subscribed", r.URL(), http.StatusOK, "ready\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := New(testConfig(t, map[string]string{
+				"EVENTSERVER_SHUTDOWN_DELAY":   "0s",
+				"EVENTSERVER_V6_QUEUE_CHANNEL": "flask-socketio",
+				"EVENTSERVER_V6_QUEUE_URL":     tc.url,
+			}), zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			runErr := make(chan error, 1)
+			go func() { runErr <- a.Run() }()
+			defer func() {
+				if err := a.Shutdown(context.Background()); err != nil {
+					t.Errorf("Shutdown: %v", err)
+				}
+				if err := <-runErr; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			}()
+			url := "http://" + a.Addr().String() + "/readyz"
+			var code int
+			var body string
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if code, body, err = get(client, url); err == nil && code == tc.code && body == tc.body {
+					return
+				}
+			}
+			t.Errorf("GET /readyz = %d %q, %v; want %d %q", code, body, err, tc.code, tc.body)
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"encoding/base64"
@@ -125,7 +126,7 @@ func jwksVerifier(t *testing.T, f *fakeKeycloak, reg prometheus.Registerer, muta
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
-	t.Cleanup(v.Close)
+	t.Cleanup(func() { _ = v.Shutdown(context.Background()) })
 	return v
 }
 

@@ -9,6 +9,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
@@ -95,11 +96,13 @@ type Verifier struct {
 	jwks   *jwks // nil without Config.JWKS
 }
 
-// Close stops the refresh of the JWK Set, if any.
-func (v *Verifier) Close() {
+// Shutdown stops the refresh of the JWK Set, if any. It does not wait, and
+// returns nil; ctx is for the shape shared with the other components.
+func (v *Verifier) Shutdown(context.Context) error {
 	if v != nil && v.jwks != nil {
 		v.jwks.close()
 	}
+	return nil
 }
 
 // Leeway is the clock skew allowed on exp, nbf and iat.

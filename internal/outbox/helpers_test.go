@@ -66,6 +66,7 @@ func start(t *testing.T, cfg Config) (*Outbox, *observer.ObservedLogs) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	o.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -175,10 +175,11 @@ type Outbox struct {
 	own  *http.Transport // the transport of a client of our own, closed at shutdown
 
 	// ctx ends when Shutdown's deadline passes: the writers stop retrying.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	done   chan struct{} // closed when every writer has returned
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	startOnce sync.Once
+	done      chan struct{} // closed when every writer has returned
 
 	mu     sync.RWMutex // guards closed against the queues' close
 	closed bool
@@ -210,7 +211,7 @@ type queue struct {
 	dropLogOnce bool
 }
 
-// New starts the outbox's writers.
+// New checks cfg and makes the queues; Start starts the writers.
 func New(cfg Config) (*Outbox, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -223,9 +224,7 @@ func New(cfg Config) (*Outbox, error) {
 	o := &Outbox{cfg: cfg, log: cfg.Logger, m: m, done: make(chan struct{})}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	if cfg.Stream != "" {
-		q := o.newQueue(sinkStream)
-		o.wg.Add(1)
-		go o.runStream(q)
+		o.newQueue(sinkStream)
 	}
 	if cfg.WebhookURL != "" {
 		o.http = cfg.HTTPClient
@@ -234,17 +233,35 @@ func New(cfg Config) (*Outbox, error) {
 			o.own.MaxIdleConnsPerHost = cfg.WebhookWorkers
 			o.http = &http.Client{Transport: o.own}
 		}
-		q := o.newQueue(sinkWebhook)
-		for range cfg.WebhookWorkers {
-			o.wg.Add(1)
-			go o.runWebhook(q)
-		}
+		o.newQueue(sinkWebhook)
 	}
-	go func() {
-		o.wg.Wait()
-		close(o.done)
-	}()
 	return o, nil
+}
+
+// Start starts the writers, which Shutdown stops: one for the stream, and
+// WebhookWorkers for the webhook. Later calls do nothing.
+func (o *Outbox) Start() {
+	if o == nil {
+		return
+	}
+	o.startOnce.Do(func() {
+		for _, q := range o.queues {
+			switch q.sink {
+			case sinkStream:
+				o.wg.Add(1)
+				go o.runStream(q)
+			case sinkWebhook:
+				for range o.cfg.WebhookWorkers {
+					o.wg.Add(1)
+					go o.runWebhook(q)
+				}
+			}
+		}
+		go func() {
+			o.wg.Wait()
+			close(o.done)
+		}()
+	})
 }
 
 func (o *Outbox) newQueue(sink string) *queue {
@@ -339,11 +356,13 @@ func (o *Outbox) Queued() int {
 // counted as failed, and the error says how many facts were lost. It
 // returns once every goroutine of the outbox has ended (after ctx ends, at
 // most one Redis round trip or webhook attempt later). Later calls wait for
-// the first and return nil.
+// the first and return nil. Without Start, it starts the writers, so that
+// what was queued is written all the same.
 func (o *Outbox) Shutdown(ctx context.Context) error {
 	if o == nil {
 		return nil
 	}
+	o.Start()
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()

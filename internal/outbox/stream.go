@@ -7,7 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/eventserver/eventserver/internal/backoff"
+	"github.com/eventserver/eventserver/pkg/retry"
 )
 
 // streamState is what the stream writer remembers between round trips.
@@ -53,11 +53,7 @@ func (o *Outbox) runStream(q *queue) {
 // is written or the shutdown deadline passes.
 func (o *Outbox) writeStream(q *queue, batch []item) {
 	pending := batch
-	for attempt := 0; ; attempt++ {
-		if o.ctx.Err() != nil {
-			o.lose(q, len(pending))
-			return
-		}
+	err := retry.Loop{Pause: retry.Backoff(o.cfg.RetryMin, o.cfg.RetryMax)}.Run(o.ctx, func(context.Context, int) error {
 		rest, err := o.xadd(pending)
 		if n := len(pending) - len(rest); n > 0 {
 			o.m.appended.Add(float64(n))
@@ -66,14 +62,14 @@ func (o *Outbox) writeStream(q *queue, batch []item) {
 		}
 		if err == nil {
 			o.streamUp()
-			return
+			return retry.ErrStop
 		}
 		pending = rest
 		o.streamDown(err, len(q.ch)+len(pending))
-		if !o.sleep(backoff.Pause(attempt, o.cfg.RetryMin, o.cfg.RetryMax)) {
-			o.lose(q, len(pending))
-			return
-		}
+		return err
+	})
+	if err != nil {
+		o.lose(q, len(pending))
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/eventserver/eventserver/internal/backoff"
+	"github.com/eventserver/eventserver/pkg/backoff"
 )
 
 // runWebhook delivers facts from the webhook's queue, one at a time, until

@@ -237,11 +237,14 @@ func New(cfg Config) (*Resolver, error) {
 	return r, nil
 }
 
-// Close closes the idle connections of the resolver's own HTTP client.
-func (r *Resolver) Close() {
+// Shutdown closes the idle connections of the resolver's own HTTP client.
+// It does not wait, and returns nil; ctx is for the shape shared with the
+// other components.
+func (r *Resolver) Shutdown(context.Context) error {
 	if r.ownHTTP != nil {
 		r.ownHTTP.CloseIdleConnections()
 	}
+	return nil
 }
 
 // HasServiceAccount reports whether a service account is configured.

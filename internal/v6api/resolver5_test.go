@@ -92,7 +92,7 @@ func newEnvFor(t *testing.T, fake *v6apitest.Fake, version string, mutate ...fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.r.Close)
+	t.Cleanup(func() { _ = e.r.Shutdown(context.Background()) })
 	return e
 }
 
@@ -510,7 +510,7 @@ func TestV5Config(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := New(tc.cfg)
 			if err == nil {
-				r.Close()
+				_ = r.Shutdown(context.Background())
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New: %v, want %q", err, tc.want)
@@ -523,7 +523,7 @@ func TestV5Config(t *testing.T) {
 			t.Errorf("version %q: %v", v, err)
 			continue
 		}
-		r.Close()
+		_ = r.Shutdown(context.Background())
 	}
 }
 

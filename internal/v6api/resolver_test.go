@@ -165,7 +165,7 @@ func newEnv(t *testing.T, mutate ...func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.r.Close)
+	t.Cleanup(func() { _ = e.r.Shutdown(context.Background()) })
 	return e
 }
 
@@ -785,7 +785,7 @@ func TestV6UnexpectedAnswers(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
 			}
-			e.r.Close()
+			_ = e.r.Shutdown(context.Background())
 		})
 	}
 }
@@ -819,7 +819,7 @@ func TestNewChecksConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
+	defer func() { _ = r.Shutdown(context.Background()) }()
 	if r.c.base != "http://127.0.0.1:5000/api" || r.c.timeout != DefaultTimeout || r.pageSize != DefaultPageSize || r.HasServiceAccount() {
 		t.Errorf("defaults: base %q, timeout %s, page size %d", r.c.base, r.c.timeout, r.pageSize)
 	}
@@ -851,5 +851,5 @@ func TestV6Metrics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second resolver on one registry: %v", err)
 	}
-	r2.Close()
+	_ = r2.Shutdown(context.Background())
 }

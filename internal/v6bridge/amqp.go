@@ -15,7 +15,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
-	"github.com/eventserver/eventserver/internal/backoff"
+	"github.com/eventserver/eventserver/pkg/retry"
 )
 
 // The message queue over RabbitMQ.
@@ -93,14 +93,10 @@ func (b *Bridge) runAMQP(ctx context.Context) {
 	defer close(b.done)
 	defer b.setReady(false, nil)
 	queue := b.amqpQueue
-	failures := 0
-	for {
+	_ = retry.Loop{Pause: retry.Backoff(amqpBackoffMin, amqpBackoffMax)}.Run(ctx, func(ctx context.Context, failures int) error {
 		wasReady, err := b.consumeAMQP(ctx, queue)
 		if ctx.Err() != nil {
-			return
-		}
-		if wasReady {
-			failures = 0
+			return err
 		}
 		b.setReady(false, err)
 		if !wasReady {
@@ -112,15 +108,21 @@ func (b *Bridge) runAMQP(ctx context.Context) {
 				b.log.Debug("Flask-SocketIO queue: still cannot subscribe on RabbitMQ", zap.Int("attempt", failures+1), zap.Error(err))
 			}
 		}
-		pause := backoff.Pause(failures, amqpBackoffMin, amqpBackoffMax)
-		failures++
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(pause):
+		if err == nil {
+			// Not expected before ctx ends; paused like a failure.
+			err = errConsumerEnded
 		}
-	}
+		if wasReady {
+			// The pause is the first one again.
+			return retry.Reset(err)
+		}
+		return err
+	})
 }
+
+// errConsumerEnded stands for a consumer that ended without an error while
+// the bridge runs.
+var errConsumerEnded = errors.New("the consumer ended")
 
 // consumeAMQP connects, declares, and handles deliveries until the
 // connection or the channel closes (an error) or ctx ends (nil). wasReady

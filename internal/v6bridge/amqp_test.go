@@ -191,7 +191,7 @@ func TestAMQPBridge(t *testing.T) {
 		closed = true
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := b.Close(ctx); err != nil {
+		if err := b.Shutdown(ctx); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	}
@@ -291,7 +291,7 @@ func TestAMQPBridgeMismatchedExchange(t *testing.T) {
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := b.Close(ctx); err != nil {
+		if err := b.Shutdown(ctx); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	}()

@@ -47,6 +47,7 @@ import (
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/internal/validate"
 	"github.com/eventserver/eventserver/pkg/promreg"
+	"github.com/eventserver/eventserver/pkg/retry"
 	"github.com/eventserver/eventserver/pkg/rooms"
 )
 
@@ -165,7 +166,7 @@ func New(cfg Config) (*Bridge, error) {
 }
 
 // Start subscribes to the channel and handles its messages in a goroutine
-// that Close stops. go-redis re-subscribes after a lost connection; over
+// that Shutdown stops. go-redis re-subscribes after a lost connection; over
 // RabbitMQ the bridge reconnects and declares again, with backoff.
 func (b *Bridge) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -182,8 +183,9 @@ func (b *Bridge) Start() {
 // Ready reports whether the subscription is confirmed and live.
 func (b *Bridge) Ready() bool { return b.ready.Load() }
 
-// Close stops the subscription and waits for the handler (bounded by ctx).
-func (b *Bridge) Close(ctx context.Context) error {
+// Shutdown stops the subscription and waits for the handler (bounded by
+// ctx). It is idempotent, and may be called without Start.
+func (b *Bridge) Shutdown(ctx context.Context) error {
 	b.once.Do(func() {
 		if b.cancel == nil {
 			close(b.done)
@@ -225,23 +227,19 @@ func (b *Bridge) setReady(up bool, err error) {
 	}
 }
 
+// run handles the channel's messages until ctx ends. After a failed
+// Receive it pauses 200ms: go-redis reconnects and re-subscribes on the
+// next one.
 func (b *Bridge) run(ctx context.Context, ps *redis.PubSub) {
 	defer close(b.done)
 	defer b.setReady(false, nil)
-	for {
+	_ = retry.Loop{Pause: retry.Fixed(200 * time.Millisecond)}.Run(ctx, func(ctx context.Context, _ int) error {
 		msg, err := ps.Receive(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
+			if ctx.Err() == nil {
+				b.setReady(false, err)
 			}
-			b.setReady(false, err)
-			// go-redis reconnects and re-subscribes on the next Receive.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			continue
+			return err
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
@@ -251,7 +249,8 @@ func (b *Bridge) run(ctx context.Context, ps *redis.PubSub) {
 		case *redis.Message:
 			b.Handle([]byte(m.Payload))
 		}
-	}
+		return nil
+	})
 }
 
 // message is a python-socketio pub/sub message.

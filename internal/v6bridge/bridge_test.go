@@ -225,7 +225,7 @@ func TestSubscription(t *testing.T) {
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := b.Close(ctx); err != nil {
+		if err := b.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -293,7 +293,7 @@ func TestNewChecksConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Close(context.Background()); err != nil {
+	if err := b.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }

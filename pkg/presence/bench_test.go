@@ -17,7 +17,7 @@ func benchStore(b testing.TB, n int) *RedisStore {
 	srv := redistest.Start(b)
 	client := newClient(srv.Addr())
 	b.Cleanup(func() { _ = client.Close() })
-	s, err := NewRedis(RedisConfig{Client: client, Instance: "bench", Prefix: uniquePrefix(b), manual: true,
+	s, err := NewRedis(RedisConfig{Client: client, Instance: "bench", Prefix: uniquePrefix(b),
 		RefreshInterval: 5 * time.Second, TTL: time.Minute})
 	if err != nil {
 		b.Fatal(err)

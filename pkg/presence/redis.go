@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/eventserver/eventserver/pkg/retry"
 )
 
 // RedisConfig configures a RedisStore.
@@ -69,9 +71,6 @@ type RedisConfig struct {
 	// Now is the clock of stale detection; nil: time.Now. Heartbeat expiry
 	// and grace deadlines use Redis's clock, not this one.
 	Now func() time.Time
-
-	// manual: no background loops (tests and benchmarks drive them).
-	manual bool
 }
 
 // Validate checks the configuration without connecting.
@@ -208,9 +207,8 @@ type localNode struct {
 
 var _ Store = (*RedisStore)(nil)
 
-// NewRedis returns a RedisStore and starts its loops; Shutdown stops them.
-// It does not connect: a Redis that is down makes calls fail, and the
-// loops retry.
+// NewRedis returns a RedisStore; Start starts its loops. It does not
+// connect: a Redis that is down makes calls fail, and the loops retry.
 func NewRedis(cfg RedisConfig) (*RedisStore, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -233,10 +231,18 @@ func NewRedis(cfg RedisConfig) (*RedisStore, error) {
 		retry: map[string]*localConn{},
 		kick:  make(chan struct{}, 1),
 	}
-	if !cfg.manual {
+	return s, nil
+}
+
+// Start starts the refresh and sweep loops, which Shutdown stops. It does
+// nothing when called again or after Shutdown (not concurrently with it).
+func (s *RedisStore) Start() {
+	s.mu.Lock()
+	closed := s.closed || s.dead
+	s.mu.Unlock()
+	if !closed {
 		s.startLoops()
 	}
-	return s, nil
 }
 
 func stripeOf(member string) int {
@@ -616,67 +622,45 @@ func (s *RedisStore) stopLoops() {
 // lost its state), and RetryPause after a failure.
 func (s *RedisStore) refreshLoop(ctx context.Context) {
 	defer s.loops.Done()
-	t := time.NewTimer(s.cfg.RefreshInterval)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-s.kick:
-		}
+	l := retry.Loop{Every: s.cfg.RefreshInterval, Pause: retry.Fixed(s.cfg.RetryPause), Wake: s.kick}
+	_ = l.Run(ctx, func(ctx context.Context, failures int) error {
 		opCtx, cancel := s.timeout(ctx)
 		err := s.refresh(opCtx)
 		cancel()
-		next := s.cfg.RefreshInterval
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return
 		case err != nil:
 			s.m.refreshErrors.Inc()
-			if !failing {
+			if failures == 0 {
 				s.log.Warn("presence refresh failed; retrying", zap.Duration("pause", s.cfg.RetryPause), zap.Error(err))
 			}
-			failing = true
-			next = s.cfg.RetryPause
-		case failing:
-			failing = false
+		case failures > 0:
 			s.log.Info("presence refresh works again")
 		}
-		t.Reset(next)
-	}
+		return err
+	})
 }
 
 // sweepLoop sweeps every SweepInterval.
 func (s *RedisStore) sweepLoop(ctx context.Context) {
 	defer s.loops.Done()
-	t := time.NewTicker(s.cfg.SweepInterval)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	l := retry.Loop{Every: s.cfg.SweepInterval, Pause: retry.Fixed(s.cfg.SweepInterval)}
+	_ = l.Run(ctx, func(ctx context.Context, failures int) error {
 		opCtx, cancel := s.timeout(ctx)
 		err := s.sweep(opCtx)
 		cancel()
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return
 		case err != nil:
 			s.m.sweepErrors.Inc()
-			if !failing {
+			if failures == 0 {
 				s.log.Warn("presence sweep failed; retrying", zap.Duration("interval", s.cfg.SweepInterval), zap.Error(err))
 			}
-			failing = true
-		case failing:
-			failing = false
+		case failures > 0:
 			s.log.Info("presence sweep works again")
 		}
-	}
+		return err
+	})
 }
 
 // refresh retries failed removals, extends this replica's heartbeat

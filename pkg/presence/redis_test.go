@@ -37,6 +37,8 @@ type cluster struct {
 	prefix string
 	j      journal
 	mutate func(*RedisConfig)
+	// manual: the replicas are not started (the tests drive the loops).
+	manual bool
 
 	mu   sync.Mutex
 	seq  int
@@ -80,6 +82,9 @@ func (c *cluster) add() *replica {
 	s, err := NewRedis(c.config(name, client))
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	if !c.manual {
+		s.Start()
 	}
 	r := &replica{name: name, RedisStore: s, client: client}
 	c.t.Cleanup(func() {
@@ -449,10 +454,10 @@ func TestRedisRestart(t *testing.T) {
 func TestRedisLostStateDetails(t *testing.T) {
 	ctx := context.Background()
 	c := newCluster(t, 0, func(cfg *RedisConfig) {
-		cfg.manual = true
 		cfg.TTL = time.Second
 		cfg.RefreshInterval = 100 * time.Millisecond
 	})
+	c.manual = true
 	a, b := c.add(), c.add()
 	must(t, a.Connect(ctx, connOn("1", "s1", "r1"))) // moves to b during the window
 	must(t, a.Connect(ctx, connOn("2", "s2", "r1"))) // goes before a restores
@@ -687,6 +692,7 @@ func TestRedisHandlerMayCallStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Start()
 	defer s.Shutdown(ctx)
 	must(t, s.Connect(ctx, connOn("1", "s1", "r1")))
 	testwait.Until(t, 5*time.Second, "online 1, offline 1, online 2", func() bool {

@@ -26,7 +26,7 @@ import (
 type Adapter struct {
 	*socketio.MemoryAdapter
 
-	b    *Builder
+	b    *Broker
 	nsp  *socketio.Namespace
 	name string
 	uid  string
@@ -79,7 +79,7 @@ func (e *TimeoutError) Error() string {
 		e.Op, e.Timeout, e.Answered, e.Expected)
 }
 
-func newAdapter(b *Builder, nsp *socketio.Namespace) *Adapter {
+func newAdapter(b *Broker, nsp *socketio.Namespace) *Adapter {
 	a := &Adapter{
 		MemoryAdapter: socketio.NewMemory(nsp),
 		b:             b,
@@ -318,7 +318,7 @@ func (a *Adapter) DisconnectSockets(opts socketio.BroadcastOptions, close bool) 
 // callback, and ack gets one response per server (the first argument of
 // its callback, as in Node) once all answered, or what arrived with a
 // *TimeoutError after RequestTimeout. ack runs in a goroutine of the
-// Builder. The error is about the message itself (it cannot be encoded),
+// Broker. The error is about the message itself (it cannot be encoded),
 // or ErrClosed.
 func (a *Adapter) ServerSideEmit(data []any, ack func(answers []any, err error)) error {
 	if ack != nil {
@@ -600,106 +600,141 @@ func (a *Adapter) onRequest(payload string) {
 
 	switch typ {
 	case typeSockets:
-		if a.hasRequest(id) {
-			return
-		}
-		a.respond(typ, socketsResponse{RequestID: id, Sockets: a.localSids(toStrings(req["rooms"]))})
-
+		a.onSocketsRequest(typ, id, req)
 	case typeAllRooms:
-		if a.hasRequest(id) {
-			return
-		}
-		a.respond(typ, roomsResponse{RequestID: id, Rooms: nonNil(a.Rooms())})
-
+		a.onAllRoomsRequest(typ, id)
 	case typeRemoteJoin, typeRemoteLeave:
-		if req["opts"] != nil {
-			opts := wireOptsFrom(req["opts"])
-			rooms := toStrings(req["rooms"])
-			if typ == typeRemoteJoin {
-				a.MemoryAdapter.AddSockets(opts, rooms)
-			} else {
-				a.MemoryAdapter.DelSockets(opts, rooms)
-			}
-			return
-		}
-		sid, _ := req["sid"].(string)
-		s := a.nsp.Socket(sid)
-		if s == nil {
-			return
-		}
-		room, _ := toStr(req["room"])
-		if typ == typeRemoteJoin {
-			s.Join(room)
-		} else {
-			s.Leave(room)
-		}
-		a.respond(typ, doneResponse{RequestID: id})
-
+		a.onRemoteJoinLeave(typ, id, req)
 	case typeRemoteDisconnect:
-		closeConn, _ := req["close"].(bool)
-		if req["opts"] != nil {
-			a.MemoryAdapter.DisconnectSockets(wireOptsFrom(req["opts"]), closeConn)
-			return
-		}
-		sid, _ := req["sid"].(string)
-		s := a.nsp.Socket(sid)
-		if s == nil {
-			return
-		}
-		s.Disconnect(closeConn)
-		a.respond(typ, doneResponse{RequestID: id})
-
+		a.onRemoteDisconnect(typ, id, req)
 	case typeRemoteFetch:
-		if a.hasRequest(id) {
-			return
-		}
-		local, _ := a.MemoryAdapter.FetchSockets(context.Background(), wireOptsFrom(req["opts"]))
-		a.respond(typ, fetchResponse{RequestID: id, Sockets: a.fetched(local)})
-
+		a.onRemoteFetch(typ, id, req)
 	case typeServerSideEmit:
-		data, ok := req["data"].([]any)
-		if !ok {
-			a.dropMalformed(a.ch.request, fmt.Errorf("%w: serverSideEmit without a data array", errMalformed))
-			return
-		}
-		if req["requestId"] == nil {
-			a.nsp.HandleServerSideEmit(data, nil)
-			return
-		}
-		var once sync.Once
-		a.nsp.HandleServerSideEmit(data, func(args ...any) {
-			// Only one argument is sent back, as in Node.
-			once.Do(func() { a.respond(typ, serverSideEmitResponse{Type: typ, RequestID: id, Data: a.firstArgJSON(args)}) })
-		})
-
+		a.onServerSideEmit(typ, id, req)
 	case typeBroadcast:
-		if a.hasAck(id) {
-			return
-		}
-		pm, ok := req["packet"].(map[string]any)
-		if !ok {
-			a.dropMalformed(a.ch.request, fmt.Errorf("%w: broadcast without a packet", errMalformed))
-			return
-		}
-		packet, err := packetFrom(pm)
-		if err != nil {
-			a.dropMalformed(a.ch.request, err)
-			return
-		}
-		om, _ := req["opts"].(map[string]any)
-		opts := optsFrom(om)
-		packet.ID = nil
-		a.MemoryAdapter.BroadcastWithAck(packet, opts, func(n int) {
-			a.respond(typeBroadcastClientCount, clientCountResponse{Type: typeBroadcastClientCount, RequestID: id, ClientCount: uint64(max(n, 0))})
-		}, func(arg any) {
-			payload, err := encodeBroadcastAck(id, []any{arg})
-			if err != nil {
-				a.dropUnencodable(typeBroadcastAck.String(), err)
-				return
-			}
-			a.publish(a.ch.response, payload, typeBroadcastAck.String())
-		})
+		a.onBroadcastRequest(id, req)
 	}
+}
+
+// onSocketsRequest answers SOCKETS with the local sockets in the rooms.
+func (a *Adapter) onSocketsRequest(typ requestType, id string, req map[string]any) {
+	if a.hasRequest(id) {
+		return
+	}
+	a.respond(typ, socketsResponse{RequestID: id, Sockets: a.localSids(toStrings(req["rooms"]))})
+}
+
+// onAllRoomsRequest answers ALL_ROOMS with the local rooms.
+func (a *Adapter) onAllRoomsRequest(typ requestType, id string) {
+	if a.hasRequest(id) {
+		return
+	}
+	a.respond(typ, roomsResponse{RequestID: id, Rooms: nonNil(a.Rooms())})
+}
+
+// onRemoteJoinLeave carries out REMOTE_JOIN or REMOTE_LEAVE: for the
+// sockets the options select, or for one socket by id (answered).
+func (a *Adapter) onRemoteJoinLeave(typ requestType, id string, req map[string]any) {
+	if req["opts"] != nil {
+		opts := wireOptsFrom(req["opts"])
+		rooms := toStrings(req["rooms"])
+		if typ == typeRemoteJoin {
+			a.MemoryAdapter.AddSockets(opts, rooms)
+		} else {
+			a.MemoryAdapter.DelSockets(opts, rooms)
+		}
+		return
+	}
+	sid, _ := req["sid"].(string)
+	s := a.nsp.Socket(sid)
+	if s == nil {
+		return
+	}
+	room, _ := toStr(req["room"])
+	if typ == typeRemoteJoin {
+		s.Join(room)
+	} else {
+		s.Leave(room)
+	}
+	a.respond(typ, doneResponse{RequestID: id})
+}
+
+// onRemoteDisconnect carries out REMOTE_DISCONNECT: for the sockets the
+// options select, or for one socket by id (answered).
+func (a *Adapter) onRemoteDisconnect(typ requestType, id string, req map[string]any) {
+	closeConn, _ := req["close"].(bool)
+	if req["opts"] != nil {
+		a.MemoryAdapter.DisconnectSockets(wireOptsFrom(req["opts"]), closeConn)
+		return
+	}
+	sid, _ := req["sid"].(string)
+	s := a.nsp.Socket(sid)
+	if s == nil {
+		return
+	}
+	s.Disconnect(closeConn)
+	a.respond(typ, doneResponse{RequestID: id})
+}
+
+// onRemoteFetch answers REMOTE_FETCH with the local sockets the options
+// select.
+func (a *Adapter) onRemoteFetch(typ requestType, id string, req map[string]any) {
+	if a.hasRequest(id) {
+		return
+	}
+	local, _ := a.MemoryAdapter.FetchSockets(context.Background(), wireOptsFrom(req["opts"]))
+	a.respond(typ, fetchResponse{RequestID: id, Sockets: a.fetched(local)})
+}
+
+// onServerSideEmit hands SERVER_SIDE_EMIT to the namespace's listeners,
+// and answers with the first argument of the first acknowledgement when
+// the request has an id.
+func (a *Adapter) onServerSideEmit(typ requestType, id string, req map[string]any) {
+	data, ok := req["data"].([]any)
+	if !ok {
+		a.dropMalformed(a.ch.request, fmt.Errorf("%w: serverSideEmit without a data array", errMalformed))
+		return
+	}
+	if req["requestId"] == nil {
+		a.nsp.HandleServerSideEmit(data, nil)
+		return
+	}
+	var once sync.Once
+	a.nsp.HandleServerSideEmit(data, func(args ...any) {
+		// Only one argument is sent back, as in Node.
+		once.Do(func() { a.respond(typ, serverSideEmitResponse{Type: typ, RequestID: id, Data: a.firstArgJSON(args)}) })
+	})
+}
+
+// onBroadcastRequest carries out BROADCAST (a broadcast with
+// acknowledgements): the local client count, then each acknowledgement.
+func (a *Adapter) onBroadcastRequest(id string, req map[string]any) {
+	if a.hasAck(id) {
+		return
+	}
+	pm, ok := req["packet"].(map[string]any)
+	if !ok {
+		a.dropMalformed(a.ch.request, fmt.Errorf("%w: broadcast without a packet", errMalformed))
+		return
+	}
+	packet, err := packetFrom(pm)
+	if err != nil {
+		a.dropMalformed(a.ch.request, err)
+		return
+	}
+	om, _ := req["opts"].(map[string]any)
+	opts := optsFrom(om)
+	packet.ID = nil
+	a.MemoryAdapter.BroadcastWithAck(packet, opts, func(n int) {
+		a.respond(typeBroadcastClientCount, clientCountResponse{Type: typeBroadcastClientCount, RequestID: id, ClientCount: uint64(max(n, 0))})
+	}, func(arg any) {
+		payload, err := encodeBroadcastAck(id, []any{arg})
+		if err != nil {
+			a.dropUnencodable(typeBroadcastAck.String(), err)
+			return
+		}
+		a.publish(a.ch.response, payload, typeBroadcastAck.String())
+	})
 }
 
 // firstArgJSON is the JSON of args[0]; nil (the key is left out) without

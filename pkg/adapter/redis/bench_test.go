@@ -52,7 +52,7 @@ func BenchmarkPublish(b *testing.B) {
 	s := c.servers[0]
 	ad := s.adapter("/tasks")
 	opts := socketio.BroadcastOptions{Rooms: []string{"collaboration_1"}}
-	published := s.builder.metrics.published.WithLabelValues("broadcast")
+	published := s.broker.metrics.published.WithLabelValues("broadcast")
 	before := testCounter(published)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -62,7 +62,7 @@ func BenchmarkPublish(b *testing.B) {
 	want := before + float64(b.N)
 	deadline := time.Now().Add(time.Minute)
 	for testCounter(published) < want {
-		if time.Now().After(deadline) || testCounter(s.builder.metrics.dropped.WithLabelValues(dropOutboundFull)) > 0 {
+		if time.Now().After(deadline) || testCounter(s.broker.metrics.dropped.WithLabelValues(dropOutboundFull)) > 0 {
 			b.Fatalf("published %v of %d", testCounter(published)-before, b.N)
 		}
 		time.Sleep(time.Millisecond)
@@ -79,7 +79,7 @@ func BenchmarkBroadcastAcrossServers(b *testing.B) {
 	s0, s1 := c.servers[0], c.add(func(cfg *Config) { cfg.QueueSize = 1 << 20 })
 	ad := s0.adapter("/tasks")
 	opts := socketio.BroadcastOptions{}
-	received := s1.builder.metrics.received.WithLabelValues("broadcast")
+	received := s1.broker.metrics.received.WithLabelValues("broadcast")
 	before := testCounter(received)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -30,11 +30,11 @@ const (
 	maxCalls = 64
 )
 
-// Config configures a Builder.
+// Config configures a Broker.
 type Config struct {
 	// Client publishes, counts subscribers (PUBSUB NUMSUB) and subscribes.
 	// A standalone, Sentinel (failover) or Cluster client; not a Ring.
-	// Required. The Builder does not close it.
+	// Required. The Broker does not close it.
 	Client goredis.UniversalClient
 	// Prefix of every channel, Node's `key` option. Default "socket.io".
 	Prefix string

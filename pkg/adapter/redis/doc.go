@@ -6,14 +6,15 @@
 //
 // Use:
 //
-//	b, err := redis.NewBuilder(redis.Config{Client: client, Logger: log, Registerer: reg})
+//	b, err := redis.NewBroker(redis.Config{Client: client, Logger: log, Registerer: reg})
 //	...
+//	b.Start()        // starts the Broker's goroutines
 //	io, err := socketio.NewServer(socketio.Config{Adapter: b.New})
 //	...
 //	io.Shutdown(ctx) // closes every namespace's adapter
-//	b.Close()        // stops the Builder's goroutines
+//	b.Shutdown(ctx)  // stops the Broker's goroutines
 //
-// One Builder serves one socketio.Server: it holds one subscription
+// One Broker serves one socketio.Server: it holds one subscription
 // connection for all namespaces, a reader, a dispatcher that handles
 // broadcasts and requests one at a time in Redis's order, another for
 // responses, a publisher and a supervisor. Listeners of server-side

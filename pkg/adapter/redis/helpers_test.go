@@ -58,16 +58,16 @@ type cluster struct {
 	newClient func() goredis.UniversalClient
 }
 
-// server is one Socket.IO server with its own Redis client and Builder.
+// server is one Socket.IO server with its own Redis client and Broker.
 type server struct {
-	t       testing.TB
-	name    string
-	io      *socketio.Server
-	http    *httptest.Server
-	builder *Builder
-	client  goredis.UniversalClient
-	reg     *prometheus.Registry
-	closed  atomic.Bool
+	t      testing.TB
+	name   string
+	io     *socketio.Server
+	http   *httptest.Server
+	broker *Broker
+	client goredis.UniversalClient
+	reg    *prometheus.Registry
+	closed atomic.Bool
 }
 
 // newCluster starts Redis and n servers. mutate may adjust each Config.
@@ -123,11 +123,12 @@ func (c *cluster) add(mutate func(*Config)) *server {
 			f(&cfg)
 		}
 	}
-	b, err := NewBuilder(cfg)
+	b, err := NewBroker(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.builder = b
+	b.Start()
+	s.broker = b
 	// fetchSockets reports the kept headers (wire_test checks Node's shape).
 	io, err := socketio.NewServer(socketio.Config{Adapter: b.New, Engine: engineio.Config{KeepHeaders: []string{"User-Agent"}}})
 	if err != nil {
@@ -160,7 +161,7 @@ func joinFromAuth(s *socketio.Socket) {
 }
 
 // close stops the server: the socket.io server (which closes its
-// adapters), the Builder, the HTTP server and the Redis client.
+// adapters), the Broker, the HTTP server and the Redis client.
 func (s *server) close() {
 	if s.closed.Swap(true) {
 		return
@@ -170,7 +171,7 @@ func (s *server) close() {
 	if err := s.io.Shutdown(ctx); err != nil {
 		s.t.Error(err)
 	}
-	if err := s.builder.Close(); err != nil {
+	if err := s.broker.Shutdown(context.Background()); err != nil {
 		s.t.Error(err)
 	}
 	s.http.Close()
@@ -416,14 +417,14 @@ func (s *spy) wait(t testing.TB, what string, ok func(*goredis.Message) bool) *g
 	return m
 }
 
-// builderGoroutines counts the goroutines running a Builder method.
-func builderGoroutines() int {
-	n, _ := builderStacks()
+// brokerGoroutines counts the goroutines running a Broker method.
+func brokerGoroutines() int {
+	n, _ := brokerStacks()
 	return n
 }
 
-// builderStacks also returns the stacks, for failure messages.
-func builderStacks() (int, string) {
+// brokerStacks also returns the stacks, for failure messages.
+func brokerStacks() (int, string) {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -436,7 +437,7 @@ func builderStacks() (int, string) {
 	count := 0
 	var stacks []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "pkg/adapter/redis.(*Builder)") {
+		if strings.Contains(g, "pkg/adapter/redis.(*Broker)") {
 			count++
 			stacks = append(stacks, g)
 		}

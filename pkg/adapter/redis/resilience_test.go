@@ -58,7 +58,7 @@ func deliveredAgain(t *testing.T, from *server, to *client, ev string) {
 
 func ready(c *cluster) bool {
 	for _, s := range c.servers {
-		if !s.builder.Ready() {
+		if !s.broker.Ready() {
 			return false
 		}
 	}
@@ -76,15 +76,15 @@ func TestRedisRestart(t *testing.T) {
 	b := s1.connect("/", "b", nil)
 	deliveredAgain(t, s0, b, "warm-up")
 	baseline := runtime.NumGoroutine()
-	if n := builderGoroutines(); n != 10 {
-		t.Errorf("%d Builder goroutines, want 5 per Builder", n)
+	if n := brokerGoroutines(); n != 10 {
+		t.Errorf("%d Broker goroutines, want 5 per Broker", n)
 	}
 
 	stop := traffic(s0)
 	defer stop()
 	for round := range 3 {
 		c.redis.Kill()
-		testwait.Until(t, wait, "not ready while Redis is down", func() bool { return !s0.builder.Ready() && !s1.builder.Ready() })
+		testwait.Until(t, wait, "not ready while Redis is down", func() bool { return !s0.broker.Ready() && !s1.broker.Ready() })
 
 		// Local delivery goes on, and emitting does not block.
 		ev := fmt.Sprint("local-", round)
@@ -112,7 +112,7 @@ func TestRedisRestart(t *testing.T) {
 	}
 	stop()
 	testwait.Until(t, wait, "goroutines back to the baseline", func() bool {
-		return builderGoroutines() == 10 && runtime.NumGoroutine() <= baseline+5
+		return brokerGoroutines() == 10 && runtime.NumGoroutine() <= baseline+5
 	})
 	if s0.counter("redis_errors_total", "op", opReceive) == 0 {
 		t.Error("connection losses not counted")
@@ -170,7 +170,7 @@ func TestRedisPaused(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Error("serverSideEmitWithAck did not complete by its timeout")
 	}
-	testwait.Until(t, wait, "not ready while Redis is paused", func() bool { return !s0.builder.Ready() && !s1.builder.Ready() })
+	testwait.Until(t, wait, "not ready while Redis is paused", func() bool { return !s0.broker.Ready() && !s1.broker.Ready() })
 	testwait.Until(t, wait, "lost publishes counted", func() bool {
 		return s0.counter("messages_dropped_total", "reason", dropStale)+s0.counter("redis_errors_total", "op", opPublish) > 0
 	})
@@ -180,7 +180,7 @@ func TestRedisPaused(t *testing.T) {
 	deliveredAgain(t, s0, b, "resumed")
 }
 
-// TestCloseStopsEverything: Close ends every goroutine the Builder
+// TestCloseStopsEverything: Close ends every goroutine the Broker
 // started, pending requests included, and is idempotent; an adapter
 // closed alone stops its subscriptions.
 func TestCloseStopsEverything(t *testing.T) {
@@ -197,7 +197,7 @@ func TestCloseStopsEverything(t *testing.T) {
 		defer ad.mu.Unlock()
 		return len(ad.requests) == 1
 	})
-	if err := s0.builder.Close(); err != nil {
+	if err := s0.broker.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -208,13 +208,13 @@ func TestCloseStopsEverything(t *testing.T) {
 	default:
 		t.Error("Close returned before the pending request ended")
 	}
-	if err := s0.builder.Close(); err != nil {
+	if err := s0.broker.Shutdown(context.Background()); err != nil {
 		t.Error(err)
 	}
-	if s0.builder.Ready() {
+	if s0.broker.Ready() {
 		t.Error("ready after Close")
 	}
-	testwait.Until(t, wait, "only the other Builder's 5 goroutines", func() bool { return builderGoroutines() == 5 })
+	testwait.Until(t, wait, "only the other Broker's 5 goroutines", func() bool { return brokerGoroutines() == 5 })
 	if err := s0.nsp("/").ServerSideEmit("after-close"); err != nil {
 		t.Errorf("emit after Close: %v", err)
 	}
@@ -222,7 +222,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	// A dynamic namespace's adapter is closed alone: its channels go.
 	s1 := c.servers[1]
 	nsp := s1.nsp("/dyn")
-	testwait.Until(t, wait, "subscribed to /dyn", s1.builder.Ready)
+	testwait.Until(t, wait, "subscribed to /dyn", s1.broker.Ready)
 	numsub := func() int64 {
 		m, err := s1.client.PubSubNumSub(context.Background(), c.prefix+"-request#/dyn#").Result()
 		if err != nil {
@@ -233,40 +233,41 @@ func TestCloseStopsEverything(t *testing.T) {
 	testwait.Until(t, wait, "/dyn request channel subscribed", func() bool { return numsub() == 1 })
 	nsp.Adapter().Close()
 	testwait.Until(t, wait, "/dyn request channel unsubscribed", func() bool { return numsub() == 0 })
-	testwait.Until(t, wait, "ready without /dyn", s1.builder.Ready)
+	testwait.Until(t, wait, "ready without /dyn", s1.broker.Ready)
 
 	s1.close()
-	noBuilderGoroutines(t)
+	noBrokerGoroutines(t)
 }
 
-// noBuilderGoroutines checks that no Builder goroutine is left once Close
+// noBrokerGoroutines checks that no Broker goroutine is left once Close
 // returned. A goroutine that has called wg.Done may take a moment more to
 // be gone, hence the short poll.
-func noBuilderGoroutines(t *testing.T) {
+func noBrokerGoroutines(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(time.Second)
 	for {
-		n, stacks := builderStacks()
+		n, stacks := brokerStacks()
 		if n == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d Builder goroutines after Close:\n%s", n, stacks)
+			t.Fatalf("%d Broker goroutines after Close:\n%s", n, stacks)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// TestUnreachableRedis: with no Redis at all, the Builder is not ready,
+// TestUnreachableRedis: with no Redis at all, the Broker is not ready,
 // retries at its pace rather than in a busy loop, delivers locally, and
 // closes promptly.
 func TestUnreachableRedis(t *testing.T) {
 	cl := newClient("127.0.0.1:1")
 	defer cl.Close()
-	b, err := NewBuilder(Config{Client: cl, RetryPause: 100 * time.Millisecond, PublishTimeout: 200 * time.Millisecond, RequestTimeout: 500 * time.Millisecond})
+	b, err := NewBroker(Config{Client: cl, RetryPause: 100 * time.Millisecond, PublishTimeout: 200 * time.Millisecond, RequestTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.Start()
 	io, err := socketio.NewServer(socketio.Config{Adapter: b.New})
 	if err != nil {
 		t.Fatal(err)
@@ -286,13 +287,13 @@ func TestUnreachableRedis(t *testing.T) {
 	if err := io.Shutdown(ctx); err != nil {
 		t.Error(err)
 	}
-	if err := b.Close(); err != nil {
+	if err := b.Shutdown(context.Background()); err != nil {
 		t.Error(err)
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("Close took %s", took)
 	}
-	noBuilderGoroutines(t)
+	noBrokerGoroutines(t)
 }
 
 // TestInboundQueueOverflow: when message handling stalls, the bounded
@@ -320,7 +321,7 @@ func TestInboundQueueOverflow(t *testing.T) {
 		return s1.counter("messages_dropped_total", "reason", dropInboundFull) > 0
 	})
 	// The reader still answers the health checks.
-	testwait.Holds(t, 600*time.Millisecond, "ready while only the handler is stalled", s1.builder.Ready)
+	testwait.Holds(t, 600*time.Millisecond, "ready while only the handler is stalled", s1.broker.Ready)
 	close(release)
 	deliveredAgain(t, s0, b, "after")
 	if n := b.count("flood"); n == 0 || n >= 50 {

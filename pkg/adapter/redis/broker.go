@@ -12,25 +12,26 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/eventserver/eventserver/pkg/retry"
 	"github.com/eventserver/eventserver/pkg/socketio"
 )
 
 // ErrClosed is the error of a request cut short because its adapter or
-// Builder was closed.
+// Broker was closed.
 var ErrClosed = errors.New("redis adapter: closed")
 
-// Builder makes the Redis adapter of each namespace of a Socket.IO server
+// Broker makes the Redis adapter of each namespace of a Socket.IO server
 // (its New is the server's socketio.AdapterFactory) and owns what they share:
 // one subscription connection and five goroutines: a reader, a dispatcher
 // of broadcasts and requests, a dispatcher of responses, a publisher and
-// a supervisor. Use one Builder per socketio.Server.
-type Builder struct {
+// a supervisor. Use one Broker per socketio.Server.
+type Broker struct {
 	cfg     Config
 	log     *zap.Logger
 	metrics *metrics
 	limit   limiter
 
-	ctx    context.Context // canceled by Close
+	ctx    context.Context // canceled by Shutdown
 	cancel context.CancelFunc
 
 	inbound   chan inbound  // reader → dispatcher: broadcasts and requests
@@ -45,11 +46,13 @@ type Builder struct {
 	adapters map[*Adapter]struct{}
 	routes   map[string][]*Adapter // subscription key → adapters; slices are copied on write
 	desired  map[string]int        // subscription key → number of adapters
-	sess     *session              // nil between sessions
+	sub      *subConn              // nil between subscription connections
 	wasReady bool
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	started   bool          // under mu
+	stopped   chan struct{} // closed when Shutdown has stopped the goroutines
 }
 
 // inbound is a message read from Redis.
@@ -67,17 +70,17 @@ type outbound struct {
 	at      time.Time
 }
 
-// session is one subscription connection, from its creation to its loss.
-type session struct {
+// subConn is one subscription connection, from its creation to its loss.
+type subConn struct {
 	ps        *goredis.PubSub
 	activity  atomic.Int64    // unix nanoseconds of the last sign of life
-	requested map[string]bool // keys sent to Redis (under Builder.mu)
-	confirmed map[string]bool // keys Redis confirmed (under Builder.mu)
+	requested map[string]bool // keys sent to Redis (under Broker.mu)
+	confirmed map[string]bool // keys Redis confirmed (under Broker.mu)
 }
 
-func (s *session) touch() { s.activity.Store(time.Now().UnixNano()) }
+func (s *subConn) touch() { s.activity.Store(time.Now().UnixNano()) }
 
-func (s *session) idle() time.Duration {
+func (s *subConn) idle() time.Duration {
 	return time.Since(time.Unix(0, s.activity.Load()))
 }
 
@@ -85,10 +88,8 @@ func (s *session) idle() time.Duration {
 func channelKey(ch string) string { return "c:" + ch }
 func patternKey(p string) string  { return "p:" + p }
 
-// NewBuilder checks cfg and starts the Builder's goroutines. It does not
-// wait for Redis: the subscriptions are made, and remade after every
-// connection loss, in the background; Ready tells when they hold.
-func NewBuilder(cfg Config) (*Builder, error) {
+// NewBroker checks cfg; Start starts the Broker's goroutines.
+func NewBroker(cfg Config) (*Broker, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -98,7 +99,7 @@ func NewBuilder(cfg Config) (*Builder, error) {
 		return nil, fmt.Errorf("redis adapter: metrics: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &Builder{
+	b := &Broker{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		metrics:   m,
@@ -114,20 +115,34 @@ func NewBuilder(cfg Config) (*Builder, error) {
 		adapters:  map[*Adapter]struct{}{},
 		routes:    map[string][]*Adapter{},
 		desired:   map[string]int{},
+		stopped:   make(chan struct{}),
 	}
 	b.metrics.subscribed.Set(0)
+	return b, nil
+}
+
+// Start starts the Broker's goroutines, which Shutdown stops. It does not
+// wait for Redis: the subscriptions are made, and remade after every
+// connection loss, in the background; Ready tells when they hold. It does
+// nothing when called again or after Shutdown.
+func (b *Broker) Start() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started || b.closed {
+		return
+	}
+	b.started = true
 	b.wg.Add(5)
 	go b.readLoop()
 	go b.superviseLoop()
 	go b.dispatchLoop(b.inbound)
 	go b.dispatchLoop(b.responses)
 	go b.publishLoop()
-	return b, nil
 }
 
 // New returns the adapter of nsp: pass it as socketio.Config.Adapter.
-// After Close, the adapter it returns delivers locally only.
-func (b *Builder) New(nsp *socketio.Namespace) socketio.Adapter {
+// After Shutdown, the adapter it returns delivers locally only.
+func (b *Broker) New(nsp *socketio.Namespace) socketio.Adapter {
 	a := newAdapter(b, nsp)
 	if !b.register(a) {
 		a.shutdown()
@@ -140,14 +155,14 @@ func (b *Builder) New(nsp *socketio.Namespace) socketio.Adapter {
 // Ready reports whether every namespace's subscriptions are confirmed by
 // Redis on a connection that is alive now (it answered within the last two
 // health intervals; an idle connection is pinged every half interval).
-func (b *Builder) Ready() bool {
+func (b *Broker) Ready() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.readyLocked()
 }
 
-func (b *Builder) readyLocked() bool {
-	s := b.sess
+func (b *Broker) readyLocked() bool {
+	s := b.sub
 	if b.closed || s == nil || s.idle() >= 2*b.cfg.healthInterval {
 		return false
 	}
@@ -159,11 +174,11 @@ func (b *Builder) readyLocked() bool {
 	return true
 }
 
-// Close closes every adapter (their pending requests fail with ErrClosed),
-// stops the goroutines and waits for them. Messages still queued for
-// publishing get one last attempt. It is idempotent, and does not close
-// Config.Client.
-func (b *Builder) Close() error {
+// Shutdown closes every adapter (their pending requests fail with
+// ErrClosed), stops the goroutines and waits for them, bounded by ctx (its
+// error when it ends first). Messages still queued for publishing get one
+// last attempt. It is idempotent, and does not close Config.Client.
+func (b *Broker) Shutdown(ctx context.Context) error {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
 		b.closed = true
@@ -171,7 +186,7 @@ func (b *Builder) Close() error {
 		for a := range b.adapters {
 			adapters = append(adapters, a)
 		}
-		s := b.sess
+		s := b.sub
 		b.mu.Unlock()
 		for _, a := range adapters {
 			a.shutdown()
@@ -180,14 +195,22 @@ func (b *Builder) Close() error {
 		if s != nil {
 			_ = s.ps.Close() // unblocks the reader; an error means it was closed already
 		}
-		b.wg.Wait()
-		b.metrics.subscribed.Set(0)
+		go func() {
+			b.wg.Wait()
+			b.metrics.subscribed.Set(0)
+			close(b.stopped)
+		}()
 	})
-	return nil
+	select {
+	case <-b.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-// spawn runs f in a goroutine that Close waits for; false after Close.
-func (b *Builder) spawn(f func()) bool {
+// spawn runs f in a goroutine that Shutdown waits for; false after Shutdown.
+func (b *Broker) spawn(f func()) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -202,7 +225,7 @@ func (b *Builder) spawn(f func()) bool {
 }
 
 // register routes a's channels to it and asks for their subscription.
-func (b *Builder) register(a *Adapter) bool {
+func (b *Broker) register(a *Adapter) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -218,7 +241,7 @@ func (b *Builder) register(a *Adapter) bool {
 }
 
 // unregister undoes register.
-func (b *Builder) unregister(a *Adapter) {
+func (b *Broker) unregister(a *Adapter) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, ok := b.adapters[a]; !ok {
@@ -244,63 +267,52 @@ func (b *Builder) unregister(a *Adapter) {
 	b.kickSupervisor()
 }
 
-func (b *Builder) kickSupervisor() {
+func (b *Broker) kickSupervisor() {
 	select {
 	case b.kick <- struct{}{}:
 	default:
 	}
 }
 
-// ---- reader: one subscription connection per session ----
+// ---- reader: one subscription connection at a time ----
 
-// readLoop owns the sessions: it opens one, reads it until it fails, then
-// pauses RetryPause and opens the next, until Close.
-func (b *Builder) readLoop() {
+// readLoop owns the subscription connections: it opens one, reads it until it fails, then
+// pauses RetryPause and opens the next, until Shutdown.
+func (b *Broker) readLoop() {
 	defer b.wg.Done()
-	pause := time.NewTimer(b.cfg.RetryPause)
-	pause.Stop()
-	defer pause.Stop()
-	for {
-		s := &session{
-			ps:        b.cfg.Client.Subscribe(b.ctx), // no channel yet: no I/O
+	_ = retry.Loop{Pause: retry.Fixed(b.cfg.RetryPause)}.Run(b.ctx, func(ctx context.Context, _ int) error {
+		s := &subConn{
+			ps:        b.cfg.Client.Subscribe(ctx), // no channel yet: no I/O
 			requested: map[string]bool{},
 			confirmed: map[string]bool{},
 		}
 		s.touch()
-		if !b.startSession(s) {
+		if !b.startSubConn(s) {
 			_ = s.ps.Close()
-			return
+			return retry.ErrStop
 		}
 		err := b.receive(s)
-		b.endSession(s, err)
-		_ = s.ps.Close() // an error means the supervisor or Close closed it first
-		if b.ctx.Err() != nil {
-			return
-		}
-		pause.Reset(b.cfg.RetryPause)
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-pause.C:
-		}
-	}
+		b.endSubConn(s, err)
+		_ = s.ps.Close() // an error means the supervisor or Shutdown closed it first
+		return err       // never nil: a failure, followed by RetryPause
+	})
 }
 
-func (b *Builder) startSession(s *session) bool {
+func (b *Broker) startSubConn(s *subConn) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return false
 	}
-	b.sess = s
+	b.sub = s
 	b.kickSupervisor()
 	return true
 }
 
-func (b *Builder) endSession(s *session, err error) {
+func (b *Broker) endSubConn(s *subConn, err error) {
 	b.mu.Lock()
-	if b.sess == s {
-		b.sess = nil
+	if b.sub == s {
+		b.sub = nil
 	}
 	closing := b.closed
 	b.mu.Unlock()
@@ -308,7 +320,7 @@ func (b *Builder) endSession(s *session, err error) {
 		return
 	}
 	b.metrics.redisErrors.WithLabelValues(opReceive).Inc()
-	if b.limit.allow("session") {
+	if b.limit.allow("subconn") {
 		b.log.Warn("redis adapter: subscription connection lost; resubscribing",
 			zap.Error(err), zap.Duration("retry_pause", b.cfg.RetryPause))
 	}
@@ -317,7 +329,7 @@ func (b *Builder) endSession(s *session, err error) {
 
 // receive reads s until it fails. Messages go to the inbound queue, which
 // never blocks: a full queue drops the message.
-func (b *Builder) receive(s *session) error {
+func (b *Broker) receive(s *subConn) error {
 	for {
 		msg, err := s.ps.Receive(b.ctx)
 		if err != nil {
@@ -345,7 +357,7 @@ func (b *Builder) receive(s *session) error {
 }
 
 // onSubscription records Redis's confirmation of a (un)subscription.
-func (b *Builder) onSubscription(s *session, m *goredis.Subscription) {
+func (b *Broker) onSubscription(s *subConn, m *goredis.Subscription) {
 	b.mu.Lock()
 	switch m.Kind {
 	case "subscribe":
@@ -363,7 +375,7 @@ func (b *Builder) onSubscription(s *session, m *goredis.Subscription) {
 
 // refreshState keeps the subscription gauge and the logs in step with
 // Ready.
-func (b *Builder) refreshState() {
+func (b *Broker) refreshState() {
 	b.mu.Lock()
 	ready := b.readyLocked()
 	changed := ready != b.wasReady
@@ -383,12 +395,12 @@ func (b *Builder) refreshState() {
 
 // ---- supervisor: subscriptions and health ----
 
-// superviseLoop subscribes what the adapters need on the current session
-// and checks the session's health every half health interval: an idle
+// superviseLoop subscribes what the adapters need on the current subscription connection
+// and checks its health every half health interval: an idle
 // connection is pinged, and one silent for staleIntervals intervals (a
 // hung server, a cut the kernel has not noticed) is closed, so that the
 // reader opens a new one.
-func (b *Builder) superviseLoop() {
+func (b *Broker) superviseLoop() {
 	defer b.wg.Done()
 	tick := time.NewTicker(b.cfg.healthInterval / 2)
 	defer tick.Stop()
@@ -405,9 +417,9 @@ func (b *Builder) superviseLoop() {
 	}
 }
 
-func (b *Builder) syncSubscriptions() {
+func (b *Broker) syncSubscriptions() {
 	b.mu.Lock()
-	s := b.sess
+	s := b.sub
 	if s == nil {
 		b.mu.Unlock()
 		return
@@ -450,7 +462,7 @@ func (b *Builder) syncSubscriptions() {
 		err = errors.Join(err, s.ps.PUnsubscribe(ctx, punsub...))
 	}
 	if err != nil && b.ctx.Err() == nil && b.current(s) {
-		// The connection is unusable; closing the session makes the
+		// The connection is unusable; closing the subscription connection makes the
 		// reader start a new one, which subscribes everything again.
 		b.metrics.redisErrors.WithLabelValues(opSubscribe).Inc()
 		if b.limit.allow(opSubscribe) {
@@ -460,16 +472,16 @@ func (b *Builder) syncSubscriptions() {
 	}
 }
 
-// current reports whether s is the current session.
-func (b *Builder) current(s *session) bool {
+// current reports whether s is the current subscription connection.
+func (b *Broker) current(s *subConn) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.sess == s
+	return b.sub == s
 }
 
-func (b *Builder) checkHealth() {
+func (b *Broker) checkHealth() {
 	b.mu.Lock()
-	s := b.sess
+	s := b.sub
 	b.mu.Unlock()
 	if s != nil {
 		switch idle := s.idle(); {
@@ -502,7 +514,7 @@ func (b *Builder) checkHealth() {
 // or a server-side event listener may wait for a request of its own
 // (fetchSockets in a disconnect handler, say), whose responses must not
 // queue up behind it.
-func (b *Builder) dispatchLoop(queue <-chan inbound) {
+func (b *Broker) dispatchLoop(queue <-chan inbound) {
 	defer b.wg.Done()
 	for {
 		select {
@@ -514,7 +526,7 @@ func (b *Builder) dispatchLoop(queue <-chan inbound) {
 	}
 }
 
-func (b *Builder) dispatch(in inbound) {
+func (b *Broker) dispatch(in inbound) {
 	key := channelKey(in.channel)
 	if in.pattern != "" {
 		key = patternKey(in.pattern)
@@ -529,7 +541,7 @@ func (b *Builder) dispatch(in inbound) {
 
 // handleSafely keeps the dispatcher alive when a handler (a server-side
 // event listener, say) panics.
-func (b *Builder) handleSafely(a *Adapter, in inbound) {
+func (b *Broker) handleSafely(a *Adapter, in inbound) {
 	defer func() {
 		if r := recover(); r != nil {
 			b.log.Error("redis adapter: panic while handling a message",
@@ -542,8 +554,8 @@ func (b *Builder) handleSafely(a *Adapter, in inbound) {
 // ---- publisher ----
 
 // publish queues a message for Redis. It never blocks: a full queue, or a
-// closed Builder, drops the message.
-func (b *Builder) publish(channel string, payload []byte, kind string) {
+// closed Broker, drops the message.
+func (b *Broker) publish(channel string, payload []byte, kind string) {
 	if b.ctx.Err() != nil {
 		return
 	}
@@ -559,7 +571,7 @@ func (b *Builder) publish(channel string, payload []byte, kind string) {
 
 // publishLoop publishes queued messages in order, in pipelines of up to
 // maxBatch.
-func (b *Builder) publishLoop() {
+func (b *Broker) publishLoop() {
 	defer b.wg.Done()
 	batch := make([]outbound, 0, maxBatch)
 	for {
@@ -575,7 +587,7 @@ func (b *Builder) publishLoop() {
 }
 
 // fill adds queued messages to batch without waiting.
-func (b *Builder) fill(batch []outbound) []outbound {
+func (b *Broker) fill(batch []outbound) []outbound {
 	for len(batch) < maxBatch {
 		select {
 		case m := <-b.outbound:
@@ -587,8 +599,8 @@ func (b *Builder) fill(batch []outbound) []outbound {
 	return batch
 }
 
-// flush makes one last attempt at what is queued when Close is called.
-func (b *Builder) flush(batch []outbound) {
+// flush makes one last attempt at what is queued when Shutdown is called.
+func (b *Broker) flush(batch []outbound) {
 	for {
 		batch = b.fill(batch[:0])
 		if len(batch) == 0 {
@@ -600,7 +612,7 @@ func (b *Builder) flush(batch []outbound) {
 
 // send publishes a batch. Messages that waited longer than PublishTimeout
 // are dropped instead.
-func (b *Builder) send(batch []outbound) {
+func (b *Broker) send(batch []outbound) {
 	now := time.Now()
 	live := batch[:0]
 	for _, m := range batch {
@@ -639,7 +651,7 @@ func (b *Builder) send(batch []outbound) {
 	}
 }
 
-func (b *Builder) published(m outbound, err error) {
+func (b *Broker) published(m outbound, err error) {
 	if err == nil {
 		b.metrics.published.WithLabelValues(m.kind).Inc()
 		return
@@ -655,7 +667,7 @@ func (b *Builder) published(m outbound, err error) {
 // serverCount is the number of subscribers of a request channel, that is
 // of servers with the namespace (summed over the nodes of a Cluster). It
 // waits at most timeout, whatever the client's own timeouts.
-func (b *Builder) serverCount(ctx context.Context, channel string, timeout time.Duration) (int64, error) {
+func (b *Broker) serverCount(ctx context.Context, channel string, timeout time.Duration) (int64, error) {
 	select {
 	case b.calls <- struct{}{}:
 	default:
@@ -696,7 +708,7 @@ func (b *Builder) serverCount(ctx context.Context, channel string, timeout time.
 	}
 }
 
-func (b *Builder) numSub(ctx context.Context, channel string) (int64, error) {
+func (b *Broker) numSub(ctx context.Context, channel string) (int64, error) {
 	if cc, ok := b.cfg.Client.(*goredis.ClusterClient); ok {
 		// Subscribers are counted by the node they are connected to.
 		var total atomic.Int64

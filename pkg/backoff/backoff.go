@@ -1,5 +1,6 @@
 // Package backoff computes the pause before a retry: exponential with
-// jitter, shared by the outbox and the vantage6 queue bridge.
+// jitter, shared by the retry loops (pkg/retry), the outbox and the
+// vantage6 queue bridge.
 package backoff
 
 import (
