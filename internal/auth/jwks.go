@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/eventserver/eventserver/pkg/textclip"
 	"io"
 	"net/http"
 	"net/url"
@@ -153,7 +154,7 @@ func (j *jwks) key(t *jwt.Token) (any, error) {
 	k, err := j.kf.Keyfunc(t)
 	if err != nil {
 		if errors.Is(err, jwkset.ErrKeyNotFound) {
-			return nil, fmt.Errorf("kid %q is not in the JWK Set", truncate(kid))
+			return nil, fmt.Errorf("kid %q is not in the JWK Set", textclip.Cut(kid, textclip.Name))
 		}
 		return nil, fmt.Errorf("JWK Set: %v", err)
 	}
@@ -206,7 +207,7 @@ func (t *jwksTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var kids []string
 	for _, k := range set.Keys {
 		if k.Use == "" || k.Use == "sig" {
-			kids = append(kids, truncate(k.Kid))
+			kids = append(kids, textclip.Cut(k.Kid, textclip.Name))
 		}
 	}
 	sort.Strings(kids)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/eventserver/eventserver/pkg/textclip"
 	"math"
 	"math/big"
 	"strconv"
@@ -56,7 +57,7 @@ func (s Subject) MarshalJSON() ([]byte, error) {
 	}
 	n, ok := new(big.Int).SetString(s.Value, 10)
 	if !ok {
-		return nil, fmt.Errorf("auth: numeric subject %q is not an integer", truncate(s.Value))
+		return nil, fmt.Errorf("auth: numeric subject %q is not an integer", textclip.Cut(s.Value, textclip.Name))
 	}
 	return []byte(n.String()), nil
 }
@@ -202,13 +203,4 @@ func jsonKind(v any) string {
 		return "an array"
 	}
 	return fmt.Sprintf("of type %T", v)
-}
-
-// truncate shortens s for an error message.
-func truncate(s string) string {
-	const limit = 40
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "..."
 }

@@ -17,6 +17,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/eventserver/eventserver/pkg/textclip"
 	"math"
 	"slices"
 	"time"
@@ -229,7 +230,7 @@ func parsePublicKey(data []byte) (any, error) {
 		}
 		return cert.PublicKey, nil
 	}
-	return nil, fmt.Errorf("auth: public key: PEM block type %q is not supported, want PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE", truncate(block.Type))
+	return nil, fmt.Errorf("auth: public key: PEM block type %q is not supported, want PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE", textclip.Cut(block.Type, textclip.Name))
 }
 
 // keyFunc picks the key for the token's algorithm, and refuses an algorithm
@@ -330,7 +331,7 @@ func checkClaims(mc jwt.MapClaims) (*Claims, error) {
 		case !isString:
 			return nil, invalidf(`claim "type" is %s, want the string "access"`, jsonKind(raw))
 		case typ != "access":
-			return nil, invalidf(`claim "type" is %q, want "access"`, truncate(typ))
+			return nil, invalidf(`claim "type" is %q, want "access"`, textclip.Cut(typ, textclip.Name))
 		}
 	}
 

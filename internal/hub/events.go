@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/eventserver/eventserver/pkg/textclip"
 	"strconv"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -323,7 +323,8 @@ func (s *session) refresh(args []any, ack socketio.Ack) {
 	answer(protocol.RefreshTokenAck{OK: true, Exp: exp.Unix()})
 }
 
-// clip renders a client's message or error argument for a log line.
+// clip renders a client's message or error argument for a log line, at
+// most 1 KB.
 func clip(args []any) string {
 	var s string
 	if len(args) > 0 {
@@ -334,13 +335,5 @@ func clip(args []any) string {
 			s = string(b)
 		}
 	}
-	const max = 1024
-	if len(s) > max {
-		s = s[:max]
-		for !utf8.ValidString(s) {
-			s = s[:len(s)-1]
-		}
-		s += "…"
-	}
-	return s
+	return textclip.Cut(s, 1024)
 }

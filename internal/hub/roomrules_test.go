@@ -101,6 +101,15 @@ func TestRoomRules(t *testing.T) {
 	for _, r := range observerRooms {
 		inRoom(t, h, r, 1)
 	}
+	// Each user observer's own join text is announced just after it joins
+	// (so it may follow inRoom): taken before the first marker.
+	for _, sub := range []string{"obs_c1", "obs_c3", "obs_c1o2", "obs_c3o2", "obs_c1o4"} {
+		text := "User <" + ids[sub].Name + "> joined room"
+		o := observers[sub]
+		if !slices.ContainsFunc(o.events, func(e string) bool { return strings.Contains(e, text) }) {
+			o.waitFor(func(p string) bool { return strings.Contains(p, text) }, sub+"'s own join text")
+		}
+	}
 
 	// markAll emits a marker to every observer's rooms and waits until each
 	// has it: what was emitted before it has been received.

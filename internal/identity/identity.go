@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/eventserver/eventserver/pkg/textclip"
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/pkg/rooms"
@@ -170,7 +171,7 @@ func resolveUser(sub auth.Subject, raw map[string]any) (*Identity, error) {
 			return nil, invalidf(`claim "event_scope" must be a string`)
 		}
 		if scope, ok = rooms.ParseScope(s); !ok {
-			return nil, invalidf(`claim "event_scope" is %q, want global, collaboration or organization`, truncate(s))
+			return nil, invalidf(`claim "event_scope" is %q, want global, collaboration or organization`, textclip.Cut(s, textclip.Name))
 		}
 	}
 
@@ -272,13 +273,4 @@ func (e *invalidError) Unwrap() error { return auth.ErrInvalid }
 // invalidf returns an error wrapping auth.ErrInvalid.
 func invalidf(format string, args ...any) error {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
-}
-
-// truncate shortens s for an error message.
-func truncate(s string) string {
-	const limit = 40
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "..."
 }

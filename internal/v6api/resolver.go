@@ -78,6 +78,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/eventserver/eventserver/pkg/textclip"
 	"net/http"
 	"net/url"
 	"slices"
@@ -398,7 +399,7 @@ func (r *Resolver) node(ctx context.Context, token string, id int64) (*identity.
 	case n.ID != id:
 		return nil, invalidf("GET /node/{id}: answered node %d for sub %d", n.ID, id)
 	case n.Type != "" && n.Type != "node":
-		return nil, invalidf("GET /node/{id}: answered type %q", shorten(n.Type))
+		return nil, invalidf("GET /node/{id}: answered type %q", textclip.Cut(n.Type, textclip.Name))
 	case n.Organization == nil || n.Organization.ID <= 0:
 		return nil, invalidf("GET /node/{id}: the answer has no organization.id")
 	case n.Collaboration == nil || n.Collaboration.ID <= 0:
@@ -667,12 +668,4 @@ func clone(i *identity.Identity) *identity.Identity {
 func mustInt(s auth.Subject) int64 {
 	n, _ := s.Int64()
 	return n
-}
-
-func shorten(s string) string {
-	const limit = 40
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "..."
 }

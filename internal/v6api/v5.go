@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/eventserver/eventserver/pkg/textclip"
 	"net/http"
 	"net/url"
 	"slices"
@@ -89,7 +90,7 @@ func (r *Resolver) detectVersion(ctx context.Context) (int, string, error) {
 	major, ok := parseMajor(*v.Version)
 	if !ok || (major != 4 && major != 5) {
 		return 0, "", invalidf("GET /version: version %q is neither 4.x nor 5.x: set EVENTSERVER_V6_VERSION to 4 or 5",
-			shorten(*v.Version))
+			textclip.Cut(*v.Version, textclip.Name))
 	}
 	return major, *v.Version, nil
 }
@@ -160,7 +161,7 @@ func (r *Resolver) resolve5(ctx context.Context, token string, claims *auth.Clai
 		return nil, invalidf("no token to ask the vantage6 API with")
 	}
 	key := "v5:" + string(kind) + ":" + sub
-	fields := []zap.Field{zap.String("client_type", string(kind)), zap.String("keycloak_id", shorten(sub))}
+	fields := []zap.Field{zap.String("client_type", string(kind)), zap.String("keycloak_id", textclip.Cut(sub, textclip.Name))}
 	return r.shared(ctx, key, fields, func(ctx context.Context) (*identity.Identity, error) {
 		var (
 			ident *identity.Identity
@@ -200,7 +201,7 @@ func (r *Resolver) node5(ctx context.Context, token, sub string) (*identity.Iden
 	case n.ID <= 0:
 		return nil, invalidf("GET /node/me: the answer has no positive id")
 	case n.Type != "" && n.Type != "node":
-		return nil, invalidf("GET /node/me: answered type %q", shorten(n.Type))
+		return nil, invalidf("GET /node/me: answered type %q", textclip.Cut(n.Type, textclip.Name))
 	case n.KeycloakID != nil && *n.KeycloakID != sub:
 		return nil, invalidf("GET /node/me: answered another Keycloak id than the token's sub")
 	case n.Organization == nil || n.Organization.ID <= 0:
@@ -260,7 +261,7 @@ func (r *Resolver) user5(ctx context.Context, token, sub string) (*identity.Iden
 	case u.ID <= 0:
 		return nil, invalidf("GET /user/me: the answer has no positive id")
 	case u.Type != "" && u.Type != "user":
-		return nil, invalidf("GET /user/me: answered type %q", shorten(u.Type))
+		return nil, invalidf("GET /user/me: answered type %q", textclip.Cut(u.Type, textclip.Name))
 	case u.KeycloakID != nil && *u.KeycloakID != sub:
 		return nil, invalidf("GET /user/me: answered another Keycloak id than the token's sub")
 	case u.Organization == nil || u.Organization.ID <= 0:

@@ -35,7 +35,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+	"github.com/eventserver/eventserver/pkg/textclip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -295,21 +295,21 @@ func (b *Bridge) handle(payload []byte, pickled bool) (outcome string) {
 		var syntaxErr *json.SyntaxError
 		if errors.As(err, &syntaxErr) || !json.Valid(trimmed) {
 			b.warn(OutcomeNotJSON, "Flask-SocketIO queue: a message that is not JSON was ignored",
-				zap.Int("bytes", len(payload)), zap.String("start", preview(trimmed)))
+				zap.Int("bytes", len(payload)), zap.String("start", textclip.Cut(string(trimmed), textclip.Line)))
 			return OutcomeNotJSON
 		}
 		b.warn(OutcomeBadMessage, "Flask-SocketIO queue: a JSON message of the wrong shape was ignored",
-			zap.Error(err), zap.String("start", preview(trimmed)))
+			zap.Error(err), zap.String("start", textclip.Cut(string(trimmed), textclip.Line)))
 		return OutcomeBadMessage
 	}
 	switch m.Method {
 	case "emit", "close_room", "disconnect", "enter_room", "leave_room", "callback":
 		method = m.Method
 	case "":
-		b.warn(OutcomeBadMessage, "Flask-SocketIO queue: a message without method was ignored", zap.String("start", preview(trimmed)))
+		b.warn(OutcomeBadMessage, "Flask-SocketIO queue: a message without method was ignored", zap.String("start", textclip.Cut(string(trimmed), textclip.Line)))
 		return OutcomeBadMessage
 	default:
-		b.warn(OutcomeUnknownMethod, "Flask-SocketIO queue: a message with an unknown method was ignored", zap.String("method", truncate(m.Method)))
+		b.warn(OutcomeUnknownMethod, "Flask-SocketIO queue: a message with an unknown method was ignored", zap.String("method", textclip.Cut(m.Method, 64)))
 		return OutcomeUnknownMethod
 	}
 	if method == "callback" || method == "enter_room" || method == "leave_room" {
@@ -322,7 +322,7 @@ func (b *Bridge) handle(payload []byte, pickled bool) (outcome string) {
 		ns = *m.Namespace
 	}
 	if ns != b.cfg.Namespace {
-		b.log.Debug("Flask-SocketIO queue: other namespace", zap.String("method", method), zap.String("namespace", truncate(ns)))
+		b.log.Debug("Flask-SocketIO queue: other namespace", zap.String("method", method), zap.String("namespace", textclip.Cut(ns, 64)))
 		return OutcomeOtherNamespace
 	}
 
@@ -332,11 +332,11 @@ func (b *Bridge) handle(payload []byte, pickled bool) (outcome string) {
 	case "close_room":
 		names, ok := stringOrList(m.Room)
 		if !ok || len(names) != 1 {
-			b.warn(OutcomeBadMessage, "Flask-SocketIO queue: close_room without one room was ignored", zap.String("start", preview(trimmed)))
+			b.warn(OutcomeBadMessage, "Flask-SocketIO queue: close_room without one room was ignored", zap.String("start", textclip.Cut(string(trimmed), textclip.Line)))
 			return OutcomeBadMessage
 		}
 		if !rooms.Valid(names[0]) {
-			b.warn(OutcomeUnknownRoom, "Flask-SocketIO queue: close_room of a room that is not a vantage6 room was ignored", zap.String("room", truncate(names[0])))
+			b.warn(OutcomeUnknownRoom, "Flask-SocketIO queue: close_room of a room that is not a vantage6 room was ignored", zap.String("room", textclip.Cut(names[0], 64)))
 			return OutcomeUnknownRoom
 		}
 		b.cfg.Target.LeaveLocal(names[0])
@@ -345,11 +345,11 @@ func (b *Bridge) handle(payload []byte, pickled bool) (outcome string) {
 	default: // disconnect
 		sids, ok := stringOrList(m.Sid)
 		if !ok || len(sids) != 1 || sids[0] == "" {
-			b.warn(OutcomeBadMessage, "Flask-SocketIO queue: disconnect without a sid was ignored", zap.String("start", preview(trimmed)))
+			b.warn(OutcomeBadMessage, "Flask-SocketIO queue: disconnect without a sid was ignored", zap.String("start", textclip.Cut(string(trimmed), textclip.Line)))
 			return OutcomeBadMessage
 		}
 		if !b.cfg.Target.DisconnectLocal(sids[0]) {
-			b.log.Debug("Flask-SocketIO queue: disconnect of a socket that is not here", zap.String("sid", truncate(sids[0])))
+			b.log.Debug("Flask-SocketIO queue: disconnect of a socket that is not here", zap.String("sid", textclip.Cut(sids[0], 64)))
 			return OutcomeNoLocalSocket
 		}
 		b.log.Info("Flask-SocketIO queue: socket disconnected", zap.String("sid", sids[0]))
@@ -359,12 +359,12 @@ func (b *Bridge) handle(payload []byte, pickled bool) (outcome string) {
 
 func (b *Bridge) emit(m *message, raw []byte) string {
 	if m.Event == nil || *m.Event == "" {
-		b.warn(OutcomeBadMessage, "Flask-SocketIO queue: emit without event was ignored", zap.String("start", preview(raw)))
+		b.warn(OutcomeBadMessage, "Flask-SocketIO queue: emit without event was ignored", zap.String("start", textclip.Cut(string(raw), textclip.Line)))
 		return OutcomeBadMessage
 	}
 	event := *m.Event
 	if protocol.Reserved[event] {
-		b.warn(OutcomeBadMessage, "Flask-SocketIO queue: emit of a reserved event name was ignored", zap.String("event", truncate(event)))
+		b.warn(OutcomeBadMessage, "Flask-SocketIO queue: emit of a reserved event name was ignored", zap.String("event", textclip.Cut(event, 64)))
 		return OutcomeBadMessage
 	}
 	names, ok := stringOrList(m.Room)
@@ -380,12 +380,12 @@ func (b *Bridge) emit(m *message, raw []byte) string {
 	}
 	if len(names) > 0 && len(known) == 0 {
 		b.warn(OutcomeUnknownRoom, "Flask-SocketIO queue: emit to a room that is not a vantage6 room (a Python socket id?) was ignored",
-			zap.String("event", event), zap.Strings("rooms", truncateAll(names)))
+			zap.String("event", event), zap.Strings("rooms", textclip.CutAll(names, 64)))
 		return OutcomeUnknownRoom
 	}
 	if len(known) < len(names) {
 		b.log.Warn("Flask-SocketIO queue: rooms that are not vantage6 rooms were left out",
-			zap.String("event", event), zap.Strings("rooms", truncateAll(names)))
+			zap.String("event", event), zap.Strings("rooms", textclip.CutAll(names, 64)))
 	}
 	skip, ok := stringOrList(m.SkipSid)
 	if !ok {
@@ -521,28 +521,4 @@ func (b *Bridge) warn(outcome, msg string, fields ...zap.Field) {
 	b.warned[outcome] = now
 	b.warnMu.Unlock()
 	b.log.Warn(msg+" (further ones this minute are logged at debug level; see eventserver_v6_queue_messages_total)", fields...)
-}
-
-func preview(b []byte) string {
-	const max = 80
-	s := strings.ToValidUTF8(string(b), "?")
-	if len(s) > max {
-		s = s[:max] + "..."
-	}
-	return s
-}
-
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}
-
-func truncateAll(in []string) []string {
-	out := make([]string, len(in))
-	for i, s := range in {
-		out[i] = truncate(s)
-	}
-	return out
 }

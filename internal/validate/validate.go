@@ -10,6 +10,7 @@ package validate
 import (
 	"errors"
 	"fmt"
+	"github.com/eventserver/eventserver/pkg/textclip"
 	"net/url"
 	"strings"
 	"time"
@@ -101,7 +102,7 @@ func V6Version(v string) (int, error) {
 	case V6VersionAuto:
 		return 0, nil
 	}
-	return 0, fmt.Errorf("vantage6 version %q: want 4, 5 or auto", shorten(v))
+	return 0, fmt.Errorf("vantage6 version %q: want 4, 5 or auto", textclip.Cut(v, textclip.Name))
 }
 
 // IsAMQPURL reports whether raw is an amqp:// or amqps:// URL (RabbitMQ),
@@ -193,13 +194,4 @@ func setTimeouts(q url.Values, dial, read, write *time.Duration) {
 			*d = 2 * time.Second
 		}
 	}
-}
-
-// shorten cuts s for an error message.
-func shorten(s string) string {
-	const limit = 40
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "..."
 }
