@@ -57,7 +57,7 @@ func (c MemoryConfig) withDefaults() (MemoryConfig, error) {
 // Memory is the Store of a single instance.
 type Memory struct {
 	cfg   MemoryConfig
-	out   *outbox
+	out   *transitionQueue
 	m     *metrics
 	stale *staleWatch
 
@@ -107,7 +107,7 @@ func NewMemoryWithConfig(cfg MemoryConfig) (*Memory, error) {
 	}
 	return &Memory{
 		cfg:   cfg,
-		out:   &outbox{h: cfg.Handler, log: cfg.Logger},
+		out:   &transitionQueue{h: cfg.Handler, log: cfg.Logger},
 		m:     met,
 		stale: newStaleWatch(cfg.StaleAfter, cfg.Now, cfg.Logger),
 		nodes: map[string]*memNode{},

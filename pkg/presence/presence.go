@@ -171,9 +171,9 @@ func (s *State) finish(lastConnect, lastHeartbeat, now time.Time, staleAfter tim
 	}
 }
 
-// outbox delivers decided transitions to the handler one at a time, in the
+// transitionQueue delivers decided transitions to the handler one at a time, in the
 // order they were decided, never under a store's lock.
-type outbox struct {
+type transitionQueue struct {
 	h   Handler
 	log *zap.Logger
 
@@ -182,7 +182,7 @@ type outbox struct {
 	delivering bool
 }
 
-func (o *outbox) add(trs ...Transition) {
+func (o *transitionQueue) add(trs ...Transition) {
 	if o.h == nil || len(trs) == 0 {
 		return
 	}
@@ -193,7 +193,7 @@ func (o *outbox) add(trs ...Transition) {
 
 // deliver hands the queued transitions to the handler, unless another call
 // is doing so already (it will deliver them too).
-func (o *outbox) deliver() {
+func (o *transitionQueue) deliver() {
 	if o.h == nil {
 		return
 	}
@@ -218,7 +218,7 @@ func (o *outbox) deliver() {
 
 // call runs the handler; a panic is logged, not spread to a background
 // goroutine where it would end the process.
-func (o *outbox) call(tr Transition) {
+func (o *transitionQueue) call(tr Transition) {
 	defer func() {
 		if r := recover(); r != nil {
 			o.log.Error("presence handler panicked", zap.Any("panic", r),

@@ -164,7 +164,7 @@ type RedisStore struct {
 	r     runner
 	log   *zap.Logger
 	m     *metrics
-	out   *outbox
+	out   *transitionQueue
 	stale *staleWatch
 
 	// stripes serialize the Redis calls about one connection (connect,
@@ -224,7 +224,7 @@ func NewRedis(cfg RedisConfig) (*RedisStore, error) {
 		r:     runner{client: cfg.Client, ks: newKeyspace(cfg.Prefix), window: cfg.TTL},
 		log:   log,
 		m:     met,
-		out:   &outbox{h: cfg.Handler, log: log},
+		out:   &transitionQueue{h: cfg.Handler, log: log},
 		stale: newStaleWatch(cfg.StaleAfter, cfg.Now, log),
 		conns: map[string]*localConn{},
 		nodes: map[string]*localNode{},
