@@ -45,15 +45,33 @@ func (r *blockingResolver) Resolve(ctx context.Context, _ string, _ *auth.Claims
 // offloadServer is a Socket.IO server with a hub on resolver, over HTTP.
 func offloadServer(t *testing.T, res identity.Resolver) (*Hub, *socketio.Server, string) {
 	t.Helper()
-	verifier, err := auth.NewVerifier(auth.Config{HMACSecret: []byte(offloadSecret)})
-	if err != nil {
-		t.Fatal(err)
+	return hubServer(t, Config{Resolver: res})
+}
+
+// hubServer runs a hub of cfg (with a Socket.IO server, an HS256 verifier
+// of offloadSecret, no logs and metrics of its own unless cfg has them)
+// over HTTP, and returns the polling URL of its Socket.IO endpoint.
+func hubServer(t *testing.T, cfg Config) (*Hub, *socketio.Server, string) {
+	t.Helper()
+	if cfg.Verifier == nil {
+		verifier, err := auth.NewVerifier(auth.Config{HMACSecret: []byte(offloadSecret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Verifier = verifier
 	}
 	srv, err := socketio.NewServer(socketio.Config{Engine: engineio.Config{KeepHeaders: []string{"Authorization"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{Server: srv, Verifier: verifier, Resolver: res, Logger: zap.NewNop(), Metrics: metrics.New()})
+	cfg.Server = srv
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
+	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,20 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
-	"github.com/eventserver/eventserver/internal/metrics"
-	"github.com/eventserver/eventserver/pkg/engineio"
 	"github.com/eventserver/eventserver/pkg/rooms"
-	"github.com/eventserver/eventserver/pkg/socketio"
 	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
@@ -45,28 +39,8 @@ func node(id, name string, org, collab int64) *identity.Identity {
 // roomsServer is a hub whose clients are resolved by r.
 func roomsServer(t *testing.T, r identity.Resolver) (*Hub, string) {
 	t.Helper()
-	verifier, err := auth.NewVerifier(auth.Config{HMACSecret: []byte(offloadSecret)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := socketio.NewServer(socketio.Config{Engine: engineio.Config{KeepHeaders: []string{"Authorization"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(Config{Server: srv, Verifier: verifier, Resolver: r, Logger: zap.NewNop(), Metrics: metrics.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		ts.Close()
-		_ = h.Shutdown(ctx)
-		_ = h.Presence().Shutdown(ctx)
-	})
-	return h, ts.URL + "/socket.io/?EIO=4&transport=polling"
+	h, _, base := hubServer(t, Config{Resolver: r})
+	return h, base
 }
 
 // TestRoomRules: the rooms a node and a user of each scope join, and the

@@ -10,17 +10,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/internal/protocol"
-	"github.com/eventserver/eventserver/pkg/engineio"
 	"github.com/eventserver/eventserver/pkg/rooms"
-	"github.com/eventserver/eventserver/pkg/socketio"
-
-	"net/http/httptest"
 )
 
 // subResolver resolves a token by its subject: "node" is node 5 of
@@ -92,30 +87,9 @@ func i64(v int64) *int64 { return &v }
 
 func tasksServer(t *testing.T, tasks Tasks, sink FactSink) (*Hub, *metrics.Metrics, string) {
 	t.Helper()
-	verifier, err := auth.NewVerifier(auth.Config{HMACSecret: []byte(offloadSecret)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := socketio.NewServer(socketio.Config{Engine: engineio.Config{KeepHeaders: []string{"Authorization"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := metrics.New()
-	h, err := New(Config{Server: srv, Verifier: verifier, Resolver: subResolver{}, Logger: zap.NewNop(), Metrics: m,
-		Tasks: tasks, Facts: sink})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		ts.Close()
-		_ = h.Shutdown(ctx)
-		_ = h.Presence().Shutdown(ctx)
-	})
-	return h, m, ts.URL + "/socket.io/?EIO=4&transport=polling"
+	h, _, base := hubServer(t, Config{Resolver: subResolver{}, Metrics: m, Tasks: tasks, Facts: sink})
+	return h, m, base
 }
 
 // pollClient is a /tasks client over polling that keeps the events it reads.

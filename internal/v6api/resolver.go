@@ -78,7 +78,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/eventserver/eventserver/pkg/textclip"
 	"net/http"
 	"net/url"
 	"slices"
@@ -87,6 +86,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/eventserver/eventserver/pkg/textclip"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -357,15 +358,15 @@ func (r *Resolver) shared(ctx context.Context, key string, fields []zap.Field,
 }
 
 func (r *Resolver) lookup(ctx context.Context, kind rooms.Kind, id int64, token string) (*identity.Identity, error) {
-	var (
-		ident *identity.Identity
-		err   error
-	)
 	if kind == rooms.KindNode {
-		ident, err = r.node(ctx, token, id)
-	} else {
-		ident, err = r.user(ctx, token, id)
+		return lookupResult(r.node(ctx, token, id))
 	}
+	return lookupResult(r.user(ctx, token, id))
+}
+
+// lookupResult passes a lookup's identity on, or its error wrapped once in
+// auth.ErrInvalid.
+func lookupResult(ident *identity.Identity, err error) (*identity.Identity, error) {
 	if err != nil {
 		var le *lookupError
 		if !errors.As(err, &le) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/eventserver/eventserver/pkg/textclip"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/eventserver/eventserver/pkg/textclip"
 
 	"go.uber.org/zap"
 
@@ -163,23 +164,10 @@ func (r *Resolver) resolve5(ctx context.Context, token string, claims *auth.Clai
 	key := "v5:" + string(kind) + ":" + sub
 	fields := []zap.Field{zap.String("client_type", string(kind)), zap.String("keycloak_id", textclip.Cut(sub, textclip.Name))}
 	return r.shared(ctx, key, fields, func(ctx context.Context) (*identity.Identity, error) {
-		var (
-			ident *identity.Identity
-			err   error
-		)
 		if kind == rooms.KindNode {
-			ident, err = r.node5(ctx, token, sub)
-		} else {
-			ident, err = r.user5(ctx, token, sub)
+			return lookupResult(r.node5(ctx, token, sub))
 		}
-		if err != nil {
-			var le *lookupError
-			if !errors.As(err, &le) {
-				err = invalid(err)
-			}
-			return nil, err
-		}
-		return ident, nil
+		return lookupResult(r.user5(ctx, token, sub))
 	})
 }
 
