@@ -26,7 +26,6 @@ import (
 	"github.com/eventserver/eventserver/internal/httpapi"
 	"github.com/eventserver/eventserver/internal/hub"
 	"github.com/eventserver/eventserver/internal/identity"
-	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/internal/outbox"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/internal/redisconn"
@@ -43,7 +42,7 @@ import (
 type App struct {
 	cfg     *config.Config
 	log     *zap.Logger
-	metrics *metrics.Metrics
+	metrics *metrics
 	io      *socketio.Server
 	hub     *hub.Hub
 	http    *http.Server
@@ -90,7 +89,7 @@ func NewLogger(cfg *config.Config) (*zap.Logger, error) {
 	// counted (eventserver_log_lines_sampled_out_total).
 	zc.Sampling = &zap.SamplingConfig{Initial: 100, Thereafter: 100, Hook: func(_ zapcore.Entry, d zapcore.SamplingDecision) {
 		if d&zapcore.LogDropped != 0 {
-			metrics.LogLinesSampledOut.Inc()
+			LogLinesSampledOut.Inc()
 		}
 	}}
 	zc.EncoderConfig.TimeKey = "time"
@@ -107,7 +106,7 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := metrics.New()
+	m := newMetrics()
 	vcfg := auth.Config{HMACSecret: []byte(cfg.JWTSecret), Leeway: cfg.JWTLeeway, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
 	if cfg.JWTJWKSURL != "" {
 		vcfg.JWKS = &auth.JWKSConfig{URL: cfg.JWTJWKSURL, Refresh: cfg.JWTJWKSRefresh, RefreshMin: cfg.JWTJWKSRefreshMin,
@@ -223,7 +222,7 @@ func (a *App) build(verifier *auth.Verifier) error {
 		UserTokenExpiry: hub.UserExpiry(cfg.UserTokenExpiry),
 		Instance:        cfg.InstanceID,
 		Logger:          log,
-		Metrics:         a.metrics,
+		Registerer:      a.metrics.Registry,
 		Facts:           facts,
 		Tasks:           a.tasks(),
 	})
@@ -234,6 +233,10 @@ func (a *App) build(verifier *auth.Verifier) error {
 		return err
 	}
 
+	apiMetrics, err := httpapi.NewMetrics(a.metrics.Registry)
+	if err != nil {
+		return fmt.Errorf("app: metrics: %w", err)
+	}
 	api := httpapi.New(httpapi.Config{
 		Token:    cfg.PublishToken,
 		MaxBody:  cfg.MaxPayload,
@@ -241,10 +244,10 @@ func (a *App) build(verifier *auth.Verifier) error {
 		Presence: a.hub.Presence(),
 		Cluster:  a.hub,
 		Logger:   log,
-		Metrics:  a.metrics,
+		Metrics:  apiMetrics,
 	})
 	mux := http.NewServeMux()
-	mux.Handle("/socket.io/", httpapi.CORS(httpapi.NewOriginPolicy(cfg.CORSOrigins, log, a.metrics), a.io))
+	mux.Handle("/socket.io/", httpapi.CORS(httpapi.NewOriginPolicy(cfg.CORSOrigins, log, apiMetrics), a.io))
 	api.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/eventserver/eventserver/internal/metrics"
 )
 
 // OriginPolicy decides which requests to the Socket.IO endpoint a browser
@@ -30,7 +29,7 @@ type OriginPolicy struct {
 	anyOrigin bool
 	origins   []string
 	log       *zap.Logger
-	m         *metrics.Metrics
+	m         *Metrics
 
 	mu     sync.Mutex
 	window time.Time           // start of the current log window
@@ -49,7 +48,7 @@ const (
 // NewOriginPolicy builds the policy of the configured origins (as
 // config.CORSOrigins has them: trimmed, without a trailing slash). log and m
 // may be nil (no log line, no counter).
-func NewOriginPolicy(origins []string, log *zap.Logger, m *metrics.Metrics) *OriginPolicy {
+func NewOriginPolicy(origins []string, log *zap.Logger, m *Metrics) *OriginPolicy {
 	if log == nil {
 		log = zap.NewNop()
 	}

@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/pkg/presence"
 	"go.uber.org/zap"
 )
@@ -28,7 +27,7 @@ func FuzzEmitBody(f *testing.F) {
 	}
 	em := &fakeEmitter{}
 	mux := http.NewServeMux()
-	New(Config{Token: token, MaxBody: 4096, Emitter: em, Presence: presence.NewMemory(nil), Metrics: metrics.New(), Logger: zap.NewNop()}).Register(mux)
+	New(Config{Token: token, MaxBody: 4096, Emitter: em, Presence: presence.NewMemory(nil), Metrics: testMetrics(), Logger: zap.NewNop()}).Register(mux)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		em.mu.Lock()
 		em.calls = nil

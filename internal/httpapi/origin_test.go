@@ -11,8 +11,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
-
-	"github.com/eventserver/eventserver/internal/metrics"
 )
 
 func TestOriginPolicyAllowed(t *testing.T) {
@@ -115,7 +113,7 @@ func TestCORSUpgrade(t *testing.T) {
 				seen = r
 				w.WriteHeader(http.StatusSwitchingProtocols)
 			})
-			m := metrics.New()
+			m := testMetrics()
 			rec := httptest.NewRecorder()
 			req := upgradeReq("127.0.0.1:7600", tt.origin)
 			CORS(NewOriginPolicy(tt.origins, nil, m), next).ServeHTTP(rec, req)
@@ -158,7 +156,7 @@ func TestCORSUpgrade(t *testing.T) {
 // line comes at most once a minute per origin, never with the token.
 func TestOriginRefusalLog(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
-	m := metrics.New()
+	m := testMetrics()
 	p := NewOriginPolicy([]string{"https://ui.example"}, zap.New(core), m)
 	now := time.Unix(1_000_000, 0)
 	p.now = func() time.Time { return now }

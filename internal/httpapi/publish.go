@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/internal/auth"
-	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/presence"
 )
@@ -44,7 +43,7 @@ type Config struct {
 	// /api/v1/instances); nil: those routes are off.
 	Cluster Cluster
 	Logger  *zap.Logger
-	Metrics *metrics.Metrics
+	Metrics *Metrics
 }
 
 // API serves /api/v1/.

@@ -15,10 +15,9 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
-	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/pkg/presence"
 )
 
@@ -59,12 +58,12 @@ type fixture struct {
 	srv      *httptest.Server
 	emitter  *fakeEmitter
 	presence *presence.Memory
-	metrics  *metrics.Metrics
+	metrics  *Metrics
 }
 
 func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
-	f := &fixture{emitter: &fakeEmitter{}, presence: presence.NewMemory(nil), metrics: metrics.New()}
+	f := &fixture{emitter: &fakeEmitter{}, presence: presence.NewMemory(nil), metrics: testMetrics()}
 	cfg.Emitter = f.emitter
 	cfg.Presence = f.presence
 	cfg.Metrics = f.metrics
@@ -138,32 +137,9 @@ func argJSON(t *testing.T, a any) string {
 }
 
 // counter reads eventserver_publish_requests_total{status=...}.
-func counter(t *testing.T, m *metrics.Metrics, status string) float64 {
+func counter(t *testing.T, m *Metrics, status string) float64 {
 	t.Helper()
-	fams, err := m.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, fam := range fams {
-		if fam.GetName() != "eventserver_publish_requests_total" {
-			continue
-		}
-		for _, mt := range fam.GetMetric() {
-			if labelValue(mt, "status") == status {
-				return mt.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
-func labelValue(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
+	return testutil.ToFloat64(m.PublishRequests.WithLabelValues(status))
 }
 
 func TestPublishOffWithoutToken(t *testing.T) {
@@ -670,4 +646,13 @@ func compact(t *testing.T, s string) string {
 		t.Fatal(err)
 	}
 	return buf.String()
+}
+
+// testMetrics are the API's collectors on a registry of their own.
+func testMetrics() *Metrics {
+	m, err := NewMetrics(nil)
+	if err != nil {
+		panic(err)
+	}
+	return m
 }

@@ -16,11 +16,11 @@ import (
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
-	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/presence"
 	"github.com/eventserver/eventserver/pkg/rooms"
 	"github.com/eventserver/eventserver/pkg/socketio"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Verifier checks a client's token.
@@ -54,10 +54,11 @@ type Config struct {
 	// identity resolution, off the connection's goroutine); a CONNECT over
 	// it gets CONNECT_ERROR "server busy". Zero: 4096.
 	MaxPendingAuth int
-	// Instance names this instance. Logger and Metrics are required.
-	Instance string
-	Logger   *zap.Logger
-	Metrics  *metrics.Metrics
+	// Instance names this instance. Logger is required. Registerer
+	// receives the hub's metrics; nil: a registry of their own.
+	Instance   string
+	Logger     *zap.Logger
+	Registerer prometheus.Registerer
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 	// Facts receives what nodes establish (online, offline, ping and the
@@ -90,7 +91,7 @@ type Hub struct {
 	nsp      *socketio.Namespace
 	admin    *socketio.Namespace // /admin: node-status-changed for global-scope users
 	log      *zap.Logger
-	m        *metrics.Metrics
+	m        *metrics
 	presence presence.Store
 	expiry   *expiry // token expiries and auth-grace disconnects
 
@@ -114,8 +115,12 @@ func New(cfg Config) (*Hub, error) {
 		return nil, errors.New("hub: Server is required")
 	case cfg.Verifier == nil || cfg.Resolver == nil:
 		return nil, errors.New("hub: Verifier and Resolver are required")
-	case cfg.Logger == nil || cfg.Metrics == nil:
-		return nil, errors.New("hub: Logger and Metrics are required")
+	case cfg.Logger == nil:
+		return nil, errors.New("hub: Logger is required")
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("hub: metrics: %w", err)
 	}
 	if cfg.AuthGrace <= 0 {
 		cfg.AuthGrace = 5 * time.Second
@@ -139,7 +144,7 @@ func New(cfg Config) (*Hub, error) {
 	h := &Hub{
 		cfg:      cfg,
 		log:      cfg.Logger.Named("hub"),
-		m:        cfg.Metrics,
+		m:        m,
 		sessions: map[string]*session{},
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())

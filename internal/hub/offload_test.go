@@ -16,7 +16,6 @@ import (
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
-	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/pkg/engineio"
 	"github.com/eventserver/eventserver/pkg/rooms"
 	"github.com/eventserver/eventserver/pkg/socketio"
@@ -49,7 +48,7 @@ func offloadServer(t *testing.T, res identity.Resolver) (*Hub, *socketio.Server,
 }
 
 // hubServer runs a hub of cfg (with a Socket.IO server, an HS256 verifier
-// of offloadSecret, no logs and metrics of its own unless cfg has them)
+// of offloadSecret, and no logs unless cfg has a logger)
 // over HTTP, and returns the polling URL of its Socket.IO endpoint.
 func hubServer(t *testing.T, cfg Config) (*Hub, *socketio.Server, string) {
 	t.Helper()
@@ -67,9 +66,6 @@ func hubServer(t *testing.T, cfg Config) (*Hub, *socketio.Server, string) {
 	cfg.Server = srv
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
-	}
-	if cfg.Metrics == nil {
-		cfg.Metrics = metrics.New()
 	}
 	h, err := New(cfg)
 	if err != nil {
@@ -233,13 +229,17 @@ func TestShutdownCancelsAuth(t *testing.T) {
 // TestPendingAuthBound: over MaxPendingAuth, a CONNECT gets CONNECT_ERROR
 // "server busy" rather than another goroutine.
 func TestPendingAuthBound(t *testing.T) {
-	h := &Hub{cfg: Config{MaxPendingAuth: 2}, m: metrics.New()}
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Hub{cfg: Config{MaxPendingAuth: 2}, m: m}
 	for i := range 2 {
 		if err := h.startAuth(); err != nil {
 			t.Fatalf("startAuth %d: %v", i, err)
 		}
 	}
-	err := h.startAuth()
+	err = h.startAuth()
 	if err == nil || err.Error() != "server busy" {
 		t.Fatalf("third startAuth: %v, want server busy", err)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
-	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/pkg/rooms"
 	"github.com/eventserver/eventserver/pkg/socketio"
 )
@@ -70,7 +69,7 @@ func TestNewUserTokenExpiry(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 		return New(Config{Server: srv, Verifier: verifier, Resolver: identity.ClaimsResolver{},
-			Logger: zap.NewNop(), Metrics: metrics.New(), UserTokenExpiry: p})
+			Logger: zap.NewNop(), UserTokenExpiry: p})
 	}
 	h, err := newHub("")
 	if err != nil {

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/eventserver/eventserver/internal/protocol"
-	"github.com/eventserver/eventserver/pkg/testsupport/testmetrics"
 	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // refusedReasons are the reasons eventserver_events_refused_total counts.
@@ -150,8 +150,7 @@ func TestEventRules(t *testing.T) {
 	testwait.Until(t, 5*time.Second, "node_online fact", func() bool { return len(sink.ofType(protocol.FactNodeOnline)) == 1 })
 
 	refusedValue := func(event, reason string) float64 {
-		v := testmetrics.Value(t, m.Registry, "eventserver_events_refused_total", "event", event, "reason", reason)
-		return max(v, 0)
+		return testutil.ToFloat64(m.EventsRefused.WithLabelValues(event, reason))
 	}
 
 	for i, tc := range ruleCases {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
-	"github.com/eventserver/eventserver/internal/metrics"
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/rooms"
 )
@@ -85,11 +84,10 @@ func (s *factSink) ofType(typ string) []protocol.Fact {
 
 func i64(v int64) *int64 { return &v }
 
-func tasksServer(t *testing.T, tasks Tasks, sink FactSink) (*Hub, *metrics.Metrics, string) {
+func tasksServer(t *testing.T, tasks Tasks, sink FactSink) (*Hub, *metrics, string) {
 	t.Helper()
-	m := metrics.New()
-	h, _, base := hubServer(t, Config{Resolver: subResolver{}, Metrics: m, Tasks: tasks, Facts: sink})
-	return h, m, base
+	h, _, base := hubServer(t, Config{Resolver: subResolver{}, Tasks: tasks, Facts: sink})
+	return h, h.m, base
 }
 
 // pollClient is a /tasks client over polling that keeps the events it reads.
