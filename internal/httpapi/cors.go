@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
 )
 
 // OriginPolicy decides which requests to the Socket.IO endpoint a browser
