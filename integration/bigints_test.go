@@ -51,6 +51,9 @@ func TestBigInts(t *testing.T) {
 			sender.waitEvent("sync", wait)
 			receiver := startPyNode(t, last.server, "receiver", clientOpts{token: nodeToken(t, 4, 1, 3, time.Hour)})
 			receiver.waitEvent("sync", wait)
+			// sync comes before the node is in its rooms (as in vantage6):
+			// its own two join texts say it is in them.
+			receiver.wait(wait, "its own join texts", func(msg) bool { return len(receiver.events("message")) >= 2 })
 
 			const data = `{"id":9007199254740993,"max":9223372036854775807,"min":-9223372036854775808,"u":18446744073709551615,"list":[9007199254740995]}`
 			inst[0].mustPublish(`{"event":"new_task","room":"collaboration_1","data":` + data + `}`)
