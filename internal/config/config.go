@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/eventserver/eventserver/internal/connlimit"
 	"github.com/eventserver/eventserver/internal/validate"
 )
 
@@ -283,7 +282,7 @@ func settings() []setting {
 		{"max-connections", "EVENTSERVER_MAX_CONNECTIONS", "10000", "Engine.IO connections of this instance beyond which a new one is refused (503, so a load balancer may try another replica); 0: no bound", intBetween(0, math.MaxInt32, func(c *Config, n int64) { c.MaxConnections = int(n) })},
 		{"max-connections-per-ip", "EVENTSERVER_MAX_CONNECTIONS_PER_IP", "0", "connections of one client address beyond which a new one is refused (429); the address behind a trusted proxy is read from X-Forwarded-For; 0: no bound", intBetween(0, math.MaxInt32, func(c *Config, n int64) { c.MaxConnectionsPerIP = int(n) })},
 		{"trusted-proxies", "EVENTSERVER_TRUSTED_PROXIES", "", "comma-separated addresses or CIDRs of the proxies in front (HAProxy, the ingress): only from them is X-Forwarded-For believed; empty: none", func(c *Config, v string) error {
-			p, err := connlimit.ParsePrefixes(v)
+			p, err := validate.Prefixes(v)
 			if err != nil {
 				return err
 			}

@@ -4,7 +4,6 @@
 package connlimit
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -182,30 +181,4 @@ func parseAddr(s string) netip.Addr {
 		return netip.Addr{}
 	}
 	return a.Unmap().WithZone("")
-}
-
-// ParsePrefixes reads a comma-separated list of CIDRs or single addresses.
-func ParsePrefixes(v string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.Split(v, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		if !strings.Contains(f, "/") {
-			a, err := netip.ParseAddr(f)
-			if err != nil {
-				return nil, fmt.Errorf("%q is not an address or a CIDR", f)
-			}
-			a = a.Unmap()
-			out = append(out, netip.PrefixFrom(a, a.BitLen()))
-			continue
-		}
-		p, err := netip.ParsePrefix(f)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not an address or a CIDR", f)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/eventserver/eventserver/internal/validate"
 	"github.com/eventserver/eventserver/pkg/engineio"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -21,7 +22,7 @@ func req(remote string, xff ...string) *http.Request {
 }
 
 func TestClientIP(t *testing.T) {
-	trusted, err := ParsePrefixes("10.0.0.0/8, 127.0.0.1")
+	trusted, err := validate.Prefixes("10.0.0.0/8, 127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,10 +48,10 @@ func TestClientIP(t *testing.T) {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
 		}
 	}
-	if _, err := ParsePrefixes("10.0.0.0/33"); err == nil {
+	if _, err := validate.Prefixes("10.0.0.0/33"); err == nil {
 		t.Error("10.0.0.0/33 accepted")
 	}
-	if _, err := ParsePrefixes("example.org"); err == nil {
+	if _, err := validate.Prefixes("example.org"); err == nil {
 		t.Error("a host name accepted")
 	}
 }

@@ -10,10 +10,12 @@ package validate
 import (
 	"errors"
 	"fmt"
-	"github.com/eventserver/eventserver/pkg/textclip"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/eventserver/eventserver/pkg/textclip"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
@@ -194,4 +196,30 @@ func setTimeouts(q url.Values, dial, read, write *time.Duration) {
 			*d = 2 * time.Second
 		}
 	}
+}
+
+// Prefixes reads a comma-separated list of CIDRs or single addresses.
+func Prefixes(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an address or a CIDR", f)
+			}
+			a = a.Unmap()
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or a CIDR", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
