@@ -129,6 +129,11 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	}
 
 	a := &App{cfg: cfg, log: log, metrics: m, served: make(chan error, 1), verifier: verifier}
+	// The first fetch of the JWK Set, if any, ends before clients come.
+	if err := verifier.Start(); err != nil {
+		a.release()
+		return nil, fmt.Errorf("app: %w", err)
+	}
 	if err := a.build(verifier); err != nil {
 		a.release()
 		return nil, err

@@ -6,14 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/eventserver/eventserver/pkg/textclip"
 	"io"
 	"net/http"
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/eventserver/eventserver/pkg/textclip"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
@@ -61,11 +63,17 @@ type JWKSConfig struct {
 	Registerer prometheus.Registerer
 }
 
-// jwks holds the keys of a JWKSConfig and the goroutine that refreshes them.
+// jwks holds the keys of a JWKSConfig and, once started, the goroutine
+// that refreshes them.
 type jwks struct {
-	kf     keyfunc.Keyfunc
-	cancel context.CancelFunc
-	keys   atomic.Int64
+	url      string
+	override keyfunc.Override
+	keys     atomic.Int64
+	kf       atomic.Pointer[keyfunc.Keyfunc]
+
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	stopped bool
 }
 
 func newJWKS(cfg JWKSConfig) (*jwks, error) {
@@ -120,9 +128,9 @@ func newJWKS(cfg JWKSConfig) (*jwks, error) {
 			return nil
 		},
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	noErr := true
-	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.URL}, keyfunc.Override{
+	j.url = cfg.URL
+	j.override = keyfunc.Override{
 		Client:                    client,
 		HTTPTimeout:               cfg.Timeout,
 		NoErrorReturnFirstHTTPReq: &noErr,
@@ -133,13 +141,28 @@ func newJWKS(cfg JWKSConfig) (*jwks, error) {
 		RateLimitWaitMax: 50 * time.Millisecond,
 		// Logged by the transport.
 		RefreshErrorHandlerFunc: func(string) func(context.Context, error) { return func(context.Context, error) {} },
-	})
+	}
+	return j, nil
+}
+
+// start fetches the keys once (a failure is logged and counted, not
+// returned: the refresh goes on) and starts the refresh goroutine. Later
+// calls, and calls after close, do nothing.
+func (j *jwks) start() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.cancel != nil || j.stopped {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{j.url}, j.override)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("auth: JWKS: %w", err)
+		return fmt.Errorf("auth: JWKS: %w", err)
 	}
-	j.kf, j.cancel = kf, cancel
-	return j, nil
+	j.kf.Store(&kf)
+	j.cancel = cancel
+	return nil
 }
 
 // key is the jwt.Keyfunc of tokens signed with a published key.
@@ -148,10 +171,11 @@ func (j *jwks) key(t *jwt.Token) (any, error) {
 	if kid == "" {
 		return nil, errors.New(`the token has no "kid" to find its key in the JWK Set`)
 	}
-	if j.keys.Load() == 0 {
+	kf := j.kf.Load()
+	if kf == nil || j.keys.Load() == 0 {
 		return nil, errors.New("no keys fetched from the JWK Set yet (EVENTSERVER_JWT_JWKS_URL unreachable?)")
 	}
-	k, err := j.kf.Keyfunc(t)
+	k, err := (*kf).Keyfunc(t)
 	if err != nil {
 		if errors.Is(err, jwkset.ErrKeyNotFound) {
 			return nil, fmt.Errorf("kid %q is not in the JWK Set", textclip.Cut(kid, textclip.Name))
@@ -161,7 +185,15 @@ func (j *jwks) key(t *jwt.Token) (any, error) {
 	return k, nil
 }
 
-func (j *jwks) close() { j.cancel() }
+// close stops the refresh goroutine, if started.
+func (j *jwks) close() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.stopped = true
+	if j.cancel != nil {
+		j.cancel()
+	}
+}
 
 // jwksTransport counts and logs each fetch of the JWK Set and bounds its size.
 type jwksTransport struct {

@@ -127,6 +127,9 @@ func jwksVerifier(t *testing.T, f *fakeKeycloak, reg prometheus.Registerer, muta
 		t.Fatalf("NewVerifier: %v", err)
 	}
 	t.Cleanup(func() { _ = v.Shutdown(context.Background()) })
+	if err := v.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
 	return v
 }
 
@@ -342,5 +345,44 @@ func TestJWKSNoDowngrade(t *testing.T) {
 	wantRefused(t, v, signKid(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, keycloakClaims()), "keys from an http redirect", "no keys fetched")
 	if n := counter(t, reg, "error"); n < 1 {
 		t.Errorf("errors %v, want the refused redirect counted", n)
+	}
+}
+
+// TestJWKSStartsOnStart: NewVerifier starts nothing (no fetch, no
+// goroutine); Start fetches; Shutdown before Start leaves nothing to stop.
+func TestJWKSStartsOnStart(t *testing.T) {
+	current := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, current) })
+	k := keys()
+	f := newFakeKeycloak(t)
+	f.set(rsaJWK("rsa-1", &k.rsa.PublicKey))
+	v, err := NewVerifier(Config{JWKS: &JWKSConfig{URL: f.url(), Client: f.srv.Client()}, Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := signKid(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, keycloakClaims())
+	if n := f.requests.Load(); n != 0 {
+		t.Fatalf("%d fetches before Start", n)
+	}
+	wantRefused(t, v, tok, "before Start", "no keys fetched")
+	if err := v.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatalf("after Start: %v", err)
+	}
+	if err := v.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := NewVerifier(Config{JWKS: &JWKSConfig{URL: f.url(), Client: f.srv.Client()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = idle.Shutdown(context.Background())
+	if err := idle.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.requests.Load(); n != 1 {
+		t.Errorf("%d fetches, want 1 (a verifier shut down before Start fetches nothing)", n)
 	}
 }

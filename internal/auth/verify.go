@@ -17,10 +17,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/eventserver/eventserver/pkg/textclip"
 	"math"
 	"slices"
 	"time"
+
+	"github.com/eventserver/eventserver/pkg/textclip"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -95,6 +96,16 @@ type Verifier struct {
 	parser *jwt.Parser
 	leeway time.Duration
 	jwks   *jwks // nil without Config.JWKS
+}
+
+// Start fetches the JWK Set, if any, and starts its refresh; it returns
+// once the first fetch has ended, whether it worked or not (tokens are
+// refused until keys arrive). Without a JWK Set it does nothing.
+func (v *Verifier) Start() error {
+	if v == nil || v.jwks == nil {
+		return nil
+	}
+	return v.jwks.start()
 }
 
 // Shutdown stops the refresh of the JWK Set, if any. It does not wait, and
