@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/eventserver/eventserver/pkg/textclip"
-
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
@@ -25,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/eventserver/eventserver/internal/validate"
+	"github.com/eventserver/eventserver/pkg/textclip"
 )
 
 // Defaults of a JWKSConfig.

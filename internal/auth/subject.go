@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/eventserver/eventserver/pkg/textclip"
 	"math"
 	"math/big"
 	"strconv"
 	"strings"
+
+	"github.com/eventserver/eventserver/pkg/textclip"
 )
 
 // maxExactFloat is 2^53: every integer below it is exact in a float64; at

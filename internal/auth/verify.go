@@ -21,9 +21,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/eventserver/eventserver/pkg/textclip"
-
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/eventserver/eventserver/pkg/textclip"
 )
 
 var (

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/eventserver/eventserver/pkg/textclip"
 	"strconv"
 
 	"go.uber.org/zap"
@@ -15,6 +14,7 @@ import (
 	"github.com/eventserver/eventserver/internal/protocol"
 	"github.com/eventserver/eventserver/pkg/rooms"
 	"github.com/eventserver/eventserver/pkg/socketio"
+	"github.com/eventserver/eventserver/pkg/textclip"
 )
 
 // errRefused is a client event the server will not act on; reason is a

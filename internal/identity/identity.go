@@ -7,10 +7,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/eventserver/eventserver/pkg/textclip"
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/pkg/rooms"
+	"github.com/eventserver/eventserver/pkg/textclip"
 )
 
 // Identity is who a connected client is.

@@ -87,8 +87,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/eventserver/eventserver/pkg/textclip"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -98,6 +96,7 @@ import (
 	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/validate"
 	"github.com/eventserver/eventserver/pkg/rooms"
+	"github.com/eventserver/eventserver/pkg/textclip"
 )
 
 const (

@@ -12,13 +12,12 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"github.com/eventserver/eventserver/pkg/textclip"
-
 	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/pkg/rooms"
+	"github.com/eventserver/eventserver/pkg/textclip"
 )
 
 // ClientTypeClaim5 is the claim of a vantage6 5.x (Keycloak) access token

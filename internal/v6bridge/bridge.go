@@ -35,7 +35,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/eventserver/eventserver/pkg/textclip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +48,7 @@ import (
 	"github.com/eventserver/eventserver/pkg/promreg"
 	"github.com/eventserver/eventserver/pkg/retry"
 	"github.com/eventserver/eventserver/pkg/rooms"
+	"github.com/eventserver/eventserver/pkg/textclip"
 )
 
 // Target is what the bridge acts on: this instance's sockets (the hub).

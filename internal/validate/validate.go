@@ -15,10 +15,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/eventserver/eventserver/pkg/textclip"
-
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eventserver/eventserver/pkg/textclip"
 )
 
 // JWKSURL checks a JWKS URL: https, or http to a loopback host (a provider
