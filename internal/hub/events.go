@@ -253,11 +253,7 @@ func (s *session) algorithmStatusChange(args []any) error {
 	}
 	s.eventLog(zapcore.DebugLevel, "algorithm status change", zap.String("status", out.Status), zap.Int64("run_id", out.RunID),
 		zap.Int64("task_id", out.TaskID))
-	if s.h.cfg.Tasks != nil {
-		return s.relay(func() { s.statusChange5(out) })
-	}
-	s.fact(protocol.FactAlgorithmStatusChange, s.h.cfg.Now(), out)
-	return s.h.Emit([]string{rooms.Collaboration(cid)}, nil, protocol.EventAlgorithmStatusChange, out)
+	return s.relay(func() { s.statusChange(out) })
 }
 
 func (s *session) algorithmLog(args []any) error {

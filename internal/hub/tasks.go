@@ -49,13 +49,18 @@ func (s *session) relay(fn func()) error {
 	return nil
 }
 
-// statusChange5 completes a node's algorithm_status_change as vantage6 5.x
-// does: job_id is the task's job, and a run that completed tells the
+// statusChange records and relays a node's algorithm_status_change; with a
+// task lookup (vantage6 5.x) it first completes it as 5.x does: job_id is
+// the task's job, and a run that completed tells the
 // collaboration of each task that waited on its task (new_task_update,
 // before the status change). When the API cannot answer, the status change
 // is relayed as the node sent it (job_id from the node, else null) and no
 // new_task_update is sent: losing the status change would be worse.
-func (s *session) statusChange5(out protocol.AlgorithmStatusChange) {
+func (s *session) statusChange(out protocol.AlgorithmStatusChange) {
+	if s.h.cfg.Tasks == nil {
+		s.statusChangeOut(out)
+		return
+	}
 	ctx, cancel := context.WithTimeout(s.h.ctx, s.h.cfg.ResolveTimeout)
 	defer cancel()
 	tasks := s.h.cfg.Tasks

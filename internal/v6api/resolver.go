@@ -405,7 +405,13 @@ func (r *Resolver) node(ctx context.Context, token string, id int64) (*identity.
 	case n.Collaboration == nil || n.Collaboration.ID <= 0:
 		return nil, invalidf("GET /node/{id}: the answer has no collaboration.id")
 	}
-	name := n.Name
+	return nodeIdentity(id, n.Name, n.Organization.ID, n.Collaboration.ID), nil
+}
+
+// nodeIdentity is node id as the API describes it (4.x and 5.x alike); a
+// node without a name is called node<id>.
+func nodeIdentity(id int64, name string, organizationID, collaborationID int64) *identity.Identity {
+	sid := strconv.FormatInt(id, 10)
 	if name == "" {
 		name = "node" + sid
 	}
@@ -413,9 +419,9 @@ func (r *Resolver) node(ctx context.Context, token string, id int64) (*identity.
 		Kind:             rooms.KindNode,
 		ID:               auth.Subject{Value: sid, Numeric: true},
 		Name:             name,
-		OrganizationID:   n.Organization.ID,
-		CollaborationIDs: []int64{n.Collaboration.ID},
-	}, nil
+		OrganizationID:   organizationID,
+		CollaborationIDs: []int64{collaborationID},
+	}
 }
 
 // rule is one entry of GET /rule.

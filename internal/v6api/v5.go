@@ -196,18 +196,7 @@ func (r *Resolver) node5(ctx context.Context, token, sub string) (*identity.Iden
 	case n.Collaboration == nil || n.Collaboration.ID <= 0:
 		return nil, invalidf("GET /node/me: the answer has no collaboration.id")
 	}
-	sid := strconv.FormatInt(n.ID, 10)
-	name := n.Name
-	if name == "" {
-		name = "node" + sid
-	}
-	return &identity.Identity{
-		Kind:             rooms.KindNode,
-		ID:               auth.Subject{Value: sid, Numeric: true},
-		Name:             name,
-		OrganizationID:   n.Organization.ID,
-		CollaborationIDs: []int64{n.Collaboration.ID},
-	}, nil
+	return nodeIdentity(n.ID, n.Name, n.Organization.ID, n.Collaboration.ID), nil
 }
 
 func (r *Resolver) user5(ctx context.Context, token, sub string) (*identity.Identity, error) {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eventserver/eventserver/pkg/engineio"
@@ -64,8 +65,8 @@ type Socket struct {
 	// while OnConnection still runs on another goroutine) wait in early
 	// and are handled then, in order, as Node handles them after its
 	// connection handlers.
-	ready bool
-	early []inPacket
+	ready atomic.Bool
+	early []inPacket // under mu
 }
 
 // maxEarly bounds the packets a socket may send before its OnConnection
@@ -301,8 +302,12 @@ func (s *Socket) onClose(reason string) {
 // onPacket handles a packet of the socket's namespace, or keeps it until
 // the socket is ready.
 func (s *Socket) onPacket(p inPacket) {
+	if s.ready.Load() {
+		s.handle(p)
+		return
+	}
 	s.mu.Lock()
-	if !s.ready {
+	if !s.ready.Load() {
 		if len(s.early) >= maxEarly {
 			s.mu.Unlock()
 			s.client.fail()
@@ -324,7 +329,7 @@ func (s *Socket) setReady() {
 		early := s.early
 		s.early = nil
 		if len(early) == 0 {
-			s.ready = true
+			s.ready.Store(true)
 			s.mu.Unlock()
 			return
 		}
