@@ -33,7 +33,10 @@ type Task struct {
 // no password login, but TokenURL is a Keycloak token endpoint that gives
 // service accounts (users with a ClientID) a token for the client-credentials
 // grant. Nodes and users are found by their KeycloakID.
-func NewV5(secret []byte) *Fake {
+func NewV5(secret []byte) *Fake { return newV5(secret, nil).start() }
+
+// newV5 is a 5.x fake, not started; key, when set, signs its tokens.
+func newV5(secret []byte, key *rsa.PrivateKey) *Fake {
 	f := &Fake{
 		Secret:    secret,
 		nodes:     map[int64]Node{},
@@ -48,7 +51,10 @@ func NewV5(secret []byte) *Fake {
 		version:   "5.0.0",
 		tasks:     map[int64]Task{},
 	}
-	return f.start()
+	if key != nil {
+		f.rsaKey, f.kid = key, "kc-1"
+	}
+	return f
 }
 
 // RouteJWKS is Keycloak's JWK Set (NewV5Keycloak).
@@ -65,23 +71,7 @@ func NewV5Keycloak() *Fake {
 	if err != nil {
 		panic(err)
 	}
-	f := &Fake{
-		Secret:    []byte("unused"),
-		rsaKey:    key,
-		kid:       "kc-1",
-		nodes:     map[int64]Node{},
-		users:     map[int64]User{},
-		rules:     Rules(),
-		calls:     map[string]int{},
-		status:    map[string]int{},
-		issuedTTL: 5 * time.Minute,
-		issued:    map[string]bool{},
-		expired:   map[string]bool{},
-		v5:        true,
-		version:   "5.0.0",
-		tasks:     map[int64]Task{},
-	}
-	return f.start()
+	return newV5([]byte("unused"), key).start()
 }
 
 // jwks answers Keycloak's JWK Set.
