@@ -791,7 +791,6 @@ func TestMemoryLogBounded(t *testing.T) {
 	}
 }
 
-
 func TestRedisLog(t *testing.T) {
 	r := redistest.Start(t)
 	client := goredis.NewClient(&goredis.Options{Addr: r.Addr()})

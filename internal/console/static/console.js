@@ -174,7 +174,7 @@
       if (r.missing) missing++; else answering++;
       const c = r.connections || {};
       frag.append(el("tr", { class: r.missing ? "replica missing" : "replica", "data-instance": r.instance },
-        el("th", { scope: "row" }, el("span", { text: r.instance }), r.self ? el("span", { class: "id", text: " (this page's)" }) : null),
+        el("th", { scope: "row" }, el("span", { text: r.instance }), r.self ? el("span", { class: "id", text: " (serves this page)" }) : null),
         el("td", {}, r.missing ? el("span", { class: "status status-missing", text: "missing since " + clock(r.last_seen) })
           : el("span", { class: "status " + (r.ready ? "status-online" : "status-offline"), text: r.ready ? "ready" : "not ready" })),
         el("td", { text: r.missing ? "—" : r.redis }),
@@ -195,7 +195,7 @@
     const peak = Math.max(1, ...values);
     const pts = values.map((v, i) => (i * W / Math.max(1, values.length - 1)).toFixed(1) + "," + (H - 2 - (v / peak) * (H - 4)).toFixed(1)).join(" ");
     const total = values.reduce((a, b) => a + b, 0);
-    const lastRate = values.length ? values[values.length - 2] / interval : 0; // the last complete interval
+    const lastRate = values.length ? values[values.length - 1] / interval : 0; // the latest complete interval
     const s = svg("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", "aria-hidden": "true" });
     s.append(svg("polyline", { points: pts }));
     return el("div", { class: "spark" + (bad && total ? " bad" : ""), id: "traffic-" + id },
