@@ -300,9 +300,9 @@ func TestSignInAndOut(t *testing.T) {
 	if got := f.signins(t, outcomeWrongToken); got != 1 {
 		t.Errorf("wrong_token = %v", got)
 	}
-	// The publish token is not a console token.
-	if resp, _ := f.signin(t, cl, publishTok); resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("publish token: %d, want 401", resp.StatusCode)
+	// The publish token is not a console token; the page does not repeat it.
+	if resp, body := f.signin(t, cl, publishTok); resp.StatusCode != http.StatusUnauthorized || strings.Contains(body, publishTok) {
+		t.Errorf("publish token: %d, want 401 without the token in the page:\n%s", resp.StatusCode, body)
 	}
 	// Nor is a client JWT.
 	jwt, err := auth.Mint([]byte("secret"), map[string]any{"sub": 1, "client_type": "user"}, time.Hour, time.Now())

@@ -46,9 +46,11 @@
     try { return JSON.stringify(raw, null, 2); } catch (e) { return String(raw); }
   }
 
+  // The status line is a live region: it changes (and is announced) only
+  // when the state does, not at every snapshot.
   function setStatus(text, cls) {
     const s = $("status");
-    s.textContent = text;
+    if (s.textContent !== text) s.textContent = text;
     s.className = cls || "";
   }
 
@@ -231,8 +233,9 @@
     renderTimeline(snap);
     renderReplicas(snap);
     renderTraffic(snap);
-    if (snap.errors && snap.errors.length) setStatus("Partial data at " + clock(snap.at) + ": " + snap.errors.join("; "), "error");
-    else setStatus("Live · updated " + clock(snap.at) + " by replica " + snap.instance, "live");
+    if (snap.errors && snap.errors.length) setStatus("Live, partial data: " + snap.errors.join("; "), "error");
+    else setStatus("Live", "live");
+    $("updated").textContent = "updated " + clock(snap.at) + " by replica " + snap.instance;
   }
 
   let es = null;
