@@ -85,6 +85,12 @@ type fixture struct {
 // served by an httptest server; mutate adjusts the config.
 func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	t.Helper()
+	return newFixtureServer(t, mutate, nil)
+}
+
+// newFixtureServer is newFixture with the HTTP server's settings adjusted.
+func newFixtureServer(t *testing.T, mutate func(*Config), server func(*http.Server)) *fixture {
+	t.Helper()
 	f := &fixture{reg: prometheus.NewRegistry(), clu: &fakeCluster{}, clock: &clock{t: time.Now()}}
 	f.log = NewMemoryLog(f.clock.now)
 	var err error
@@ -104,7 +110,11 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	f.c.Start()
 	mux := http.NewServeMux()
 	f.c.Register(mux)
-	f.srv = httptest.NewServer(mux)
+	f.srv = httptest.NewUnstartedServer(mux)
+	if server != nil {
+		server(f.srv.Config)
+	}
+	f.srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -820,5 +830,27 @@ func TestRedisLog(t *testing.T) {
 	l.Record(presence.Transition{Seq: 99, Node: presence.Node{Key: "1"}})
 	if all, _ := other.Since(context.Background(), time.Time{}); len(all) != 1 || all[0].Seq != 99 {
 		t.Fatalf("after an hour: %+v", all)
+	}
+}
+
+// TestStreamOutlivesServerTimeouts: the app's HTTP server has read and
+// write timeouts (made for long-polling); a live stream is not cut by them.
+func TestStreamOutlivesServerTimeouts(t *testing.T) {
+	f := newFixtureServer(t, nil, func(s *http.Server) {
+		s.ReadTimeout, s.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond
+	})
+	cl := signedIn(t, f)
+	cl.Timeout = 0
+	resp, err := cl.Get(f.srv.URL + "/console/api/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	start := time.Now()
+	for n := 0; time.Since(start) < time.Second; n++ {
+		if name, _, err := readEvent(br); err != nil || name != "snapshot" {
+			t.Fatalf("event %d after %v: %q %v", n, time.Since(start), name, err)
+		}
 	}
 }
