@@ -67,6 +67,7 @@ type App struct {
 	// set; transitions is its log of node transitions, fed by presence.
 	console     *console.Console
 	transitions console.TransitionLog
+	version     string
 
 	// outbox hands node facts to the backend, when configured, with its own
 	// Redis client (outboxRedis) for the stream.
@@ -107,8 +108,16 @@ func NewLogger(cfg *config.Config) (*zap.Logger, error) {
 	return l.With(zap.String("instance", cfg.InstanceID)), nil
 }
 
+// Option adjusts what New builds.
+type Option func(*App)
+
+// WithVersion names the version of the binary (internal/cli's build-time
+// version), which the operator console shows per replica. Without it the
+// console reads the binary's build information.
+func WithVersion(v string) Option { return func(a *App) { a.version = v } }
+
 // New builds an instance and binds its listener; Run serves.
-func New(cfg *config.Config, log *zap.Logger) (*App, error) {
+func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -135,6 +144,9 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	}
 
 	a := &App{cfg: cfg, log: log, metrics: m, served: make(chan error, 1), verifier: verifier}
+	for _, o := range opts {
+		o(a)
+	}
 	// The first fetch of the JWK Set, if any, ends before clients come.
 	if err := verifier.Start(); err != nil {
 		a.release()
@@ -430,6 +442,7 @@ func (a *App) startConsole(mux *http.ServeMux) error {
 		Gatherer:       a.metrics.Registry,
 		Registerer:     a.metrics.Registry,
 		Instance:       cfg.InstanceID,
+		Version:        a.version,
 		Ready:          func() bool { return a.ready.Load() && a.notReady() == "" },
 		RedisState:     a.redisState,
 		TrustedProxies: cfg.TrustedProxies,

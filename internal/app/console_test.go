@@ -57,7 +57,7 @@ func TestConsoleStreamEndsOnShutdown(t *testing.T) {
 		"EVENTSERVER_REDIS_PREFIX":  "app-console-test",
 		"EVENTSERVER_INSTANCE_ID":   "console-a",
 	})
-	a, err := New(cfg, zap.NewNop())
+	a, err := New(cfg, zap.NewNop(), WithVersion("1.2.3-test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestConsoleStreamEndsOnShutdown(t *testing.T) {
 		t.Fatalf("first line %q, %v", line, err)
 	}
 	data, _ := br.ReadString('\n')
-	for _, want := range []string{`"instance":"console-a"`, `"redis":"ok"`, `"replicas":[`} {
+	for _, want := range []string{`"instance":"console-a"`, `"redis":"ok"`, `"replicas":[`, `"version":"1.2.3-test"`} {
 		if !strings.Contains(data, want) {
 			t.Errorf("snapshot lacks %s: %s", want, data)
 		}

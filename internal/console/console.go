@@ -66,8 +66,9 @@ type Config struct {
 	// Registerer receives the console's own metrics; nil: a registry of
 	// their own.
 	Registerer prometheus.Registerer
-	// Instance names this replica; Version is its version (empty: from the
-	// binary's build information).
+	// Instance names this replica; Version is its version (empty, or
+	// "dev": from the binary's build information when it has a VCS
+	// revision).
 	Instance string
 	Version  string
 	// Ready tells this replica's readiness; RedisState its Redis
@@ -158,7 +159,7 @@ func New(cfg Config) (*Console, error) {
 	if cfg.RedisState == nil {
 		cfg.RedisState = func() string { return "none" }
 	}
-	if cfg.Version == "" {
+	if cfg.Version == "" || cfg.Version == "dev" {
 		cfg.Version = buildVersion()
 	}
 	m, err := newMetrics(cfg.Registerer)
