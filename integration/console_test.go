@@ -110,6 +110,7 @@ func TestConsole(t *testing.T) {
 
 	// Sign in: the console shows the three replicas, live.
 	br.do("fill", "selector", "#token", "value", testConsoleToken)
+	signedInAt := len(br.c.snapshot())
 	br.do("click", "selector", "#signin-button")
 	br.do("waitText", "selector", "#status", "text", "Live")
 	br.do("waitText", "selector", "#replica-summary", "text", "3 replicas answering")
@@ -166,6 +167,14 @@ func TestConsole(t *testing.T) {
 	br.do("waitText", "selector", "#timeline-summary", "text", "3 transitions")
 	br.do("waitText", "selector", "#recent", "text", "went offline")
 	br.shot("offline")
+
+	// No page error, no console error since the sign-in (a
+	// Content-Security-Policy violation would be one).
+	for _, m := range br.c.snapshot()[signedInAt:] {
+		if m.Type == "error" || m.Type == "console" {
+			t.Errorf("page reported %s: %s", m.Type, m.Message)
+		}
+	}
 
 	// Sign out: back to the sign-in page; the API refuses the browser now.
 	br.do("click", "selector", "#signout")

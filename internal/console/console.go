@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -295,7 +296,15 @@ func (c *Console) sampleOnce() {
 // Register adds the console's routes to mux, under /console/.
 func (c *Console) Register(mux *http.ServeMux) {
 	static, _ := fs.Sub(staticFS, "static")
-	files := http.StripPrefix("/console/static/", http.FileServerFS(static))
+	fileServer := http.StripPrefix("/console/static/", http.FileServerFS(static))
+	// Files only: no directory listing.
+	files := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r)
+			return
+		}
+		fileServer.ServeHTTP(w, r)
+	})
 	mux.Handle("GET /console", http.RedirectHandler("/console/", http.StatusMovedPermanently))
 	mux.Handle("GET /console/{$}", c.headers(http.HandlerFunc(c.page)))
 	mux.Handle("POST /console/signin", c.headers(http.HandlerFunc(c.signin)))
@@ -471,6 +480,11 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	// The browser reconnects 3 s after the stream ends (on any replica:
+	// the cookie is valid on each).
+	if _, err := fmt.Fprint(w, "retry: 3000\n\n"); err != nil {
+		return
+	}
 	t := time.NewTicker(c.cfg.StreamInterval)
 	defer t.Stop()
 	for {

@@ -377,6 +377,9 @@ func TestSignInAndOut(t *testing.T) {
 	if resp, body := f.get(t, cl, "/console/static/console.js"); resp.StatusCode != 200 || !strings.Contains(body, "EventSource") {
 		t.Errorf("console.js: %d", resp.StatusCode)
 	}
+	if resp, body := f.get(t, cl, "/console/static/"); resp.StatusCode != http.StatusNotFound || strings.Contains(body, "console.js") {
+		t.Errorf("static directory: %d (want 404, no listing)\n%s", resp.StatusCode, body)
+	}
 
 	// Sign-out: same origin and the session's CSRF token.
 	if resp, _ := f.post(t, cl, "/console/signout", otherOrigin, url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusForbidden {
