@@ -87,9 +87,11 @@ func TestConsoleStreamEndsOnShutdown(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	br := bufio.NewReader(resp.Body)
-	line, err := br.ReadString('\n')
-	if err != nil || line != "event: snapshot\n" {
-		t.Fatalf("first line %q, %v", line, err)
+	// The reconnection hint, then the first snapshot.
+	for _, want := range []string{"retry: 3000\n", "\n", "event: snapshot\n"} {
+		if line, err := br.ReadString('\n'); err != nil || line != want {
+			t.Errorf("line %q, %v; want %q", line, err, want)
+		}
 	}
 	data, _ := br.ReadString('\n')
 	for _, want := range []string{`"instance":"console-a"`, `"redis":"ok"`, `"replicas":[`, `"version":"1.2.3-test"`} {
