@@ -23,6 +23,7 @@ import (
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/config"
 	"github.com/eventserver/eventserver/internal/connlimit"
+	"github.com/eventserver/eventserver/internal/console"
 	"github.com/eventserver/eventserver/internal/httpapi"
 	"github.com/eventserver/eventserver/internal/hub"
 	"github.com/eventserver/eventserver/internal/identity"
@@ -61,6 +62,12 @@ type App struct {
 	v6 *v6api.Resolver
 	// verifier checks client tokens; Shutdown stops its JWK Set refresh.
 	verifier *auth.Verifier
+
+	// console is the operator console, when EVENTSERVER_CONSOLE_TOKEN is
+	// set; transitions is its log of node transitions, fed by presence.
+	console     *console.Console
+	transitions console.TransitionLog
+	version     string
 
 	// outbox hands node facts to the backend, when configured, with its own
 	// Redis client (outboxRedis) for the stream.
@@ -101,8 +108,16 @@ func NewLogger(cfg *config.Config) (*zap.Logger, error) {
 	return l.With(zap.String("instance", cfg.InstanceID)), nil
 }
 
+// Option adjusts what New builds.
+type Option func(*App)
+
+// WithVersion names the version of the binary (internal/cli's build-time
+// version), which the operator console shows per replica. Without it the
+// console reads the binary's build information.
+func WithVersion(v string) Option { return func(a *App) { a.version = v } }
+
 // New builds an instance and binds its listener; Run serves.
-func New(cfg *config.Config, log *zap.Logger) (*App, error) {
+func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -129,6 +144,9 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	}
 
 	a := &App{cfg: cfg, log: log, metrics: m, served: make(chan error, 1), verifier: verifier}
+	for _, o := range opts {
+		o(a)
+	}
 	// The first fetch of the JWK Set, if any, ends before clients come.
 	if err := verifier.Start(); err != nil {
 		a.release()
@@ -202,6 +220,13 @@ func (a *App) build(verifier *auth.Verifier) error {
 		log.Info("cluster mode", zap.String("redis", redisconn.Redact(cfg.RedisURL)),
 			zap.String("redis_mode", string(mode)), zap.String("prefix", cfg.RedisPrefix))
 	}
+	if cfg.ConsoleToken != "" {
+		if a.redis != nil {
+			a.transitions = console.NewRedisLog(a.redis, cfg.RedisPrefix+":console:transitions", log.Named("console"))
+		} else {
+			a.transitions = console.NewMemoryLog(nil)
+		}
+	}
 	a.io, err = socketio.NewServer(scfg)
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
@@ -254,6 +279,9 @@ func (a *App) build(verifier *auth.Verifier) error {
 	mux := http.NewServeMux()
 	mux.Handle("/socket.io/", httpapi.CORS(httpapi.NewOriginPolicy(cfg.CORSOrigins, log, apiMetrics), a.io))
 	api.Register(mux)
+	if err := a.startConsole(mux); err != nil {
+		return err
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -304,6 +332,7 @@ func (a *App) release() {
 		_ = a.hub.Shutdown(ctx)
 		_ = a.hub.Presence().Shutdown(ctx)
 	}
+	a.closeConsole(ctx)
 	a.closeBridge(ctx)
 	a.closeOutbox(ctx)
 	a.closeV6(ctx)
@@ -361,6 +390,15 @@ func (a *App) closeV6(ctx context.Context) {
 // otherwise.
 func (a *App) newPresence(h presence.Handler) (presence.Store, error) {
 	cfg := a.cfg
+	if a.transitions != nil {
+		// The console's timeline: each transition is decided once for the
+		// cluster, and recorded where every replica's console reads it.
+		notify := h
+		h = func(tr presence.Transition) {
+			notify(tr)
+			a.transitions.Record(tr)
+		}
+	}
 	if a.redis == nil {
 		return presence.NewMemoryWithConfig(presence.MemoryConfig{
 			Handler:    h,
@@ -387,6 +425,58 @@ func (a *App) newPresence(h presence.Handler) (presence.Store, error) {
 	}
 	s.Start()
 	return s, nil
+}
+
+// startConsole serves the operator console at /console/ when
+// EVENTSERVER_CONSOLE_TOKEN is set.
+func (a *App) startConsole(mux *http.ServeMux) error {
+	cfg := a.cfg
+	if cfg.ConsoleToken == "" {
+		return nil
+	}
+	c, err := console.New(console.Config{
+		Token:          cfg.ConsoleToken,
+		Presence:       a.hub.Presence(),
+		Transitions:    a.transitions,
+		Cluster:        a.hub.Namespace(),
+		Gatherer:       a.metrics.Registry,
+		Registerer:     a.metrics.Registry,
+		Instance:       cfg.InstanceID,
+		Version:        a.version,
+		Ready:          func() bool { return a.ready.Load() && a.notReady() == "" },
+		RedisState:     a.redisState,
+		TrustedProxies: cfg.TrustedProxies,
+		Logger:         a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	c.Register(mux)
+	c.Start()
+	a.console = c
+	return nil
+}
+
+// redisState is the cluster's Redis as the console shows it: ok (the
+// adapter's subscriptions are confirmed on a live connection), down, or
+// none (a single instance).
+func (a *App) redisState() string {
+	switch {
+	case a.adapter == nil:
+		return "none"
+	case a.adapter.Ready():
+		return "ok"
+	}
+	return "down"
+}
+
+// closeConsole ends the console's streams and sampling.
+func (a *App) closeConsole(ctx context.Context) {
+	if a.console != nil {
+		if err := a.console.Shutdown(ctx); err != nil {
+			a.log.Warn("console shutdown", zap.Error(err))
+		}
+	}
 }
 
 // graceOrNone maps a configured zero grace to presence.NoGrace (zero means
@@ -567,7 +657,7 @@ func (a *App) Run() error {
 	}()
 	a.ready.Store(true)
 	a.log.Info("eventserver listening", zap.String("addr", a.ln.Addr().String()),
-		zap.Bool("publish_api", a.cfg.PublishToken != ""), zap.Strings("cors_origins", a.cfg.CORSOrigins))
+		zap.Bool("publish_api", a.cfg.PublishToken != ""), zap.Bool("console", a.console != nil), zap.Strings("cors_origins", a.cfg.CORSOrigins))
 	err := <-a.served
 	if err != nil {
 		a.ready.Store(false)
@@ -597,6 +687,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if err := a.io.Shutdown(ctx); err != nil {
 			a.log.Warn("socket.io shutdown", zap.Error(err))
 		}
+		// The console's live streams are long requests that
+		// http.Server.Shutdown would wait for: end them first.
+		a.closeConsole(ctx)
 		a.shutErr = a.http.Shutdown(ctx)
 		if a.shutErr != nil {
 			_ = a.http.Close()

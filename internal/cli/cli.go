@@ -50,7 +50,7 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
-	a, err := app.New(cfg, log)
+	a, err := app.New(cfg, log, app.WithVersion(Version))
 	if err != nil {
 		fmt.Fprintln(stderr, "eventserver:", err)
 		return 2

@@ -56,6 +56,10 @@ type Config struct {
 
 	// PublishToken is the bearer token of the publish API. Empty: the API is off.
 	PublishToken string
+	// ConsoleToken is the sign-in token of the operator console
+	// (/console/, internal/console): at least 16 characters, never printed,
+	// and not the publish token. Empty: the console is off (the default).
+	ConsoleToken string
 
 	// CORSOrigins lists the origins allowed cross-origin, on every transport
 	// (polling, its preflights, the WebSocket upgrade); "*" allows any.
@@ -238,6 +242,13 @@ func settings() []setting {
 				return errors.New("must be at least 16 characters")
 			}
 			c.PublishToken = v
+			return nil
+		}},
+		{"console-token", "EVENTSERVER_CONSOLE_TOKEN", "", "sign-in token of the operator console (/console/; at least 16 characters, not the publish token); never printed (prefer the variable to the flag); empty turns the console off", func(c *Config, v string) error {
+			if v != "" && len(v) < 16 {
+				return errors.New("must be at least 16 characters")
+			}
+			c.ConsoleToken = v
 			return nil
 		}},
 		{"cors-origins", "EVENTSERVER_CORS_ORIGINS", "", "comma-separated origins allowed cross-origin, on polling and WebSocket (e.g. https://portal.example.org); * allows any; empty: same-origin only. Any other Origin is refused (403)", func(c *Config, v string) error {
@@ -540,6 +551,9 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 func (c *Config) Validate() error {
 	if c.JWTSecret == "" && c.JWTPublicKeyFile == "" && c.JWTJWKSURL == "" {
 		return errors.New("config: no key to verify client tokens: set EVENTSERVER_JWT_SECRET (vantage6's jwt_secret_key, HS256), EVENTSERVER_JWT_PUBLIC_KEY_FILE (a PEM public key, RS256/ES256) or EVENTSERVER_JWT_JWKS_URL (Keycloak's JWK Set, vantage6 5.x), or the flags --jwt-secret / --jwt-public-key-file / --jwt-jwks-url")
+	}
+	if c.ConsoleToken != "" && c.ConsoleToken == c.PublishToken {
+		return errors.New("config: EVENTSERVER_CONSOLE_TOKEN must differ from EVENTSERVER_PUBLISH_TOKEN: the console's sign-in and the publish API each need a token of their own")
 	}
 	if c.PresenceTTL < 2*c.PresenceRefresh {
 		return fmt.Errorf("config: EVENTSERVER_PRESENCE_TTL (%s) must be at least twice EVENTSERVER_PRESENCE_REFRESH (%s)", c.PresenceTTL, c.PresenceRefresh)

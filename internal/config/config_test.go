@@ -50,6 +50,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"JWTSecret", c.JWTSecret, ""},
 		{"JWTPublicKeyFile", c.JWTPublicKeyFile, ""},
 		{"PublishToken", c.PublishToken, ""},
+		{"ConsoleToken", c.ConsoleToken, ""},
 		{"CORSOrigins empty", len(c.CORSOrigins), 0},
 		{"InstanceID set", c.InstanceID != "", true},
 		{"V6APIURL", c.V6APIURL, ""},
@@ -243,6 +244,8 @@ func TestLoadInvalid(t *testing.T) {
 		{"listen nope", nil, map[string]string{"EVENTSERVER_LISTEN": "nope"}, []string{"EVENTSERVER_LISTEN", "nope"}},
 		{"cors ftp", nil, map[string]string{"EVENTSERVER_CORS_ORIGINS": "ftp://x"}, []string{"EVENTSERVER_CORS_ORIGINS", "ftp://x"}},
 		{"cors bare host", nil, map[string]string{"EVENTSERVER_CORS_ORIGINS": "https://ok.example,ui.example"}, []string{"EVENTSERVER_CORS_ORIGINS", "ui.example"}},
+		{"console token short", nil, map[string]string{"EVENTSERVER_CONSOLE_TOKEN": "console-7chars"}, []string{"EVENTSERVER_CONSOLE_TOKEN", "16"}},
+		{"flag console token short", []string{"--console-token", "x"}, nil, []string{"--console-token", "16"}},
 		{"publish token short", nil, map[string]string{"EVENTSERVER_PUBLISH_TOKEN": "short"}, []string{"EVENTSERVER_PUBLISH_TOKEN", "16"}},
 		{"key file missing", nil, map[string]string{"EVENTSERVER_JWT_PUBLIC_KEY_FILE": "/nonexistent"}, []string{"EVENTSERVER_JWT_PUBLIC_KEY_FILE", "/nonexistent"}},
 		{"v6 api url ftp", nil, map[string]string{"EVENTSERVER_V6_API_URL": "ftp://v6.example.org/api"}, []string{"EVENTSERVER_V6_API_URL", "http or https"}},
@@ -344,6 +347,11 @@ func TestValidate(t *testing.T) {
 			"EVENTSERVER_OUTBOX_REDIS_URL": "redis://127.0.0.1:6379/3"}, nil},
 		{"outbox redis url without stream", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_REDIS_URL": "redis://127.0.0.1:6379/3"},
 			[]string{"EVENTSERVER_OUTBOX_REDIS_URL", "EVENTSERVER_OUTBOX_STREAM"}},
+		{"console token", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_CONSOLE_TOKEN": "console-token-0123456789"}, nil},
+		{"console token beside the publish token", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_CONSOLE_TOKEN": "console-token-0123456789",
+			"EVENTSERVER_PUBLISH_TOKEN": "publish-token-0123456789"}, nil},
+		{"console token equal to the publish token", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_CONSOLE_TOKEN": "same-token-0123456789",
+			"EVENTSERVER_PUBLISH_TOKEN": "same-token-0123456789"}, []string{"EVENTSERVER_CONSOLE_TOKEN", "EVENTSERVER_PUBLISH_TOKEN", "differ"}},
 		{"outbox webhook alone", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_WEBHOOK_URL": "http://backend:5000/facts"}, nil},
 		{"outbox webhook token without url", map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN": "tok-secret"},
 			[]string{"EVENTSERVER_OUTBOX_WEBHOOK_TOKEN", "EVENTSERVER_OUTBOX_WEBHOOK_URL"}},
@@ -383,6 +391,7 @@ var allVariables = []string{
 	"EVENTSERVER_AUTH_GRACE",
 	"EVENTSERVER_USER_TOKEN_EXPIRY",
 	"EVENTSERVER_PUBLISH_TOKEN",
+	"EVENTSERVER_CONSOLE_TOKEN",
 	"EVENTSERVER_CORS_ORIGINS",
 	"EVENTSERVER_PING_INTERVAL",
 	"EVENTSERVER_PING_TIMEOUT",
@@ -510,6 +519,30 @@ func TestOutboxWebhookTokenNeverPrinted(t *testing.T) {
 	}
 	if err := c.Validate(); err == nil || strings.Contains(err.Error(), tok) {
 		t.Errorf("Validate without a URL: %v (want an error that does not print the token)", err)
+	}
+	if strings.Contains(out.String(), tok) {
+		t.Errorf("output prints the token:\n%s", out.String())
+	}
+}
+
+// TestConsoleTokenNeverPrinted: neither --help nor an error shows the
+// console token.
+func TestConsoleTokenNeverPrinted(t *testing.T) {
+	const tok = "console-5d1e-do-not-print"
+	e := map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_CONSOLE_TOKEN": tok, "EVENTSERVER_PUBLISH_TOKEN": tok}
+	var out bytes.Buffer
+	if _, err := Load([]string{"--help"}, env(e), &out); !errors.Is(err, ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	c, err := Load(nil, env(e), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || strings.Contains(err.Error(), tok) {
+		t.Errorf("Validate with equal tokens: %v (want an error that does not print the token)", err)
+	}
+	if _, err := Load([]string{"--console-token", "zq9x7"}, env(nil), &out); err == nil || strings.Contains(err.Error(), "zq9x7") {
+		t.Errorf("short token: %v (want an error that does not print it)", err)
 	}
 	if strings.Contains(out.String(), tok) {
 		t.Errorf("output prints the token:\n%s", out.String())
