@@ -255,20 +255,23 @@ func TestSameOrigin(t *testing.T) {
 		name            string
 		tls             bool
 		origin, referer string
+		fwdHost         string
 		want            bool
 	}{
-		{"same origin", false, "http://console.example:7600", "", true},
-		{"same origin, case", false, "HTTP://Console.Example:7600", "", true},
-		{"referer only", false, "", "http://console.example:7600/console/", true},
-		{"other host", false, "http://evil.example:7600", "", false},
-		{"other port", false, "http://console.example:7601", "", false},
-		{"other scheme", false, "https://console.example:7600", "", false},
-		{"tls", true, "https://console.example:7600", "", true},
-		{"tls, http origin", true, "http://console.example:7600", "", false},
-		{"null origin", false, "null", "http://console.example:7600/console/", false},
-		{"other referer", false, "", "http://evil.example/x", false},
-		{"neither", false, "", "", false},
-		{"garbage", false, "::", "", false},
+		{"same origin", false, "http://console.example:7600", "", "", true},
+		{"same origin, case", false, "HTTP://Console.Example:7600", "", "", true},
+		{"referer only", false, "", "http://console.example:7600/console/", "", true},
+		{"other host", false, "http://evil.example:7600", "", "", false},
+		{"other port", false, "http://console.example:7601", "", "", false},
+		{"https page behind a proxy that ends TLS", false, "https://console.example:7600", "", "", true},
+		{"tls", true, "https://console.example:7600", "", "", true},
+		{"other scheme", false, "ftp://console.example:7600", "", "", false},
+		{"proxy rewrote Host, X-Forwarded-Host kept", false, "https://events.example", "", "events.example", true},
+		{"X-Forwarded-Host of another site", false, "https://evil.example", "", "events.example", false},
+		{"null origin", false, "null", "http://console.example:7600/console/", "", false},
+		{"other referer", false, "", "http://evil.example/x", "", false},
+		{"neither", false, "", "", "", false},
+		{"garbage", false, "::", "", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("POST", "http://console.example:7600/console/signin", nil)
@@ -280,6 +283,9 @@ func TestSameOrigin(t *testing.T) {
 			}
 			if tc.referer != "" {
 				r.Header.Set("Referer", tc.referer)
+			}
+			if tc.fwdHost != "" {
+				r.Header.Set("X-Forwarded-Host", tc.fwdHost)
 			}
 			if got := sameOrigin(r); got != tc.want {
 				t.Errorf("sameOrigin = %v, want %v", got, tc.want)
@@ -423,9 +429,12 @@ func TestSecureCookieOverTLS(t *testing.T) {
 		t.Error("cookie over TLS is not Secure")
 	}
 	r.TLS = nil
-	r.Header.Set("X-Forwarded-Proto", "https")
 	if c := cookie(r, "v", time.Now().Add(time.Hour)); c.Secure {
-		t.Error("X-Forwarded-Proto is believed")
+		t.Error("cookie over plain HTTP is Secure")
+	}
+	r.Header.Set("X-Forwarded-Proto", "https")
+	if c := cookie(r, "v", time.Now().Add(time.Hour)); !c.Secure {
+		t.Error("cookie behind a proxy that ended TLS is not Secure")
 	}
 }
 

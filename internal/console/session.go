@@ -103,9 +103,9 @@ func (s *sessions) csrfOK(nonce, presented string) bool {
 }
 
 // cookie is the session cookie for value (empty, with maxAge -1, clears
-// it). Secure when the request came over TLS to this process: behind a
-// proxy that ends TLS, the proxy should set Secure on its side (or serve
-// the console over TLS end to end); X-Forwarded-Proto is not believed.
+// it). Secure when the request came over TLS to this process, or through a
+// proxy that says it ended TLS (X-Forwarded-Proto: https): believing that
+// header from anybody is safe, since it can only make the cookie stricter.
 func cookie(r *http.Request, value string, exp time.Time) *http.Cookie {
 	c := &http.Cookie{
 		Name:     cookieName,
@@ -113,7 +113,7 @@ func cookie(r *http.Request, value string, exp time.Time) *http.Cookie {
 		Path:     "/console/",
 		HttpOnly: true,
 		SameSite: http.SameSiteStrictMode,
-		Secure:   r.TLS != nil,
+		Secure:   r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"),
 	}
 	if value == "" {
 		c.MaxAge = -1
@@ -124,14 +124,16 @@ func cookie(r *http.Request, value string, exp time.Time) *http.Cookie {
 	return c
 }
 
-// sameOrigin reports whether a POST comes from a page of this server: its
-// Origin (or, when a browser sends none, its Referer) must have the
-// request's own scheme and host. A request with neither is refused.
+// sameOrigin reports whether a POST comes from a page of this server: the
+// host:port of its Origin (or, when a browser sends none, its Referer) must
+// be the request's Host or X-Forwarded-Host, the same rule as the Socket.IO
+// endpoint's origin check. The scheme may be http or https, so that a proxy
+// that ends TLS in front does not refuse every sign-in; a page of another
+// scheme on the same host and port would be this server's page anyway. A
+// cross-site form cannot set X-Forwarded-Host, and a script that sets it is
+// stopped by CORS's preflight, which this route does not answer. A request
+// with neither header is refused.
 func sameOrigin(r *http.Request) bool {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
 	src, ok := r.Header["Origin"]
 	if !ok {
 		src = r.Header["Referer"]
@@ -140,8 +142,12 @@ func sameOrigin(r *http.Request) bool {
 		return false
 	}
 	u, err := url.Parse(src[0])
-	if err != nil {
+	if err != nil || (!strings.EqualFold(u.Scheme, "http") && !strings.EqualFold(u.Scheme, "https")) || u.Host == "" {
 		return false
 	}
-	return strings.EqualFold(u.Scheme, scheme) && strings.EqualFold(u.Host, r.Host)
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	fwd := r.Header.Get("X-Forwarded-Host")
+	return fwd != "" && strings.EqualFold(u.Host, fwd)
 }
