@@ -206,6 +206,8 @@ var kinds = map[string]func() any{
 	"autoscaling/v2/HorizontalPodAutoscaler":  func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
 	"policy/v1/PodDisruptionBudget":           func() any { return &policyv1.PodDisruptionBudget{} },
 	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return &serviceMonitor{} },
+	"monitoring.coreos.com/v1/PrometheusRule": func() any { return &prometheusRule{} },
+	"v1/ConfigMap":                            func() any { return &corev1.ConfigMap{} },
 }
 
 var docSep = regexp.MustCompile(`(?m)^---[ \t]*$`)
@@ -408,6 +410,8 @@ func renderCases() []renderCase {
 				wantNone[autoscalingv2.HorizontalPodAutoscaler](t, r, "HorizontalPodAutoscaler")
 				wantNone[policyv1.PodDisruptionBudget](t, r, "PodDisruptionBudget (one pod)")
 				wantNone[serviceMonitor](t, r, "ServiceMonitor")
+				wantNone[prometheusRule](t, r, "PrometheusRule")
+				wantNone[corev1.ConfigMap](t, r, "ConfigMap (Grafana dashboard)")
 				for _, name := range append([]string{"EVENTSERVER_REDIS_URL", "EVENTSERVER_PUBLISH_TOKEN", "EVENTSERVER_JWT_PUBLIC_KEY_FILE"}, v6Env...) {
 					if _, ok := r.env[name]; ok {
 						t.Errorf("%s is set by default", name)
@@ -744,6 +748,18 @@ func renderCases() []renderCase {
 					t.Errorf("the queue must fall back to the cluster's Redis: %+v", cfg)
 				}
 			},
+		},
+		{
+			name:  "ci/monitoring",
+			files: []string{"ci/monitoring-values.yaml"},
+			check: checkMonitoring,
+		},
+		{
+			name: "alert rules with a custom selector, thresholds and some alerts off",
+			sets: []string{jwtSecretArg, "prometheus.rules.enabled=true", `prometheus.rules.selector=job="events"\,namespace="v6"`,
+				"prometheus.rules.replicaDown.enabled=false", "prometheus.rules.nodeFlapping.threshold=9", "prometheus.rules.nodeFlapping.window=30m",
+				"prometheus.rules.publishErrors.for=10m", "prometheus.rules.publishErrors.severity=critical", "outbox.webhook.url.existingSecret=hook", "outbox.queueSize=200"},
+			check: checkCustomRules,
 		},
 		{
 			name:  "oldest supported Kubernetes",
@@ -1323,6 +1339,10 @@ func TestRefusals(t *testing.T) {
 		{"value and existing secret", []string{jwtSecretArg, "auth.jwtSecret.existingSecret=jwt"}, "auth.jwtSecret: set either value or existingSecret", nil, nil},
 		{"extraEnv overriding the drain", []string{jwtSecretArg, "extraEnv[0].name=EVENTSERVER_DRAIN_TIMEOUT", "extraEnv[0].value=1h"}, "extraEnv must not set EVENTSERVER_DRAIN_TIMEOUT", nil, nil},
 		{"ingress without hosts", []string{jwtSecretArg, "ingress.enabled=true"}, "ingress.enabled needs at least one host", nil, nil},
+		{"alert duration without a unit", []string{jwtSecretArg, "prometheus.rules.enabled=true", "prometheus.rules.redisUnreachable.for=60"}, "prometheus.rules.redisUnreachable.for must be a Prometheus duration", nil, nil},
+		{"alert window of Go's syntax", []string{jwtSecretArg, "prometheus.rules.enabled=true", "prometheus.rules.nodeFlapping.window=1m30s5ms0.5s"}, "prometheus.rules.nodeFlapping.window must be a Prometheus duration", nil, nil},
+		{"alert threshold not a number", []string{jwtSecretArg, "prometheus.rules.enabled=true", "prometheus.rules.adapterDrops.threshold=many"}, "prometheus.rules.adapterDrops.threshold must be a number", nil, nil},
+		{"dashboard without a sidecar label", []string{jwtSecretArg, "grafana.dashboards.enabled=true", "grafana.dashboards.label="}, "grafana.dashboards.label must name the label", nil, nil},
 		// The preStop sleep action needs Kubernetes 1.30.
 		{"Kubernetes 1.29", []string{jwtSecretArg}, "chart requires kubeVersion", []string{"--kube-version", "1.29.0"}, nil},
 

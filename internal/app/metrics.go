@@ -3,6 +3,8 @@ package app
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/eventserver/eventserver/internal/connlimit"
 )
 
 // LogLinesSampledOut counts the log lines zap's sampler dropped (a line
@@ -55,6 +57,9 @@ func newMetrics() *metrics {
 	}
 	for _, tr := range []string{"polling", "websocket"} {
 		m.EngineOpened.WithLabelValues(tr)
+	}
+	for _, reason := range []string{connlimit.ReasonTotal, connlimit.ReasonPerIP} {
+		m.ConnectionsRefused.WithLabelValues(reason)
 	}
 	r.MustRegister(m.EngineOpened, m.EngineClosed, m.EngineUpgrades, m.SlowConsumers, m.ConnectionsRefused, LogLinesSampledOut,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

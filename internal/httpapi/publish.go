@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -94,6 +95,7 @@ func writeError(w http.ResponseWriter, status int, field, msg string) int {
 func (a *API) guard(h func(http.ResponseWriter, *http.Request) int) http.Handler {
 	want := []byte(a.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		status := func() int {
 			if len(want) == 0 {
 				return writeError(w, http.StatusNotFound, "", "the publish API is off: set EVENTSERVER_PUBLISH_TOKEN to turn it on")
@@ -106,5 +108,6 @@ func (a *API) guard(h func(http.ResponseWriter, *http.Request) int) http.Handler
 			return h(w, r)
 		}()
 		a.cfg.Metrics.PublishRequests.WithLabelValues(strconv.Itoa(status)).Inc()
+		a.cfg.Metrics.PublishDuration.Observe(time.Since(start).Seconds())
 	})
 }

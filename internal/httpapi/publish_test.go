@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
 	"github.com/eventserver/eventserver/pkg/presence"
@@ -655,4 +656,23 @@ func testMetrics() *Metrics {
 		panic(err)
 	}
 	return m
+}
+
+// TestPublishDurationObserved: every guarded request, refused or served,
+// is timed once in eventserver_publish_request_duration_seconds.
+func TestPublishDurationObserved(t *testing.T) {
+	f := newFixture(t, Config{Token: token})
+	f.emit(t, `{"event":"new_task","room":"collaboration_1"}`)
+	f.do(t, http.MethodPost, "/api/v1/emit", "Bearer wrong", `{"event":"new_task"}`)
+	f.do(t, http.MethodGet, "/api/v1/nodes", "Bearer "+token, "")
+	if n := testutil.CollectAndCount(f.metrics.PublishDuration); n != 1 {
+		t.Fatalf("%d histogram series, want 1", n)
+	}
+	var m dto.Metric
+	if err := f.metrics.PublishDuration.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetHistogram().GetSampleCount(); got != 3 {
+		t.Errorf("publish_request_duration_seconds count = %d, want 3 (one per request)", got)
+	}
 }

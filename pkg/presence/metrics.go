@@ -59,6 +59,8 @@ func newMetrics(reg prometheus.Registerer, redis bool) (*metrics, error) {
 	}
 	m.transitions.WithLabelValues("online")
 	m.transitions.WithLabelValues("offline")
+	m.reregistered.WithLabelValues(modeRestore)
+	m.reregistered.WithLabelValues(modeConnect)
 	if reg == nil {
 		return m, nil
 	}

@@ -74,6 +74,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while every subscription is confirmed on a healthy Redis connection, else 0.",
 		}),
 	}
+	// Known label values read 0 from the start (rate() and alerts work
+	// before the first drop or error).
+	m.published.WithLabelValues(kindBroadcast)
+	m.received.WithLabelValues(kindBroadcast)
+	for _, r := range []string{dropInboundFull, dropOutboundFull, dropStale, dropMalformed, dropEncode} {
+		m.dropped.WithLabelValues(r)
+	}
+	for _, op := range []string{opPublish, opSubscribe, opReceive, opPing, opNumSub} {
+		m.redisErrors.WithLabelValues(op)
+	}
 	if reg == nil {
 		return m, nil
 	}
