@@ -128,4 +128,9 @@ func TestClusterPresence(t *testing.T) {
 	if nodes := nodesOf(t, a.server); len(nodes) != 0 {
 		t.Errorf("nodes after all went: %v", nodes)
 	}
+	// Each node went offline once: the flapping gauge, aggregated with max
+	// over the live replicas, says 1.
+	if most := max(a.server.metric("eventserver_presence_node_offline_max"), c.server.metric("eventserver_presence_node_offline_max")); most != 1 {
+		t.Errorf("eventserver_presence_node_offline_max over the live replicas = %v, want 1", most)
+	}
 }

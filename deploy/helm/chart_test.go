@@ -757,7 +757,7 @@ func renderCases() []renderCase {
 		{
 			name: "alert rules with a custom selector, thresholds and some alerts off",
 			sets: []string{jwtSecretArg, "prometheus.rules.enabled=true", `prometheus.rules.selector=job="events"\,namespace="v6"`,
-				"prometheus.rules.replicaDown.enabled=false", "prometheus.rules.nodeFlapping.threshold=9", "prometheus.rules.nodeFlapping.window=30m",
+				"prometheus.rules.replicaDown.enabled=false", "prometheus.rules.nodeFlapping.threshold=9", "prometheus.rules.adapterDrops.window=30m",
 				"prometheus.rules.publishErrors.for=10m", "prometheus.rules.publishErrors.severity=critical", "outbox.webhook.url.existingSecret=hook", "outbox.queueSize=200"},
 			check: checkCustomRules,
 		},
@@ -1340,7 +1340,7 @@ func TestRefusals(t *testing.T) {
 		{"extraEnv overriding the drain", []string{jwtSecretArg, "extraEnv[0].name=EVENTSERVER_DRAIN_TIMEOUT", "extraEnv[0].value=1h"}, "extraEnv must not set EVENTSERVER_DRAIN_TIMEOUT", nil, nil},
 		{"ingress without hosts", []string{jwtSecretArg, "ingress.enabled=true"}, "ingress.enabled needs at least one host", nil, nil},
 		{"alert duration without a unit", []string{jwtSecretArg, "prometheus.rules.enabled=true", "prometheus.rules.redisUnreachable.for=60"}, "prometheus.rules.redisUnreachable.for must be a Prometheus duration", nil, nil},
-		{"alert window of Go's syntax", []string{jwtSecretArg, "prometheus.rules.enabled=true", "prometheus.rules.nodeFlapping.window=1m30s5ms0.5s"}, "prometheus.rules.nodeFlapping.window must be a Prometheus duration", nil, nil},
+		{"alert window of Go's syntax", []string{jwtSecretArg, "prometheus.rules.enabled=true", "prometheus.rules.adapterDrops.window=1m30s5ms0.5s"}, "prometheus.rules.adapterDrops.window must be a Prometheus duration", nil, nil},
 		{"alert threshold not a number", []string{jwtSecretArg, "prometheus.rules.enabled=true", "prometheus.rules.adapterDrops.threshold=many"}, "prometheus.rules.adapterDrops.threshold must be a number", nil, nil},
 		{"dashboard without a sidecar label", []string{jwtSecretArg, "grafana.dashboards.enabled=true", "grafana.dashboards.label="}, "grafana.dashboards.label must name the label", nil, nil},
 		// The preStop sleep action needs Kubernetes 1.30.

@@ -154,8 +154,11 @@ func checkCustomRules(t *testing.T, r *rendering) {
 			t.Errorf("%s does not use the selector of the values: %s", name, rule.Expr)
 		}
 	}
-	if e := got["EventserverNodesFlapping"].Expr; !strings.Contains(e, "[30m]") || !strings.HasSuffix(e, "> 9") {
-		t.Errorf("EventserverNodesFlapping = %s, want window 30m and threshold 9", e)
+	if e := got["EventserverNodesFlapping"].Expr; !strings.Contains(e, "eventserver_presence_node_offline_max{") || !strings.HasSuffix(e, "> 9") {
+		t.Errorf("EventserverNodesFlapping = %s, want the per-node gauge and threshold 9", e)
+	}
+	if e := got["EventserverAdapterDrops"].Expr; !strings.Contains(e, "[30m]") {
+		t.Errorf("EventserverAdapterDrops = %s, want window 30m", e)
 	}
 	if p := got["EventserverPublishErrors"]; p.For != "10m" || p.Labels["severity"] != "critical" {
 		t.Errorf("EventserverPublishErrors for %q labels %v", p.For, p.Labels)
@@ -690,14 +693,18 @@ func alertCases(queueSize int) map[string][]alertCase {
 			{"no drops", []string{`eventserver_redis_adapter_messages_dropped_total{` + sel + `,instance="a",reason="inbound_queue_full"} 0x10`}, 8 * time.Minute, false},
 		},
 		"EventserverNodesFlapping": {
-			// One node offline every minute, decided by two replicas in turn.
-			{"ten offline transitions in ten minutes", []string{
-				`eventserver_presence_transitions_total{` + sel + `,instance="a",kind="offline"} 0+1x10`,
-				`eventserver_presence_transitions_total{` + sel + `,instance="b",kind="offline"} 0x10`,
+			// Replica a recorded node 7's transitions, the last of them
+			// counted with those b decided: the gauge climbs to 6.
+			{"one node offline six times in ten minutes", []string{
+				`eventserver_presence_node_offline_max{` + sel + `,instance="a"} 0 1 1 2 3 3 4 5 6 6 6`,
+				`eventserver_presence_node_offline_max{` + sel + `,instance="b"} 0 0 1 1 1 2 2 2 2 2 2`,
 			}, 10 * time.Minute, true},
-			{"two offline transitions in ten minutes, many online", []string{
-				`eventserver_presence_transitions_total{` + sel + `,instance="a",kind="offline"} 0 0 0 1 1 1 1 1 2 2 2`,
-				`eventserver_presence_transitions_total{` + sel + `,instance="a",kind="online"} 0+5x10`,
+			// Many nodes went offline once each (a network blip): no node flaps.
+			{"forty nodes offline once each", []string{
+				`eventserver_presence_node_offline_max{` + sel + `,instance="a"} 0 1x9`,
+				`eventserver_presence_node_offline_max{` + sel + `,instance="b"} 0 1x9`,
+				`eventserver_presence_transitions_total{` + sel + `,instance="a",kind="offline"} 0 20x9`,
+				`eventserver_presence_transitions_total{` + sel + `,instance="b",kind="offline"} 0 20x9`,
 			}, 10 * time.Minute, false},
 		},
 		"EventserverOutboxQueueFull": {

@@ -390,6 +390,22 @@ func (a *App) closeV6(ctx context.Context) {
 // otherwise.
 func (a *App) newPresence(h presence.Handler) (presence.Store, error) {
 	cfg := a.cfg
+	// Each node's offline transitions over the last 10 minutes, for the
+	// flapping alert (eventserver_presence_node_offline_max).
+	flaps, err := presence.NewFlaps(presence.FlapsConfig{
+		Client:     a.redis, // nil: this process
+		Prefix:     cfg.RedisPrefix + ":presence:flaps",
+		Registerer: a.metrics.Registry,
+		Logger:     a.log.Named("presence"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	notifyNext := h
+	h = func(tr presence.Transition) {
+		notifyNext(tr)
+		flaps.Record(tr)
+	}
 	if a.transitions != nil {
 		// The console's timeline: each transition is decided once for the
 		// cluster, and recorded where every replica's console reads it.
