@@ -65,12 +65,13 @@ var secretEnv = []string{
 	"EVENTSERVER_JWT_SECRET", "EVENTSERVER_PUBLISH_TOKEN", "EVENTSERVER_REDIS_URL",
 	"EVENTSERVER_V6_PASSWORD", "EVENTSERVER_V6_QUEUE_URL",
 	"EVENTSERVER_OUTBOX_REDIS_URL", "EVENTSERVER_OUTBOX_WEBHOOK_URL", "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN",
+	"EVENTSERVER_CONSOLE_TOKEN",
 }
 
 // secretStrings are secret values used by the tests' values; none may appear
 // in a plain env value or anywhere but a Secret.
 var secretStrings = []string{
-	"test-jwt-secret-value", "ci-jwt-secret-not-for-production", "ci-publish-token-0123456789",
+	"test-jwt-secret-value", "ci-jwt-secret-not-for-production", "ci-publish-token-0123456789", "ci-console-token-0123456789",
 	v6PasswordValue, "queue-redis-password", "outbox-redis-password", "webhook-query-secret", webhookTokenValue, "rabbit-password",
 }
 
@@ -98,6 +99,7 @@ var v6Env = []string{
 var placeholders = map[string]string{
 	"EVENTSERVER_JWT_SECRET":           "placeholder-jwt-secret",
 	"EVENTSERVER_PUBLISH_TOKEN":        "placeholder-publish-token-0123456789",
+	"EVENTSERVER_CONSOLE_TOKEN":        "placeholder-console-token-0123456789",
 	"EVENTSERVER_REDIS_URL":            "redis://redis.placeholder:6379/0",
 	"EVENTSERVER_V6_PASSWORD":          "placeholder-password",
 	"EVENTSERVER_V6_QUEUE_URL":         "redis://v6-redis.placeholder:6379/0",
@@ -1336,6 +1338,9 @@ func TestRefusals(t *testing.T) {
 		{"several replicas without Redis", []string{jwtSecretArg, "replicaCount=3"}, "need Redis", nil, nil},
 		{"autoscaling without Redis", []string{jwtSecretArg, "autoscaling.enabled=true"}, "need Redis", nil, nil},
 		{"short publish token", []string{jwtSecretArg, "auth.publishToken.value=short"}, "at least 16 characters", nil, nil},
+		{"short console token", []string{jwtSecretArg, "auth.consoleToken.value=short"}, "auth.consoleToken.value must be at least 16 characters", nil, nil},
+		{"console token equal to the publish token", []string{jwtSecretArg, "auth.publishToken.value=same-token-0123456789", "auth.consoleToken.value=same-token-0123456789"}, "must differ from auth.publishToken.value", nil, nil},
+		{"console token as value and existing Secret", []string{jwtSecretArg, "auth.consoleToken.value=ci-console-token-0123456789", "auth.consoleToken.existingSecret=x"}, "auth.consoleToken: set either value or existingSecret", nil, nil},
 		{"value and existing secret", []string{jwtSecretArg, "auth.jwtSecret.existingSecret=jwt"}, "auth.jwtSecret: set either value or existingSecret", nil, nil},
 		{"extraEnv overriding the drain", []string{jwtSecretArg, "extraEnv[0].name=EVENTSERVER_DRAIN_TIMEOUT", "extraEnv[0].value=1h"}, "extraEnv must not set EVENTSERVER_DRAIN_TIMEOUT", nil, nil},
 		{"ingress without hosts", []string{jwtSecretArg, "ingress.enabled=true"}, "ingress.enabled needs at least one host", nil, nil},

@@ -102,6 +102,12 @@ func alerts(t *testing.T, r *rendering) map[string]alertRule {
 
 // checkMonitoring is TestRender's check of ci/monitoring-values.yaml.
 func checkMonitoring(t *testing.T, r *rendering) {
+	// The operator console is on: its token comes from the chart's Secret.
+	sec := chartSecret(t, r)
+	if got := string(sec.Data["console-token"]); got != "ci-console-token-0123456789" {
+		t.Errorf("chart Secret's console-token = %q", got)
+	}
+	wantSecretRef(t, r, "EVENTSERVER_CONSOLE_TOKEN", sec.Name, "console-token")
 	cm := one[corev1.ConfigMap](t, r, "ConfigMap (Grafana dashboard)")
 	if cm.Namespace != "monitoring" || cm.Labels["grafana_dashboard"] != "1" || cm.Annotations["grafana_folder"] != "vantage6" {
 		t.Errorf("dashboard ConfigMap namespace %q labels %v annotations %v, want monitoring, grafana_dashboard=1, grafana_folder", cm.Namespace, cm.Labels, cm.Annotations)

@@ -135,6 +135,7 @@ every secret comes from an existing Secret.
 {{- with .Values.auth.jwtSecret.value }}{{- $_ := set $data "jwt-secret" . }}{{- end }}
 {{- with .Values.auth.jwtPublicKey.value }}{{- $_ := set $data "jwt-public-key.pem" . }}{{- end }}
 {{- with .Values.auth.publishToken.value }}{{- $_ := set $data "publish-token" . }}{{- end }}
+{{- with .Values.auth.consoleToken.value }}{{- $_ := set $data "console-token" . }}{{- end }}
 {{- with .Values.vantage6.api.serviceAccount.password.value }}{{- $_ := set $data "v6-password" . }}{{- end }}
 {{- with .Values.vantage6.queue.url.value }}{{- $_ := set $data "v6-queue-url" . }}{{- end }}
 {{- with .Values.outbox.redisUrl.value }}{{- $_ := set $data "outbox-redis-url" . }}{{- end }}
@@ -214,7 +215,7 @@ Checks that stop a broken or unsafe configuration from rendering.
 */}}
 {{- define "eventserver.validate" -}}
 {{- $auth := .Values.auth }}
-{{- range $name := list "jwtSecret" "jwtPublicKey" "publishToken" }}
+{{- range $name := list "jwtSecret" "jwtPublicKey" "publishToken" "consoleToken" }}
 {{- $item := index $auth $name }}
 {{- if and $item.value $item.existingSecret }}
 {{- fail (printf "auth.%s: set either value or existingSecret, not both" $name) }}
@@ -231,6 +232,14 @@ Checks that stop a broken or unsafe configuration from rendering.
 {{- with $auth.publishToken.value }}
 {{- if lt (len (toString .)) 16 }}
 {{- fail "auth.publishToken.value must be at least 16 characters (eventserver refuses a shorter publish token)" }}
+{{- end }}
+{{- end }}
+{{- with $auth.consoleToken.value }}
+{{- if lt (len (toString .)) 16 }}
+{{- fail "auth.consoleToken.value must be at least 16 characters (eventserver refuses a shorter console token)" }}
+{{- end }}
+{{- if eq (toString .) (toString $auth.publishToken.value) }}
+{{- fail "auth.consoleToken.value must differ from auth.publishToken.value (eventserver refuses to start when they are equal)" }}
 {{- end }}
 {{- end }}
 {{- if and .Values.redis.url .Values.redis.existingSecret }}
@@ -263,7 +272,7 @@ Checks that stop a broken or unsafe configuration from rendering.
 {{- if not (has .Values.podAntiAffinityPreset (list "soft" "hard" "none" "")) }}
 {{- fail (printf "podAntiAffinityPreset must be soft, hard or none, got %q" (toString .Values.podAntiAffinityPreset)) }}
 {{- end }}
-{{- $managed := dict "EVENTSERVER_LISTEN" "containerPort" "EVENTSERVER_SHUTDOWN_DELAY" "shutdown.delaySeconds" "EVENTSERVER_DRAIN_TIMEOUT" "shutdown.drainTimeoutSeconds" "EVENTSERVER_JWT_SECRET" "auth.jwtSecret" "EVENTSERVER_JWT_PUBLIC_KEY_FILE" "auth.jwtPublicKey" "EVENTSERVER_PUBLISH_TOKEN" "auth.publishToken" "EVENTSERVER_REDIS_URL" "redis" }}
+{{- $managed := dict "EVENTSERVER_LISTEN" "containerPort" "EVENTSERVER_SHUTDOWN_DELAY" "shutdown.delaySeconds" "EVENTSERVER_DRAIN_TIMEOUT" "shutdown.drainTimeoutSeconds" "EVENTSERVER_JWT_SECRET" "auth.jwtSecret" "EVENTSERVER_JWT_PUBLIC_KEY_FILE" "auth.jwtPublicKey" "EVENTSERVER_PUBLISH_TOKEN" "auth.publishToken" "EVENTSERVER_CONSOLE_TOKEN" "auth.consoleToken" "EVENTSERVER_REDIS_URL" "redis" }}
 {{- /* The vantage6 and outbox settings: the chart checks them together. */}}
 {{- $_ := merge $managed (dict "EVENTSERVER_V6_API_URL" "vantage6.api.url" "EVENTSERVER_V6_TIMEOUT" "vantage6.api.timeout" "EVENTSERVER_V6_CACHE_TTL" "vantage6.api.cacheTTL" "EVENTSERVER_V6_USERNAME" "vantage6.api.serviceAccount.username" "EVENTSERVER_V6_PASSWORD" "vantage6.api.serviceAccount.password" "EVENTSERVER_V6_QUEUE_CHANNEL" "vantage6.queue.channel" "EVENTSERVER_V6_QUEUE_URL" "vantage6.queue.url" "EVENTSERVER_V6_VERSION" "vantage6.api.version" "EVENTSERVER_V6_TOKEN_URL" "vantage6.api.tokenURL" "EVENTSERVER_JWT_JWKS_URL" "auth.jwks.url" "EVENTSERVER_JWT_ISSUER" "auth.jwks.issuer" "EVENTSERVER_JWT_AUDIENCE" "auth.jwks.audience") }}
 {{- $_ = merge $managed (dict "EVENTSERVER_OUTBOX_STREAM" "outbox.stream" "EVENTSERVER_OUTBOX_MAXLEN" "outbox.maxLen" "EVENTSERVER_OUTBOX_QUEUE_SIZE" "outbox.queueSize" "EVENTSERVER_OUTBOX_REDIS_URL" "outbox.redisUrl" "EVENTSERVER_OUTBOX_WEBHOOK_URL" "outbox.webhook.url" "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN" "outbox.webhook.token" "EVENTSERVER_OUTBOX_WEBHOOK_ATTEMPTS" "outbox.webhook.attempts" "EVENTSERVER_OUTBOX_WEBHOOK_TIMEOUT" "outbox.webhook.timeout") }}
