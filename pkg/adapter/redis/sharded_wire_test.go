@@ -85,7 +85,9 @@ func TestShardedGoldenBytes(t *testing.T) {
 			const prefix = "golden"
 			ns := prefix + "#/#"
 			peer := ns + "PEER000000000000#"
-			ev := func(data ...any) *socketio.Packet { return &socketio.Packet{Type: socketio.PacketEvent, Nsp: "/", Data: data} }
+			ev := func(data ...any) *socketio.Packet {
+				return &socketio.Packet{Type: socketio.PacketEvent, Nsp: "/", Data: data}
+			}
 			no := false
 			type want struct {
 				name    string
