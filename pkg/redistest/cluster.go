@@ -195,6 +195,58 @@ func (c *Cluster) MasterOf(key string) (string, error) {
 	return "", fmt.Errorf("redistest: no running node knows the master of %q", key)
 }
 
+// Failover makes a replica of master take its place gracefully (CLUSTER
+// FAILOVER on the replica: master becomes its replica) and returns the new
+// master once every running node agrees.
+func (c *Cluster) Failover(master string) string {
+	c.t.Helper()
+	info, err := onNode(master, func(cl *goredis.Client) (string, error) {
+		return cl.Info(context.Background(), "replication").Result()
+	})
+	if err != nil {
+		c.t.Fatalf("redistest: INFO replication on %s: %v", master, err)
+	}
+	// slave0:ip=127.0.0.1,port=6380,state=online,...
+	replica := ""
+	for _, line := range strings.Split(info, "\n") {
+		if !strings.HasPrefix(line, "slave0:") {
+			continue
+		}
+		var ip, port string
+		for _, kv := range strings.Split(strings.TrimSpace(line[len("slave0:"):]), ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "ip":
+				ip = v
+			case "port":
+				port = v
+			}
+		}
+		replica = net.JoinHostPort(ip, port)
+	}
+	if replica == "" {
+		c.t.Fatalf("redistest: %s has no replica:\n%s", master, info)
+	}
+	if _, err := onNode(replica, func(cl *goredis.Client) (string, error) {
+		return cl.ClusterFailover(context.Background()).Result()
+	}); err != nil {
+		c.t.Fatalf("redistest: CLUSTER FAILOVER on %s: %v", replica, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		role, err := onNode(replica, func(cl *goredis.Client) (string, error) {
+			return cl.Info(context.Background(), "replication").Result()
+		})
+		if err == nil && strings.Contains(role, "role:master") && c.state() == "" {
+			return replica
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("redistest: %s did not take over from %s: %v %s", replica, master, err, c.state())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Kill SIGKILLs the node at addr.
 func (c *Cluster) Kill(addr string) {
 	c.mu.Lock()

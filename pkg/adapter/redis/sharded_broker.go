@@ -523,6 +523,10 @@ func (b *ShardedBroker) onSubscription(s *shardConn, m *goredis.Subscription) {
 	}
 	b.mu.Unlock()
 	if moved {
+		if b.limit.allow("moved") {
+			b.log.Info("redis adapter: Redis released a sharded channel (its slot moved); subscribing it again",
+				zap.String("node", s.addr), zap.String("channel", m.Channel))
+		}
 		b.reloadSlots()
 		b.kickSupervisor()
 	}
@@ -558,7 +562,8 @@ func (b *ShardedBroker) dropConn(s *shardConn, err error) {
 	b.refreshState()
 }
 
-// reloadSlots asks the Cluster client to read the slot map again.
+// reloadSlots asks the Cluster client to read the slot map again (in the
+// background; requests made meanwhile are merged).
 func (b *ShardedBroker) reloadSlots() {
 	if cc, ok := b.cfg.Client.(*goredis.ClusterClient); ok {
 		cc.ReloadState(b.ctx)
@@ -737,6 +742,9 @@ func (b *ShardedBroker) published(m outbound, err error) {
 	if b.limit.allow(opPublish) {
 		b.log.Warn("redis adapter: SPUBLISH failed; message lost", zap.String("type", m.kind), zap.Error(err))
 	}
+	// The Cluster client reads the slot map again only every minute, or on
+	// a MOVED: after a master died, it would keep sending to its address.
+	b.reloadSlots()
 }
 
 // ---- PUBSUB SHARDNUMSUB ----
@@ -771,6 +779,7 @@ func (b *ShardedBroker) serverCount(ctx context.Context, channel string, timeout
 	case r := <-res:
 		if r.err != nil {
 			b.metrics.redisErrors.WithLabelValues(opNumSub).Inc()
+			b.reloadSlots()
 			return 0, fmt.Errorf("redis adapter: PUBSUB SHARDNUMSUB: %w", r.err)
 		}
 		return r.n, nil
