@@ -180,15 +180,19 @@ func (c *Cluster) MasterOf(key string) (string, error) {
 		if err != nil {
 			continue
 		}
-		shards, err := onNode(a, func(cl *goredis.Client) ([]goredis.ClusterSlot, error) {
-			return cl.ClusterSlots(context.Background()).Result()
+		shards, err := onNode(a, func(cl *goredis.Client) ([]goredis.ClusterShard, error) {
+			return cl.ClusterShards(context.Background()).Result()
 		})
 		if err != nil {
 			continue
 		}
-		for _, s := range shards {
-			if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
-				return s.Nodes[0].Addr, nil
+		for _, sh := range shards {
+			for _, r := range sh.Slots {
+				if r.Start <= slot && slot <= r.End {
+					if m := shardMaster(sh); m != "" {
+						return m, nil
+					}
+				}
 			}
 		}
 	}
@@ -247,6 +251,16 @@ func (c *Cluster) Failover(master string) string {
 	}
 }
 
+// shardMaster is the address of a shard's healthy master, or "".
+func shardMaster(sh goredis.ClusterShard) string {
+	for _, n := range sh.Nodes {
+		if n.Role == "master" && n.Health == "online" {
+			return net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+		}
+	}
+	return ""
+}
+
 // Kill SIGKILLs the node at addr.
 func (c *Cluster) Kill(addr string) {
 	c.mu.Lock()
@@ -288,16 +302,23 @@ func (c *Cluster) state() string {
 		if !strings.Contains(info, "cluster_state:ok") {
 			return a + ": not cluster_state:ok"
 		}
-		slots, err := onNode(a, func(cl *goredis.Client) ([]goredis.ClusterSlot, error) {
-			return cl.ClusterSlots(context.Background()).Result()
+		shards, err := onNode(a, func(cl *goredis.Client) ([]goredis.ClusterShard, error) {
+			return cl.ClusterShards(context.Background()).Result()
 		})
 		if err != nil {
 			return a + ": " + err.Error()
 		}
 		var b strings.Builder
-		for _, s := range slots {
-			if len(s.Nodes) > 0 {
-				fmt.Fprintf(&b, "%d-%d:%s ", s.Start, s.End, s.Nodes[0].Addr)
+		for _, sh := range shards {
+			if len(sh.Slots) == 0 {
+				continue
+			}
+			m := shardMaster(sh)
+			if m == "" {
+				return a + ": a shard without a healthy master"
+			}
+			for _, r := range sh.Slots {
+				fmt.Fprintf(&b, "%d-%d:%s ", r.Start, r.End, m)
 			}
 		}
 		if v := sortedFields(b.String()); view == "" {

@@ -242,13 +242,7 @@ func (b *ShardedBroker) register(a *ShardedAdapter, channel string, response boo
 	return true
 }
 
-// unregister undoes register.
-func (b *ShardedBroker) unregister(a *ShardedAdapter, channel string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.unregisterLocked(a, channel)
-}
-
+// unregisterLocked undoes register (and setRoom). b.mu.
 func (b *ShardedBroker) unregisterLocked(a *ShardedAdapter, channel string) {
 	routes := b.routes[channel]
 	i := slices.Index(routes, a)

@@ -95,7 +95,6 @@ func TestShardedGoldenBytes(t *testing.T) {
 				data    func(id string) object
 				channel string // "" for shardedChannel of the broadcast's rooms
 				rooms   []string
-				uid     string // "" for the server's
 			}
 			bcast := func(p *socketio.Packet, opts socketio.BroadcastOptions) func(string) object {
 				return func(id string) object { return broadcastData(p, id, opts) }
