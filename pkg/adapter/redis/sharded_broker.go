@@ -50,6 +50,7 @@ type ShardedBroker struct {
 	respChans map[string]bool              // the response channels among routes
 	desired   map[string]int               // channel → references
 	rooms     int                          // room channels among desired
+	roomSince map[string]time.Time         // room channel → when it was first wanted
 	conns     map[string]*shardConn        // node address ("" without a Cluster) → connection
 	owner     map[string]*shardConn        // channel → connection it was subscribed on
 	retryAt   time.Time                    // no new connection before
@@ -116,6 +117,7 @@ func NewShardedBroker(cfg Config) (*ShardedBroker, error) {
 		desired:      map[string]int{},
 		conns:        map[string]*shardConn{},
 		owner:        map[string]*shardConn{},
+		roomSince:    map[string]time.Time{},
 		stopped:      make(chan struct{}),
 	}
 	b.metrics.subscribed.Set(0)
@@ -154,7 +156,8 @@ func (b *ShardedBroker) New(nsp *socketio.Namespace) socketio.Adapter {
 }
 
 // Ready reports whether every channel is confirmed by Redis on a
-// connection that is alive now.
+// connection that is alive now; the channel of a room joined less than
+// two health intervals ago may still be on its way.
 func (b *ShardedBroker) Ready() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -165,9 +168,14 @@ func (b *ShardedBroker) readyLocked() bool {
 	if b.closed || !b.started {
 		return false
 	}
+	now := time.Now()
 	for ch := range b.desired {
 		s := b.owner[ch]
 		if s == nil || !s.confirmed[ch] || s.idle() >= 2*b.cfg.healthInterval {
+			if t, room := b.roomSince[ch]; room && now.Sub(t) < 2*b.cfg.healthInterval {
+				// A room just joined: its channel is on its way.
+				continue
+			}
 			return false
 		}
 	}
@@ -257,6 +265,7 @@ func (b *ShardedBroker) unregisterLocked(a *ShardedAdapter, channel string) {
 	}
 	if b.desired[channel]--; b.desired[channel] <= 0 {
 		delete(b.desired, channel)
+		delete(b.roomSince, channel)
 	}
 	b.kickSupervisor()
 }
@@ -270,7 +279,9 @@ func (b *ShardedBroker) setRoom(a *ShardedAdapter, channel string, on bool) {
 			return
 		}
 		b.routes[channel] = append(append([]*ShardedAdapter(nil), b.routes[channel]...), a)
-		b.desired[channel]++
+		if b.desired[channel]++; b.desired[channel] == 1 {
+			b.roomSince[channel] = time.Now()
+		}
 		b.rooms++
 		b.kickSupervisor()
 	} else if slices.Contains(b.routes[channel], a) {

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/eventserver/eventserver/pkg/socketio"
 	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
@@ -202,5 +205,26 @@ func TestShardedRedisCluster(t *testing.T) {
 	}
 	if nodes < 2 {
 		t.Errorf("channels on %d nodes: %v", nodes, shardChannels(t, addrs, c.prefix+"#*"))
+	}
+}
+
+// TestShardedReadyAcrossJoins: a room joined (a room channel to subscribe)
+// does not make the server unready while its channel is on its way.
+func TestShardedReadyAcrossJoins(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	c := newCluster(t, 1, func(cfg *Config) {
+		cfg.Mode = ModeDynamicPrivate
+		cfg.Logger = zap.New(core)
+	})
+	s := c.servers[0]
+	for i := range 4 {
+		s.connect("/", fmt.Sprint("c", i), []string{fmt.Sprint("room", i)})
+		if !s.sb.Ready() {
+			t.Errorf("not ready right after client %d joined its room", i)
+		}
+	}
+	testwait.Until(t, wait, "room channels subscribed", func() bool { return s.counter("room_channels") == 8 })
+	if n := logs.FilterMessageSnippet("not ready").Len(); n != 0 {
+		t.Errorf("%d 'not ready' logs while rooms were joined", n)
 	}
 }
