@@ -3,7 +3,9 @@ package redis
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -227,4 +229,43 @@ func TestShardedReadyAcrossJoins(t *testing.T) {
 	if n := logs.FilterMessageSnippet("not ready").Len(); n != 0 {
 		t.Errorf("%d 'not ready' logs while rooms were joined", n)
 	}
+}
+
+// shardedGoroutines counts the goroutines running a ShardedBroker method.
+func shardedGoroutines() (int, string) {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var stacks []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "pkg/adapter/redis.(*ShardedBroker)") {
+			stacks = append(stacks, g)
+		}
+	}
+	return len(stacks), strings.Join(stacks, "\n\n")
+}
+
+// TestShardedShutdownStopsGoroutines: Shutdown stops every goroutine of
+// the Broker, the readers of its subscription connections included.
+func TestShardedShutdownStopsGoroutines(t *testing.T) {
+	c := newCluster(t, 1, shardedMode(ModeDynamic))
+	s := c.servers[0]
+	s.connect("/", "a", []string{"r1", "r2"})
+	testwait.Until(t, wait, "room channels", func() bool { return s.counter("room_channels") == 2 })
+	if n, _ := shardedGoroutines(); n < 5 {
+		t.Fatalf("%d goroutines of the Broker, want the supervisor, 2 dispatchers, the publisher and a reader", n)
+	}
+	s.close()
+	testwait.For(t, wait, func() error {
+		if n, stacks := shardedGoroutines(); n != 0 {
+			return fmt.Errorf("%d goroutines left:\n%s", n, stacks)
+		}
+		return nil
+	})
 }
