@@ -188,6 +188,16 @@ func TestShardedMixedCluster(t *testing.T) {
 		t.Fatal("Go -> Node emitWithAck never completed")
 	}
 
+	// socketsJoin from Node reaches the Go sockets.
+	n1.mustCall(map[string]any{"cmd": "socketsJoin", "rooms": []string{"collaboration_2"}, "join": []string{"extra"}})
+	testwait.For(t, wait, func() error {
+		code, body := g1.do("GET", "/api/v1/sockets?room=extra", testPublishToken, "")
+		if code != 200 || !strings.Contains(body, u2Sid) || !strings.Contains(body, nc2Sid) {
+			return fmt.Errorf("sockets in extra: %d %s", code, body)
+		}
+		return nil
+	})
+
 	// The room channel is released by each server when its last member
 	// leaves.
 	u1.disconnect()
@@ -269,6 +279,10 @@ func TestShardedMixedCluster(t *testing.T) {
 	}, u2, "node-after")
 	waitReadyz(t, g1.URL, 200)
 	waitReadyz(t, g2.URL, 200)
+
+	// disconnectSockets from Node reaches the Go sockets.
+	n2.mustCall(map[string]any{"cmd": "disconnectSockets", "rooms": []string{"extra"}, "close": true})
+	u2.waitType("disconnect", wait)
 }
 
 // inProcessShardedServer is a bare Go Socket.IO server with the sharded
