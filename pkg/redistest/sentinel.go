@@ -331,3 +331,18 @@ func (g *SentinelGroup) WaitFailover(old string, timeout time.Duration) string {
 	})
 	return promoted
 }
+
+// Switchover asks a sentinel for a failover while the master is up
+// (SENTINEL FAILOVER, as an operator does before maintenance) and returns
+// the master's address; WaitFailover then waits for its end. The old
+// master stays up and becomes a replica of the promoted one.
+func (g *SentinelGroup) Switchover() string {
+	g.t.Helper()
+	master := g.MasterAddr()
+	g.waitFor(10*time.Second, "a sentinel to accept SENTINEL FAILOVER", func(ctx context.Context) error {
+		c := redis.NewSentinelClient(&redis.Options{Addr: addr(g.sentinels[0].port), MaxRetries: -1})
+		defer c.Close()
+		return c.Failover(ctx, MasterName).Err()
+	})
+	return master
+}

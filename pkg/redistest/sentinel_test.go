@@ -43,3 +43,13 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatalf("GET k after the failover: %q, %v", v, err)
 	}
 }
+
+// TestSentinelSwitchover: SENTINEL FAILOVER promotes the replica while the
+// master is up.
+func TestSentinelSwitchover(t *testing.T) {
+	g := StartSentinel(t)
+	old := g.Switchover()
+	if promoted := g.WaitFailover(old, 20*time.Second); promoted == old {
+		t.Fatalf("still %s", old)
+	}
+}
