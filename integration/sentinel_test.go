@@ -163,73 +163,8 @@ func TestSentinelFailover(t *testing.T) {
 
 	// Traffic: a publish every 20 ms, through a, b and c in turn, to
 	// collaboration 1 and 2 in turn.
-	var (
-		pubMu sync.Mutex
-		pubs  []published
-	)
-	stopTraffic := make(chan struct{})
-	trafficDone := make(chan struct{})
-	go func() {
-		defer close(trafficDone)
-		hc := &http.Client{Timeout: 3 * time.Second}
-		for seq := 0; ; seq++ {
-			select {
-			case <-stopTraffic:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			p := published{seq: seq, room: fmt.Sprint("collaboration_", 1+seq%2), via: instances[seq%3].name, at: time.Now()}
-			body := fmt.Sprintf(`{"event":"traffic","room":%q,"data":%d}`, p.room, seq)
-			req, _ := http.NewRequest("POST", instances[seq%3].URL+"/api/v1/emit", strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+testPublishToken)
-			req.Header.Set("Content-Type", "application/json")
-			if resp, err := hc.Do(req); err == nil {
-				p.status = resp.StatusCode
-				resp.Body.Close()
-			}
-			pubMu.Lock()
-			pubs = append(pubs, p)
-			pubMu.Unlock()
-		}
-	}()
-	stopTrafficOnce := sync.OnceFunc(func() { close(stopTraffic); <-trafficDone })
-	t.Cleanup(stopTrafficOnce)
-	lastSeq := func() int {
-		pubMu.Lock()
-		defer pubMu.Unlock()
-		return len(pubs) - 1
-	}
-	// received returns the sequence numbers of the traffic cl got.
-	received := func(cl *client) []int {
-		var out []int
-		for _, m := range cl.events("traffic") {
-			n, err := strconv.Atoi(string(m.Args[0]))
-			if err != nil {
-				t.Fatalf("%s: traffic %s", cl.name, m.Args[0])
-			}
-			out = append(out, n)
-		}
-		return out
-	}
-	// flowing waits until every client got at least 5 events published after seq.
-	flowing := func(when string, after int) {
-		t.Helper()
-		for _, cl := range all {
-			testwait.For(t, wait, func() error {
-				n := 0
-				for _, s := range received(cl) {
-					if s > after {
-						n++
-					}
-				}
-				if n < 5 {
-					return fmt.Errorf("%s: %s: %d events published after #%d", when, cl.name, n, after)
-				}
-				return nil
-			})
-		}
-	}
-	flowing("before the failover", -1)
+	tr := startTraffic(t, instances, func(seq int) string { return fmt.Sprint("collaboration_", 1+seq%2) })
+	tr.flowing(t, "before the failover", all, -1)
 
 	watches := make([]*readyzWatch, len(instances))
 	for i, s := range instances {
@@ -302,7 +237,7 @@ func TestSentinelFailover(t *testing.T) {
 	}
 
 	// Delivery resumes: events published from now on reach everybody.
-	flowing("after the failover", lastSeq())
+	tr.flowing(t, "after the failover", all, tr.last())
 	// Presence: past the TTL (1.2 s) and a few sweeps (1 s) after the
 	// failover, every node is still listed by every instance.
 	quiet := readyAt.Add(3 * time.Second)
@@ -313,21 +248,16 @@ func TestSentinelFailover(t *testing.T) {
 		return nil
 	})
 	checkNodes("after the failover")
-	stopTrafficOnce()
+	tr.stop()
 	for _, s := range instances {
 		barrier(t, s.server, all...)
 	}
 
 	// What each client got.
-	pubMu.Lock()
-	done := append([]published(nil), pubs...)
-	pubMu.Unlock()
+	done := tr.all()
 	lostTotal := 0
 	for _, cl := range all {
-		got := map[int]int{}
-		for _, s := range received(cl) {
-			got[s]++
-		}
+		got := tr.received(t, cl)
 		var lostInWindow []int
 		for _, p := range done {
 			n := got[p.seq]
@@ -373,4 +303,205 @@ func TestSentinelFailover(t *testing.T) {
 			t.Errorf("%s: node-online %d times, %d before the failover", cl.name, n, onlineBefore[cl])
 		}
 	}
+}
+
+// switchoverBound is how long after the sentinels agree on the new master
+// an instance may still lose events after a switchover: its canary (one a
+// second, missing after 2 s) finds its subscription on the old master, and
+// it subscribes again on the new one (0.5 s). Without the canary the old
+// master keeps the subscriptions, deaf, until Sentinel turns it into a
+// replica and drops its clients: 10 s here, with /readyz 200 throughout.
+const switchoverBound = 6 * time.Second
+
+// TestSentinelSwitchover: a planned failover (SENTINEL FAILOVER, as before
+// maintenance of the master), python node and Node UIs on two replicas,
+// traffic through both. The old master stays up. Events are lost only for
+// a bounded time after the sentinels agree on the new master
+// (switchoverBound), during which /readyz drops and returns; every event
+// published after that reaches every client; presence sends no notice.
+func TestSentinelSwitchover(t *testing.T) {
+	g := redistest.StartSentinel(t)
+	prefix := uniquePrefix(t)
+	a := startInstance(t, "a", g.URL(), prefix)
+	b := startInstance(t, "b", g.URL(), prefix)
+	instances := []*procServer{a, b}
+	ws := clientOpts{transports: "websocket"}
+	ws.token = nodeToken(t, 3, 1, 2, time.Hour)
+	n3 := startPyNode(t, a.server, "node3@a", ws)
+	ws.token = userToken(t, 5, 2, []int64{1}, "collaboration", time.Hour)
+	ua := startUI(t, a.server, "user5@a", ws)
+	ws.token = userToken(t, 6, 2, []int64{1}, "collaboration", time.Hour)
+	ub := startUI(t, b.server, "user6@b", ws)
+	n3.waitEvent("sync", wait)
+	ua.waitType("connect", wait)
+	ub.waitType("connect", wait)
+	all := []*client{n3, ua, ub}
+	for _, s := range instances {
+		barrier(t, s.server, all...)
+	}
+	onlineBefore := map[*client]int{}
+	for _, cl := range all {
+		onlineBefore[cl] = len(cl.events("node-online"))
+	}
+
+	tr := startTraffic(t, instances, func(int) string { return "collaboration_1" })
+	watches := make([]*readyzWatch, len(instances))
+	for i, s := range instances {
+		watches[i] = watchReadyz(s.name, s.URL)
+		defer watches[i].Stop()
+	}
+	tr.flowing(t, "before the switch", all, -1)
+
+	switchAt := time.Now()
+	old := g.Switchover()
+	promoted := g.WaitFailover(old, 30*time.Second)
+	agreedAt := time.Now()
+	t.Logf("switchover %s -> %s: sentinels agree after %s", old, promoted, agreedAt.Sub(switchAt).Round(time.Millisecond))
+
+	// Run on past the bound, until every client got events published
+	// after it.
+	testwait.For(t, 20*time.Second, func() error {
+		if time.Until(agreedAt.Add(switchoverBound)) > 0 {
+			return fmt.Errorf("running on")
+		}
+		return nil
+	})
+	tr.flowing(t, "after the switch", all, tr.last())
+	tr.stop()
+	for _, s := range instances {
+		barrier(t, s.server, all...)
+	}
+	for _, w := range watches {
+		w.Stop()
+		down, up := w.times()
+		t.Logf("%s: /readyz down %s, up %s after the sentinels agreed", w.name, sinceOr(down, agreedAt), sinceOr(up, agreedAt))
+		if !down.IsZero() && up.IsZero() {
+			t.Errorf("%s: not ready again after the switch", w.name)
+		}
+	}
+	pubs := tr.all()
+	for _, cl := range all {
+		got := tr.received(t, cl)
+		var lost, owed []int
+		for _, p := range pubs {
+			if p.status != http.StatusAccepted || got[p.seq] > 0 {
+				continue
+			}
+			lost = append(lost, p.seq)
+			if p.at.Before(switchAt) || p.at.After(agreedAt.Add(switchoverBound)) {
+				owed = append(owed, p.seq)
+			}
+		}
+		window := ""
+		if len(lost) > 0 {
+			window = fmt.Sprintf(", published from %s to %s after the sentinels agreed",
+				pubs[lost[0]].at.Sub(agreedAt).Round(time.Millisecond), pubs[lost[len(lost)-1]].at.Sub(agreedAt).Round(time.Millisecond))
+		}
+		t.Logf("%s: %d received, %d lost%s", cl.name, len(got), len(lost), window)
+		if len(owed) > 0 {
+			t.Errorf("%s: %d events lost outside the switchover window: %v", cl.name, len(owed), owed)
+		}
+		if n := len(cl.events("node-offline")); n != 0 {
+			t.Errorf("%s: %d node-offline", cl.name, n)
+		}
+		if n := len(cl.events("node-online")); n != onlineBefore[cl] {
+			t.Errorf("%s: node-online %d times, %d before the switch", cl.name, n, onlineBefore[cl])
+		}
+	}
+}
+
+// traffic publishes "traffic" with a sequence number every 20 ms, through
+// each instance in turn, to the room roomOf(seq).
+type traffic struct {
+	stopOnce func()
+	mu       sync.Mutex
+	pubs     []published // by seq
+}
+
+func startTraffic(t *testing.T, instances []*procServer, roomOf func(seq int) string) *traffic {
+	tr := &traffic{}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		hc := &http.Client{Timeout: 3 * time.Second}
+		for seq := 0; ; seq++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			via := instances[seq%len(instances)]
+			p := published{seq: seq, room: roomOf(seq), via: via.name, at: time.Now()}
+			body := fmt.Sprintf(`{"event":"traffic","room":%q,"data":%d}`, p.room, seq)
+			req, _ := http.NewRequest("POST", via.URL+"/api/v1/emit", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+testPublishToken)
+			req.Header.Set("Content-Type", "application/json")
+			if resp, err := hc.Do(req); err == nil {
+				p.status = resp.StatusCode
+				resp.Body.Close()
+			}
+			tr.mu.Lock()
+			tr.pubs = append(tr.pubs, p)
+			tr.mu.Unlock()
+		}
+	}()
+	tr.stopOnce = sync.OnceFunc(func() { close(stop); <-done })
+	t.Cleanup(tr.stopOnce)
+	return tr
+}
+
+func (tr *traffic) stop() { tr.stopOnce() }
+
+// last is the sequence number of the last publish made.
+func (tr *traffic) last() int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return len(tr.pubs) - 1
+}
+
+func (tr *traffic) all() []published {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return append([]published(nil), tr.pubs...)
+}
+
+// received counts the traffic cl got, by sequence number.
+func (tr *traffic) received(t *testing.T, cl *client) map[int]int {
+	t.Helper()
+	got := map[int]int{}
+	for _, m := range cl.events("traffic") {
+		n, err := strconv.Atoi(string(m.Args[0]))
+		if err != nil {
+			t.Fatalf("%s: traffic %s", cl.name, m.Args[0])
+		}
+		got[n]++
+	}
+	return got
+}
+
+// flowing waits until every client got at least 5 events published after
+// seq.
+func (tr *traffic) flowing(t *testing.T, when string, clients []*client, after int) {
+	t.Helper()
+	for _, cl := range clients {
+		testwait.For(t, wait, func() error {
+			n := 0
+			for s := range tr.received(t, cl) {
+				if s > after {
+					n++
+				}
+			}
+			if n < 5 {
+				return fmt.Errorf("%s: %s: %d events published after #%d", when, cl.name, n, after)
+			}
+			return nil
+		})
+	}
+}
+
+func sinceOr(t, from time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Sub(from).Round(time.Millisecond).String()
 }
