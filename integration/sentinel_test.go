@@ -106,6 +106,7 @@ func TestSentinelFailover(t *testing.T) {
 	b := startInstance(t, "b", url, prefix)
 	c := startInstance(t, "c", url, prefix)
 	instances := []*procServer{a, b, c}
+	logRedisOnFailure(t, instances)
 
 	// Nodes: 3 and 4 in collaboration 1, 5 in collaboration 2. UIs: ua sees
 	// collaboration 1, ub both, uc collaboration 2.
@@ -325,6 +326,7 @@ func TestSentinelSwitchover(t *testing.T) {
 	a := startInstance(t, "a", g.URL(), prefix)
 	b := startInstance(t, "b", g.URL(), prefix)
 	instances := []*procServer{a, b}
+	logRedisOnFailure(t, instances)
 	ws := clientOpts{transports: "websocket"}
 	ws.token = nodeToken(t, 3, 1, 2, time.Hour)
 	n3 := startPyNode(t, a.server, "node3@a", ws)
@@ -497,6 +499,26 @@ func (tr *traffic) flowing(t *testing.T, when string, clients []*client, after i
 			return nil
 		})
 	}
+}
+
+// logRedisOnFailure logs, when t fails, what the instances logged above
+// debug level about Redis, the adapter and presence, and their presence
+// notices (the last 60 lines of each, which startInstance logs, are mostly
+// debug lines of the traffic).
+func logRedisOnFailure(t *testing.T, instances []*procServer) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, s := range instances {
+			for _, l := range strings.Split(s.logText(), "\n") {
+				if (!strings.Contains(l, `"level":"debug"`) || strings.Contains(l, "node-o")) &&
+					(strings.Contains(l, "redis") || strings.Contains(l, "presence") || strings.Contains(l, "node-o")) {
+					t.Log(s.name, l)
+				}
+			}
+		}
+	})
 }
 
 func sinceOr(t, from time.Time) string {
