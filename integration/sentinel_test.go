@@ -98,6 +98,13 @@ type published struct {
 //     three nodes before and after) and sends no notice: no node-offline and
 //     no second node-online to anybody, although the failover takes longer
 //     than the heartbeat TTL (1.2 s).
+//
+// Not guaranteed, and not checked: the events published across instances
+// in the window, nor writes the old master had not replicated.
+// Observed here (five runs): promotion 2.2 to 2.4 s after the kill;
+// /readyz 503 from within 35 ms of the kill to 2.5 s after it; in the
+// window each client lost 32 to 36 of about 50 events (those published on
+// the other instances), 224 to 252 deliveries in all; none outside it.
 func TestSentinelFailover(t *testing.T) {
 	g := redistest.StartSentinel(t)
 	url := g.URL()
@@ -319,7 +326,12 @@ const switchoverBound = 6 * time.Second
 // traffic through both. The old master stays up. Events are lost only for
 // a bounded time after the sentinels agree on the new master
 // (switchoverBound), during which /readyz drops and returns; every event
-// published after that reaches every client; presence sends no notice.
+// published after that reaches every client; presence sends no notice
+// (the first sweep on the new master holds expiries: the instances
+// refreshed on the old master until they learned of the new one).
+// Observed here (nine runs): the sentinels agree 1.1 to 1.25 s after
+// SENTINEL FAILOVER; /readyz drops 2.2 to 3.9 s after that and returns
+// 0.5 s later; events were lost up to 4.3 s after the sentinels agreed.
 func TestSentinelSwitchover(t *testing.T) {
 	g := redistest.StartSentinel(t)
 	prefix := uniquePrefix(t)
