@@ -82,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{dropInboundFull, dropOutboundFull, dropStale, dropMalformed, dropEncode} {
 		m.dropped.WithLabelValues(r)
 	}
-	for _, op := range []string{opPublish, opSubscribe, opReceive, opPing, opNumSub} {
+	for _, op := range []string{opPublish, opSubscribe, opReceive, opPing, opNumSub, opCanary} {
 		m.redisErrors.WithLabelValues(op)
 	}
 	if reg == nil {
