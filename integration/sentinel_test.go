@@ -319,7 +319,9 @@ func TestSentinelFailover(t *testing.T) {
 // it subscribes again on the new one (0.5 s). Without the canary the old
 // master keeps the subscriptions, deaf, until Sentinel turns it into a
 // replica and drops its clients: 10 s here, with /readyz 200 throughout.
-const switchoverBound = 6 * time.Second
+// The worst run seen here lost events until 4.3 s; 8 s leaves room for a
+// loaded CI machine and still fails without the canary.
+const switchoverBound = 8 * time.Second
 
 // TestSentinelSwitchover: a planned failover (SENTINEL FAILOVER, as before
 // maintenance of the master), python node and Node UIs on two replicas,
