@@ -13,7 +13,7 @@
 "use strict";
 
 const readline = require("readline");
-const { chromium } = require("playwright-core");
+const { launchChromium } = require("./lib");
 
 function out(obj) {
   process.stdout.write(JSON.stringify(obj) + "\n");
@@ -87,19 +87,7 @@ async function openPage(browser, name, url) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const browser = await chromium.launch({
-    executablePath: opts.chromium,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  const browser = await launchChromium(opts.chromium);
   let closing = false;
   const finish = async () => {
     if (closing) return;

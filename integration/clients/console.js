@@ -22,9 +22,8 @@
 // {"type":"browser"}; it exits on stdin EOF or {"cmd":"exit"}.
 "use strict";
 
-const { load, out } = require("./lib");
+const { out, launchChromium } = require("./lib");
 const readline = require("readline");
-const { chromium } = load("playwright-core");
 
 function parseArgs(argv) {
   const opts = { chromium: "/usr/bin/chromium", width: 1440, height: 900 };
@@ -93,19 +92,7 @@ async function run(page, cmd) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const browser = await chromium.launch({
-    executablePath: opts.chromium,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  const browser = await launchChromium(opts.chromium);
   out({ type: "browser", message: browser.version() });
   const context = await browser.newContext({ viewport: { width: opts.width, height: opts.height } });
   const page = await context.newPage();

@@ -109,4 +109,25 @@ function toRooms(op, cmd) {
   return op;
 }
 
-module.exports = { load, out, binaryReplacer, decodeArg, argsOf, toRooms, eachFlag, readCommands };
+// launchChromium starts Debian's Chromium (executablePath) headless through
+// playwright-core, with the flags this machine needs: no sandbox (root), and
+// no background networking or updates (its network is closed, and those
+// connections would be refused many at a time).
+function launchChromium(executablePath) {
+  const { chromium } = load("playwright-core");
+  return chromium.launch({
+    executablePath,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-background-networking",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
+module.exports = { load, out, binaryReplacer, decodeArg, argsOf, toRooms, eachFlag, readCommands, launchChromium };

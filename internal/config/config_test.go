@@ -510,11 +510,11 @@ func TestV6PasswordNeverPrinted(t *testing.T) {
 	}
 }
 
-// TestOutboxWebhookTokenNeverPrinted: neither --help nor an error shows the
-// webhook's token.
-func TestOutboxWebhookTokenNeverPrinted(t *testing.T) {
-	const tok = "tok-41d7-do-not-print"
-	e := map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN": tok}
+// loadNeverPrinting loads e with --help and without, validates, and
+// fails t when the help, the output or Validate's error (which must be
+// one: what) shows tok; it returns the output for more checks.
+func loadNeverPrinting(t *testing.T, e map[string]string, tok, what string) *bytes.Buffer {
+	t.Helper()
 	var out bytes.Buffer
 	if _, err := Load([]string{"--help"}, env(e), &out); !errors.Is(err, ErrHelp) {
 		t.Fatalf("--help: %v", err)
@@ -524,8 +524,16 @@ func TestOutboxWebhookTokenNeverPrinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := c.Validate(); err == nil || strings.Contains(err.Error(), tok) {
-		t.Errorf("Validate without a URL: %v (want an error that does not print the token)", err)
+		t.Errorf("Validate %s: %v (want an error that does not print the token)", what, err)
 	}
+	return &out
+}
+
+// TestOutboxWebhookTokenNeverPrinted: neither --help nor an error shows the
+// webhook's token.
+func TestOutboxWebhookTokenNeverPrinted(t *testing.T) {
+	const tok = "tok-41d7-do-not-print"
+	out := loadNeverPrinting(t, map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_OUTBOX_WEBHOOK_TOKEN": tok}, tok, "without a URL")
 	if strings.Contains(out.String(), tok) {
 		t.Errorf("output prints the token:\n%s", out.String())
 	}
@@ -535,19 +543,8 @@ func TestOutboxWebhookTokenNeverPrinted(t *testing.T) {
 // console token.
 func TestConsoleTokenNeverPrinted(t *testing.T) {
 	const tok = "console-5d1e-do-not-print"
-	e := map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_CONSOLE_TOKEN": tok, "EVENTSERVER_PUBLISH_TOKEN": tok}
-	var out bytes.Buffer
-	if _, err := Load([]string{"--help"}, env(e), &out); !errors.Is(err, ErrHelp) {
-		t.Fatalf("--help: %v", err)
-	}
-	c, err := Load(nil, env(e), &out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Validate(); err == nil || strings.Contains(err.Error(), tok) {
-		t.Errorf("Validate with equal tokens: %v (want an error that does not print the token)", err)
-	}
-	if _, err := Load([]string{"--console-token", "zq9x7"}, env(nil), &out); err == nil || strings.Contains(err.Error(), "zq9x7") {
+	out := loadNeverPrinting(t, map[string]string{"EVENTSERVER_JWT_SECRET": "s", "EVENTSERVER_CONSOLE_TOKEN": tok, "EVENTSERVER_PUBLISH_TOKEN": tok}, tok, "with equal tokens")
+	if _, err := Load([]string{"--console-token", "zq9x7"}, env(nil), out); err == nil || strings.Contains(err.Error(), "zq9x7") {
 		t.Errorf("short token: %v (want an error that does not print it)", err)
 	}
 	if strings.Contains(out.String(), tok) {

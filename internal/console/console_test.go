@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/eventserver/eventserver/pkg/presence"
 	"github.com/eventserver/eventserver/pkg/redistest"
 	"github.com/eventserver/eventserver/pkg/socketio"
+	"github.com/eventserver/eventserver/pkg/testsupport/testclock"
 	"github.com/eventserver/eventserver/pkg/testsupport/testmetrics"
 	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
@@ -58,19 +60,6 @@ func (f *fakeCluster) ServerSideEmitWithAck(ctx context.Context, event string, _
 	return f.emit(ctx, event)
 }
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type fixture struct {
 	c     *Console
 	reg   *prometheus.Registry
@@ -78,7 +67,7 @@ type fixture struct {
 	log   *MemoryLog
 	clu   *fakeCluster
 	srv   *httptest.Server
-	clock *clock
+	clock *testclock.Clock
 }
 
 // newFixture makes a console with an in-memory presence store and log,
@@ -91,15 +80,15 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 // newFixtureServer is newFixture with the HTTP server's settings adjusted.
 func newFixtureServer(t *testing.T, mutate func(*Config), server func(*http.Server)) *fixture {
 	t.Helper()
-	f := &fixture{reg: prometheus.NewRegistry(), clu: &fakeCluster{}, clock: &clock{t: time.Now()}}
-	f.log = NewMemoryLog(f.clock.now)
+	f := &fixture{reg: prometheus.NewRegistry(), clu: &fakeCluster{}, clock: testclock.New(time.Now())}
+	f.log = NewMemoryLog(f.clock.Now)
 	var err error
 	f.pres, err = presence.NewMemoryWithConfig(presence.MemoryConfig{Handler: f.log.Record, Grace: presence.NoGrace, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{Token: testToken, Presence: f.pres, Transitions: f.log, Cluster: f.clu, Gatherer: f.reg, Registerer: f.reg,
-		Instance: "a", Version: "v-test", Logger: zap.NewNop(), Now: f.clock.now, StreamInterval: 50 * time.Millisecond}
+		Instance: "a", Version: "v-test", Logger: zap.NewNop(), Now: f.clock.Now, StreamInterval: 50 * time.Millisecond}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -142,13 +131,7 @@ func (f *fixture) post(t *testing.T, cl *http.Client, path, origin string, form 
 	if origin != "" {
 		req.Header.Set("Origin", origin)
 	}
-	resp, err := cl.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return send(t, cl, req)
 }
 
 func (f *fixture) get(t *testing.T, cl *http.Client, path string, hdr ...string) (*http.Response, string) {
@@ -157,6 +140,12 @@ func (f *fixture) get(t *testing.T, cl *http.Client, path string, hdr ...string)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
+	return send(t, cl, req)
+}
+
+// send does req and returns the response with its whole body.
+func send(t *testing.T, cl *http.Client, req *http.Request) (*http.Response, string) {
+	t.Helper()
 	resp, err := cl.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -202,10 +191,10 @@ func TestNewRefusesAShortToken(t *testing.T) {
 }
 
 func TestSessionCookie(t *testing.T) {
-	ck := &clock{t: time.Unix(1_800_000_000, 0)}
-	s := newSessions(testToken, time.Hour, ck.now)
+	ck := testclock.New(time.Unix(1_800_000_000, 0))
+	s := newSessions(testToken, time.Hour, ck.Now)
 	v, exp := s.issue()
-	if !exp.Equal(ck.now().Add(time.Hour)) {
+	if !exp.Equal(ck.Now().Add(time.Hour)) {
 		t.Errorf("expiry %v, want an hour from now", exp)
 	}
 	nonce, err := s.check(v)
@@ -213,11 +202,11 @@ func TestSessionCookie(t *testing.T) {
 		t.Fatalf("check(issued) = %q, %v", nonce, err)
 	}
 	// Another replica with the same token accepts it.
-	if _, err := newSessions(testToken, time.Hour, ck.now).check(v); err != nil {
+	if _, err := newSessions(testToken, time.Hour, ck.Now).check(v); err != nil {
 		t.Errorf("another replica refuses the session: %v", err)
 	}
 	// A new token signs everybody out.
-	if _, err := newSessions(testToken+"-rotated", time.Hour, ck.now).check(v); err == nil {
+	if _, err := newSessions(testToken+"-rotated", time.Hour, ck.Now).check(v); err == nil {
 		t.Error("a session signed with the old token is accepted after a token change")
 	}
 	parts := strings.Split(v, ".")
@@ -236,11 +225,11 @@ func TestSessionCookie(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	ck.add(time.Hour - time.Second)
+	ck.Add(time.Hour - time.Second)
 	if _, err := s.check(v); err != nil {
 		t.Errorf("a second before expiry: %v", err)
 	}
-	ck.add(time.Second)
+	ck.Add(time.Second)
 	if _, err := s.check(v); err == nil {
 		t.Error("accepted at its expiry")
 	}
@@ -455,7 +444,7 @@ func TestSlowDown(t *testing.T) {
 	if got := f.signins(t, outcomeSlowed); got != 1 {
 		t.Errorf("slowed = %v", got)
 	}
-	f.clock.add(5 * time.Second)
+	f.clock.Add(5 * time.Second)
 	// A further failure doubles the delay.
 	if resp, _ := f.signin(t, cl, "wrong-again"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("after the delay: %d", resp.StatusCode)
@@ -463,7 +452,7 @@ func TestSlowDown(t *testing.T) {
 	if resp, _ := f.signin(t, cl, testToken); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "10" {
 		t.Fatalf("second block: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	f.clock.add(10 * time.Second)
+	f.clock.Add(10 * time.Second)
 	if resp, _ := f.signin(t, cl, testToken); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("after the second delay, the right token: %d", resp.StatusCode)
 	}
@@ -474,12 +463,12 @@ func TestSlowDown(t *testing.T) {
 }
 
 func TestFailuresBounded(t *testing.T) {
-	ck := &clock{t: time.Unix(1_800_000_000, 0)}
-	fl := newFailures(ck.now)
+	ck := testclock.New(time.Unix(1_800_000_000, 0))
+	fl := newFailures(ck.Now)
 	fl.cap = 100
 	for i := range 1000 {
 		fl.fail("10.0.0." + strconv.Itoa(i))
-		ck.add(time.Millisecond)
+		ck.Add(time.Millisecond)
 	}
 	if n := fl.len(); n > 100 {
 		t.Fatalf("%d addresses remembered, cap 100", n)
@@ -600,7 +589,7 @@ func TestStreamEndsWhenTheSessionExpires(t *testing.T) {
 	if name, _, err := readEvent(br); name != "snapshot" || err != nil {
 		t.Fatalf("first event %q %v", name, err)
 	}
-	f.clock.add(13 * time.Hour)
+	f.clock.Add(13 * time.Hour)
 	for {
 		name, _, err := readEvent(br)
 		if err != nil {
@@ -618,7 +607,7 @@ func TestStreamEndsWhenTheSessionExpires(t *testing.T) {
 func TestSnapshot(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.TrafficInterval = time.Second; c.TrafficSlots = 10 })
 	ctx := context.Background()
-	now := f.clock.now()
+	now := f.clock.Now()
 	node := func(key string, collab, org int64) presence.Node {
 		return presence.Node{Key: key, ID: json.RawMessage(key), Name: "node" + key, CollaborationID: collab, OrganizationID: org}
 	}
@@ -633,11 +622,11 @@ func TestSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f.clock.add(time.Minute)
+	f.clock.Add(time.Minute)
 	if err := f.pres.Disconnect(ctx, "8", "s8"); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.pres.SetConfig(ctx, "7", json.RawMessage(`{"version":"4.14"}`), f.clock.now()); err != nil {
+	if err := f.pres.SetConfig(ctx, "7", json.RawMessage(`{"version":"4.14"}`), f.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	testwait.Until(t, 5*time.Second, "node 8 offline", func() bool {
@@ -646,7 +635,7 @@ func TestSnapshot(t *testing.T) {
 	})
 
 	// b answers, with traffic; c was seen before and does not answer now.
-	bTraffic := Series{Interval: 1, End: f.clock.now().Unix(), In: []float64{0, 0, 0, 0, 0, 0, 0, 0, 2, 3}, Out: make([]float64, 10),
+	bTraffic := Series{Interval: 1, End: f.clock.Now().Unix(), In: []float64{0, 0, 0, 0, 0, 0, 0, 0, 2, 3}, Out: make([]float64, 10),
 		Publish: make([]float64, 10), Drops: []float64{0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, Refused: map[string][]float64{"rate": {0, 0, 0, 0, 0, 0, 0, 0, 0, 4}}}
 	bAnswer, _ := json.Marshal(Replica{Instance: "b", Version: "v-b", Ready: true, Redis: "ok",
 		Connections: map[string]float64{"node": 1, "user": 2}, Traffic: &bTraffic})
@@ -655,7 +644,7 @@ func TestSnapshot(t *testing.T) {
 		return []any{string(bAnswer), string(cAnswer)}, nil
 	}
 	f.c.snapshotJSON() // c seen
-	f.clock.add(time.Second)
+	f.clock.Add(time.Second)
 	f.clu.emit = func(context.Context, string) ([]any, error) {
 		return []any{string(bAnswer)}, &redisadapter.TimeoutError{Op: "serverSideEmit", Answered: 1, Expected: 2, Timeout: time.Second}
 	}
@@ -742,7 +731,7 @@ func TestSelfAnswer(t *testing.T) {
 	refused.WithLabelValues("ping", "rate").Add(2)
 	conns.WithLabelValues("node", "websocket").Set(4)
 	conns.WithLabelValues("node", "polling").Set(1)
-	f.clock.add(time.Second)
+	f.clock.Add(time.Second)
 	f.c.sampleOnce()
 
 	var ans string
@@ -769,35 +758,23 @@ func TestRing(t *testing.T) {
 	rg.add(totals{in: 15}, t0.Add(5*time.Second))
 	rg.add(totals{in: 3}, t0.Add(10*time.Second)) // a restart: from zero
 	s := rg.series(t0.Add(10 * time.Second))
-	if want := []float64{0, 0, 5, 3}; !equal(s.In, want) {
+	if want := []float64{0, 0, 5, 3}; !slices.Equal(s.In, want) {
 		t.Errorf("in %v, want %v", s.In, want)
 	}
 	// Old slots fall off.
 	s = rg.series(t0.Add(25 * time.Second))
-	if want := []float64{3, 0, 0, 0}; !equal(s.In, want) {
+	if want := []float64{3, 0, 0, 0}; !slices.Equal(s.In, want) {
 		t.Errorf("later: in %v, want %v", s.In, want)
 	}
 	sum := sumSeries([]Series{s, {Interval: 5, End: 1020, In: []float64{1, 1, 1, 1}}}, 5, 4, 1025)
-	if want := []float64{4, 1, 1, 0}; !equal(sum.In, want) {
+	if want := []float64{4, 1, 1, 0}; !slices.Equal(sum.In, want) {
 		t.Errorf("sum %v, want %v", sum.In, want)
 	}
 }
 
-func equal(a, b []float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func TestMemoryLogBounded(t *testing.T) {
-	ck := &clock{t: time.Unix(1_800_000_000, 0)}
-	l := NewMemoryLog(ck.now)
+	ck := testclock.New(time.Unix(1_800_000_000, 0))
+	l := NewMemoryLog(ck.Now)
 	l.max = 10
 	for i := range 30 {
 		l.Record(presence.Transition{Online: i%2 == 0, Seq: int64(i), Node: presence.Node{Key: strconv.Itoa(i)}})
@@ -806,7 +783,7 @@ func TestMemoryLogBounded(t *testing.T) {
 	if len(all) != 10 || all[0].Seq != 20 {
 		t.Fatalf("kept %d from %d, want the last 10", len(all), all[0].Seq)
 	}
-	ck.add(time.Hour + time.Second)
+	ck.Add(time.Hour + time.Second)
 	l.Record(presence.Transition{Seq: 99})
 	if all, _ := l.Since(context.Background(), time.Time{}); len(all) != 1 || all[0].Seq != 99 {
 		t.Fatalf("after an hour: %+v", all)
@@ -817,13 +794,13 @@ func TestRedisLog(t *testing.T) {
 	r := redistest.Start(t)
 	client := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
 	defer client.Close()
-	ck := &clock{t: time.Now()}
+	ck := testclock.New(time.Now())
 	l := NewRedisLog(client, "test:console:transitions", zap.NewNop())
-	l.now = ck.now
+	l.now = ck.Now
 	l.max = 5
 	for i := range 8 {
 		l.Record(presence.Transition{Online: i%2 == 0, Seq: int64(i), Node: presence.Node{Key: strconv.Itoa(i), ID: json.RawMessage(strconv.Itoa(i)), CollaborationID: 1}})
-		ck.add(time.Second)
+		ck.Add(time.Second)
 	}
 	// Another replica's log reads the same transitions.
 	other := NewRedisLog(client, "test:console:transitions", zap.NewNop())
@@ -838,7 +815,7 @@ func TestRedisLog(t *testing.T) {
 		t.Errorf("ttl %v", ttl)
 	}
 	// An hour later, only the newest is kept.
-	ck.add(time.Hour)
+	ck.Add(time.Hour)
 	l.Record(presence.Transition{Seq: 99, Node: presence.Node{Key: "1"}})
 	if all, _ := other.Since(context.Background(), time.Time{}); len(all) != 1 || all[0].Seq != 99 {
 		t.Fatalf("after an hour: %+v", all)

@@ -249,6 +249,20 @@ func (s *session) later(must bool, fn func()) bool {
 	return true
 }
 
+// queueBusy reports whether the session's work queue has work queued or
+// running: what is queued now runs after it.
+func (s *session) queueBusy() bool {
+	s.mu.Lock()
+	q := s.work
+	s.mu.Unlock()
+	if q == nil {
+		return false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.running
+}
+
 func (s *session) runQueue(q *workQueue) {
 	defer s.h.work.Done()
 	for {

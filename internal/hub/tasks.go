@@ -35,11 +35,14 @@ type Tasks interface {
 // change is relayed as 4.x does, without counting a failure.
 var ErrNoTaskLookup = errors.New("hub: no task lookup for this vantage6 version")
 
-// relay runs fn now, or, when tasks are looked up (vantage6 5.x), on the
-// socket's work queue, so that a node's status changes and logs keep
-// their order behind the lookups.
+// relay runs fn now, or on the socket's work queue when tasks are looked
+// up (vantage6 5.x), so that a node's status changes and logs keep their
+// order behind the lookups, and whenever that queue has work: a node's
+// rooms are joined on it after its presence is recorded, and an event the
+// node sent right after its CONNECT ack must reach the rooms, the node's
+// own copy included, as on python-socketio, which joins them first.
 func (s *session) relay(fn func()) error {
-	if s.h.cfg.Tasks == nil {
+	if s.h.cfg.Tasks == nil && !s.queueBusy() {
 		fn()
 		return nil
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/eventserver/eventserver/internal/auth"
 	"github.com/eventserver/eventserver/internal/identity"
 	"github.com/eventserver/eventserver/internal/protocol"
+	"github.com/eventserver/eventserver/pkg/presence"
 	"github.com/eventserver/eventserver/pkg/rooms"
 )
 
@@ -282,4 +283,45 @@ func TestDataframeDeleted(t *testing.T) {
 	if v := testutil.ToFloat64(m.EventsRefused.WithLabelValues("dataframe_deleted", "not_own")); v != 1 {
 		t.Errorf("not_own %v, want 1", v)
 	}
+}
+
+// slowPresence is a memory store whose Connect waits for release.
+type slowPresence struct {
+	presence.Store
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (p *slowPresence) Connect(ctx context.Context, c presence.Conn) error {
+	p.entered <- struct{}{}
+	<-p.release
+	return p.Store.Connect(ctx, c)
+}
+
+// TestEarlyRelayAfterRooms: a node's status change sent right after its
+// CONNECT ack, while its presence is still recorded and its rooms not yet
+// joined, is relayed once they are: the node gets its own copy, as from
+// python-socketio, which joins the rooms before any event.
+func TestEarlyRelayAfterRooms(t *testing.T) {
+	sp := &slowPresence{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	h, _, base := hubServer(t, Config{Resolver: subResolver{}, NewPresence: func(hd presence.Handler) (presence.Store, error) {
+		m, err := presence.NewMemoryWithConfig(presence.MemoryConfig{Handler: hd})
+		sp.Store = m
+		return sp, err
+	}})
+	n := connectAs(t, base, "node")
+	waitSignal(t, sp.entered, "presence connect")
+	post(t, n.u, `42/tasks,["algorithm_status_change",{"status":"active","run_id":1,"task_id":10}]`)
+	// The event is handled (refused events would be counted) before the
+	// node is in its rooms.
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(h.m.EventsIn.WithLabelValues("algorithm_status_change")) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the status change was not received")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(sp.release)
+	inRoom(t, h, "collaboration_1", 1)
+	n.waitEvent("algorithm_status_change")
 }

@@ -9,9 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/eventserver/eventserver/internal/validate"
 )
@@ -52,15 +56,93 @@ func Redact(raw string) string {
 	return u.Redacted()
 }
 
-// zapLogging sends go-redis's own log lines (failed dials, pool
-// notices) to zap instead of stderr.
-type zapLogging struct{ log *zap.Logger }
+// logEvery is how often one kind of go-redis line (one format string) is
+// logged while it repeats; the lines in between are counted, not written.
+const logEvery = 10 * time.Second
 
-func (z zapLogging) Printf(_ context.Context, format string, v ...any) {
-	z.log.Warn(fmt.Sprintf(format, v...))
+// zapLogging sends go-redis's own log lines (failed dials, pool notices,
+// Sentinel's choice of master) to zap instead of stderr, at a level that
+// says what they are: the sentinel a client picked and the sentinels it
+// discovered are Info; a failover ("sentinel: new master") and every
+// other line are Warn; the query a client cancels itself, because another
+// sentinel answered first, is Debug. While Redis is unreachable go-redis
+// writes a line for every failed dial (several a second per instance
+// during a Sentinel failover): each kind is written at most once every
+// logEvery, with the number of lines left out since the last one.
+type zapLogging struct {
+	log *zap.Logger
+	now func() time.Time
+
+	mu    sync.Mutex
+	kinds map[string]*logKind // by format string
+}
+
+type logKind struct {
+	last       time.Time
+	suppressed int
+}
+
+func newZapLogging(log *zap.Logger, now func() time.Time) *zapLogging {
+	return &zapLogging{log: log, now: now, kinds: map[string]*logKind{}}
+}
+
+func (z *zapLogging) Printf(_ context.Context, format string, v ...any) {
+	level := zapcore.WarnLevel
+	switch {
+	case strings.HasPrefix(format, "sentinel: selected addr"), strings.HasPrefix(format, "sentinel: discovered new sentinel"):
+		level = zapcore.InfoLevel
+	case strings.HasPrefix(format, "sentinel: new master"):
+		// A failover: rare and wanted, never left out.
+		ce := z.log.Check(zapcore.WarnLevel, fmt.Sprintf(format, v...))
+		if ce != nil {
+			ce.Write()
+		}
+		return
+	case canceled(v):
+		level = zapcore.DebugLevel
+	}
+	if !z.log.Core().Enabled(level) {
+		return
+	}
+	now := z.now()
+	z.mu.Lock()
+	k := z.kinds[format]
+	if k == nil {
+		if len(z.kinds) >= 256 { // bounded: go-redis has far fewer formats
+			clear(z.kinds)
+		}
+		k = &logKind{}
+		z.kinds[format] = k
+	}
+	if !k.last.IsZero() && now.Sub(k.last) < logEvery {
+		k.suppressed++
+		z.mu.Unlock()
+		return
+	}
+	suppressed := k.suppressed
+	k.last, k.suppressed = now, 0
+	z.mu.Unlock()
+	var fields []zap.Field
+	if suppressed > 0 {
+		fields = append(fields, zap.Int("suppressed", suppressed), zap.Duration("suppressed_over", logEvery))
+	}
+	if ce := z.log.Check(level, fmt.Sprintf(format, v...)); ce != nil {
+		ce.Write(fields...)
+	}
+}
+
+// canceled reports whether one of a log line's arguments is a canceled
+// context's error.
+func canceled(v []any) bool {
+	for _, a := range v {
+		if err, ok := a.(error); ok && errors.Is(err, context.Canceled) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetLogger routes go-redis's process-wide log lines to log.
 func SetLogger(log *zap.Logger) {
-	redis.SetLogger(zapLogging{log: log.Named("go-redis")})
+	redis.SetLogger(newZapLogging(log.Named("go-redis"), time.Now))
 }

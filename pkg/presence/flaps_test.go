@@ -3,7 +3,6 @@ package presence
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,20 +13,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/eventserver/eventserver/pkg/redistest"
+	"github.com/eventserver/eventserver/pkg/testsupport/testclock"
 )
-
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 func offline(key string, seq int64) Transition {
 	return Transition{Online: false, Node: Node{Key: key, Name: "node-" + key, CollaborationID: 1}, Seq: seq}
@@ -46,10 +33,10 @@ func checkFlapGauge(t *testing.T, reg *prometheus.Registry, want string) {
 }
 
 func TestFlapsMemory(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	reg := prometheus.NewRegistry()
 	core, logs := observer.New(zapcore.WarnLevel)
-	f, err := NewFlaps(FlapsConfig{Registerer: reg, Logger: zap.New(core), Now: clk.now})
+	f, err := NewFlaps(FlapsConfig{Registerer: reg, Logger: zap.New(core), Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +46,7 @@ func TestFlapsMemory(t *testing.T) {
 	for i := int64(1); i <= 4; i++ {
 		f.Record(offline("7", i))
 		f.Record(Transition{Online: true, Node: Node{Key: "7"}, Seq: 10 + i})
-		clk.add(time.Minute)
+		clk.Add(time.Minute)
 	}
 	f.Record(offline("8", 20))
 	checkFlapGauge(t, reg, "4")
@@ -68,11 +55,11 @@ func TestFlapsMemory(t *testing.T) {
 		t.Errorf("warn lines = %+v, want one for node 7 at its third transition", got)
 	}
 	// 10 min after the first, it has left the window; the others follow.
-	clk.add(6*time.Minute + time.Second)
+	clk.Add(6*time.Minute + time.Second)
 	if got := f.Max(); got != 3 {
 		t.Errorf("Max after the first left the window = %d, want 3", got)
 	}
-	clk.add(10 * time.Minute)
+	clk.Add(10 * time.Minute)
 	checkFlapGauge(t, reg, "0")
 	f.mu.Lock()
 	left := len(f.recent)
@@ -89,17 +76,17 @@ func TestFlapsRedis(t *testing.T) {
 	c := newClient(srv.Addr())
 	t.Cleanup(func() { _ = c.Close() })
 	prefix := uniquePrefix(t) + ":flaps"
-	clk := &fakeClock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	var fs [2]*Flaps
 	for i := range fs {
 		var err error
-		if fs[i], err = NewFlaps(FlapsConfig{Client: c, Prefix: prefix, Now: clk.now}); err != nil {
+		if fs[i], err = NewFlaps(FlapsConfig{Client: c, Prefix: prefix, Now: clk.Now}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := int64(1); i <= 5; i++ {
 		fs[i%2].Record(offline("7", i))
-		clk.add(30 * time.Second)
+		clk.Add(30 * time.Second)
 	}
 	if a, b := fs[0].Max(), fs[1].Max(); a != 4 || b != 5 {
 		t.Errorf("Max on the replicas = %d, %d; want 4 (its last record saw 4) and 5", a, b)

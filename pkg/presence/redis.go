@@ -50,7 +50,10 @@ type RedisConfig struct {
 	// max(TTL/2, 2 × SweepInterval) (Redis paused, or out of everyone's
 	// reach), nobody could refresh either: the next sweep holds expiries
 	// and offline deadlines for a TTL, so that a Redis outage does not
-	// turn into a storm of offline/online notices.
+	// turn into a storm of offline/online notices. So does the first
+	// sweep on another Redis server than the last sweep's (a failover:
+	// the replicas may have refreshed on the old master until they
+	// learned of the new one).
 	SweepInterval time.Duration
 	// StaleAfter: a connected node that has not pinged (nor connected) for
 	// longer is reported stale, and logged once by the replicas that hold

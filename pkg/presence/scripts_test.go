@@ -732,3 +732,29 @@ func TestSeqBase(t *testing.T) {
 		t.Errorf("parseSeq: %d", got)
 	}
 }
+
+// TestScriptSweepServerChanged: the first sweep on another server than the
+// last sweep's (a Sentinel or Cluster failover: the replicas refreshed on
+// the old master until they learned of the new one, so entries may have
+// expired on the new one while their replicas lived) holds expiries and
+// deadlines, even without a gap.
+func TestScriptSweepServerChanged(t *testing.T) {
+	e := newScriptEnv(t)
+	eid, _ := e.register("", modeConnect, rc("1", "a", "i1"))
+	if res := e.sweep(eid); res.holding {
+		t.Fatalf("first sweep: %+v", res)
+	}
+	if res := e.sweep(eid); res.holding {
+		t.Fatalf("second sweep on the same server: %+v", res)
+	}
+	// The epoch hash as the old master last replicated it.
+	must(t, e.c.HSet(e.ctx, e.key(4), "server", "0123456789abcdef0123456789abcdef01234567").Err())
+	e.expire("1", "a")
+	res, err := e.r.sweep(e.ctx, eid, 1000, time.Hour, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.holding || len(res.trs) != 0 || res.expired != 0 {
+		t.Fatalf("first sweep on another server: %+v, want a hold", res)
+	}
+}

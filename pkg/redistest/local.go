@@ -20,6 +20,7 @@ type localBackend struct {
 	bin  string
 	dir  string
 	port int
+	args []string // more redis-server arguments (--replicaof ...)
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -33,9 +34,10 @@ func (l *localBackend) start() {
 	l.t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cmd := exec.Command(l.bin, "--port", strconv.Itoa(l.port), "--bind", "127.0.0.1",
+	args := append([]string{"--port", strconv.Itoa(l.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", l.dir, "--daemonize", "no",
-		"--logfile", filepath.Join(l.dir, "redis.log"))
+		"--logfile", filepath.Join(l.dir, "redis.log")}, l.args...)
+	cmd := exec.Command(l.bin, args...)
 	if err := cmd.Start(); err != nil {
 		l.t.Fatalf("redistest: start: %v", err)
 	}

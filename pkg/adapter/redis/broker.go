@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,16 @@ var ErrClosed = errors.New("redis adapter: closed")
 // one subscription connection and five goroutines: a reader, a dispatcher
 // of broadcasts and requests, a dispatcher of responses, a publisher and
 // a supervisor. Use one Broker per socketio.Server.
+//
+// The supervisor also checks, every health interval, that the
+// subscription connection receives what the Broker publishes: it
+// publishes a canary on a channel of its own (PREFIX-health#ID#, which no
+// Node adapter subscribes to) and expects it back. A connection that does
+// not get it within canaryIntervals intervals is subscribed to another
+// server than the one publishes reach (after a Sentinel failover, go-redis
+// moves its pooled connections to the new master but not a subscription
+// connection, and the old master, still up, delivers nothing): it is
+// closed, and the reader subscribes again where the client now points.
 type Broker struct {
 	cfg     Config
 	log     *zap.Logger
@@ -40,6 +51,8 @@ type Broker struct {
 	outbound  chan outbound // callers → publisher
 	kick      chan struct{} // wakes the supervisor to sync subscriptions
 	calls     chan struct{} // semaphore of helper calls
+	canaryCh  string        // the channel of the canary, only this Broker's
+	canarySeq uint64        // the last canary published; the supervisor's
 
 	mu       sync.Mutex
 	closed   bool
@@ -76,6 +89,10 @@ type subConn struct {
 	activity  atomic.Int64    // unix nanoseconds of the last sign of life
 	requested map[string]bool // keys sent to Redis (under Broker.mu)
 	confirmed map[string]bool // keys Redis confirmed (under Broker.mu)
+
+	canaryGot    atomic.Uint64 // the last canary received (the reader's)
+	canarySent   uint64        // the last canary published for this connection (the supervisor's)
+	canarySentAt time.Time     // when it was published (the supervisor's)
 }
 
 func (s *subConn) touch() { s.activity.Store(time.Now().UnixNano()) }
@@ -115,11 +132,15 @@ func NewBroker(cfg Config) (*Broker, error) {
 		outbound:  make(chan outbound, cfg.QueueSize),
 		kick:      make(chan struct{}, 1),
 		calls:     make(chan struct{}, maxCalls),
+		canaryCh:  cfg.Prefix + "-health#" + newID() + "#",
 		adapters:  map[*Adapter]struct{}{},
 		routes:    map[string][]*Adapter{},
 		desired:   map[string]int{},
 		stopped:   make(chan struct{}),
 	}
+	// The canary's subscription, for the Broker's life: Ready waits for
+	// it as for the adapters' subscriptions.
+	b.desired[channelKey(b.canaryCh)] = 1
 	b.metrics.subscribed.Set(0)
 	return b, nil
 }
@@ -341,6 +362,12 @@ func (b *Broker) receive(s *subConn) error {
 		s.touch()
 		switch m := msg.(type) {
 		case *goredis.Message:
+			if m.Pattern == "" && m.Channel == b.canaryCh {
+				if seq, err := strconv.ParseUint(m.Payload, 10, 64); err == nil {
+					s.canaryGot.Store(seq)
+				}
+				continue
+			}
 			queue := b.inbound
 			if m.Pattern == "" && strings.HasPrefix(m.Channel, b.respPfx) {
 				queue = b.responses
@@ -415,6 +442,7 @@ func (b *Broker) superviseLoop() {
 			b.syncSubscriptions()
 		case <-tick.C:
 			b.checkHealth()
+			b.checkCanary()
 			b.syncSubscriptions()
 		}
 	}
@@ -506,6 +534,42 @@ func (b *Broker) checkHealth() {
 		}
 	}
 	b.refreshState()
+}
+
+// checkCanary publishes a canary every health interval on the current
+// subscription connection's behalf, and closes the connection when the
+// last one has not come back after canaryIntervals intervals: the
+// connection is alive (checkHealth's pings are answered) but subscribed
+// on another server than the one publishes reach.
+func (b *Broker) checkCanary() {
+	b.mu.Lock()
+	s := b.sub
+	ok := s != nil && s.confirmed[channelKey(b.canaryCh)]
+	b.mu.Unlock()
+	if !ok {
+		return
+	}
+	waiting := s.canarySent > s.canaryGot.Load()
+	switch since := time.Since(s.canarySentAt); {
+	case waiting && since >= canaryIntervals*b.cfg.healthInterval:
+		b.metrics.redisErrors.WithLabelValues(opCanary).Inc()
+		if b.limit.allow(opCanary) {
+			b.log.Warn("redis adapter: the subscription connection does not receive what this instance publishes (the Redis master changed?); resubscribing",
+				zap.Duration("waited", since))
+		}
+		_ = s.ps.Close()
+	case !waiting && since >= b.cfg.healthInterval:
+		b.canarySeq++
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.healthInterval)
+		defer cancel()
+		at := time.Now()
+		// A failed publish proves nothing about the subscription (Redis
+		// is unreachable, which the reader and the publisher notice):
+		// the next tick tries again.
+		if b.cfg.Client.Publish(ctx, b.canaryCh, strconv.FormatUint(b.canarySeq, 10)).Err() == nil {
+			s.canarySent, s.canarySentAt = b.canarySeq, at
+		}
+	}
 }
 
 // ---- dispatcher ----

@@ -22,6 +22,12 @@ const (
 	// staleIntervals intervals is declared dead and replaced.
 	defaultHealthInterval = time.Second
 	staleIntervals        = 3
+	// canaryIntervals: a subscription connection that has not received
+	// the Broker's canary that many intervals after it was published is
+	// subscribed on another server than publishes reach, and is replaced
+	// (see Broker). Two, as for Ready: a Redis slower than that to
+	// deliver is not ready anyway.
+	canaryIntervals = 2
 
 	// maxBatch is the most publishes sent in one pipeline.
 	maxBatch = 128

@@ -76,6 +76,13 @@
 //     publisher (pipelined, so in order), and are dropped and counted when
 //     the queue is full or when they could not be published within
 //     PublishTimeout.
+//   - Each Broker publishes a canary every health interval (1 s) on a
+//     channel of its own, PREFIX-health#ID#, that no Node server
+//     subscribes to, and replaces its subscription connection when the
+//     canary has not come back within two intervals
+//     (redis_errors_total{op="canary"}): that connection is on another
+//     server than the one publishes reach, as after a Sentinel failover
+//     while the old master is still up.
 //
 // Beyond socketio.Adapter, *Adapter has ClusterSockets (SOCKETS),
 // RemoteJoin, RemoteLeave and RemoteDisconnect (the one-socket forms of

@@ -28,6 +28,7 @@ const (
 	opReceive   = "receive"
 	opPing      = "ping"
 	opNumSub    = "numsub"
+	opCanary    = "canary" // the subscription did not receive the Broker's own canary
 )
 
 // metrics are the adapter's collectors. They always exist, so the code
@@ -63,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"type"}),
 		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: metricPrefix + "redis_errors_total",
-			Help: "Failed Redis operations, by operation (publish, subscribe, receive, ping, numsub).",
+			Help: "Failed Redis operations, by operation (publish, subscribe, receive, ping, numsub, canary: the subscription connection did not receive what the instance published).",
 		}, []string{"op"}),
 		serverCount: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: metricPrefix + "server_count",
@@ -81,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{dropInboundFull, dropOutboundFull, dropStale, dropMalformed, dropEncode} {
 		m.dropped.WithLabelValues(r)
 	}
-	for _, op := range []string{opPublish, opSubscribe, opReceive, opPing, opNumSub} {
+	for _, op := range []string{opPublish, opSubscribe, opReceive, opPing, opNumSub, opCanary} {
 		m.redisErrors.WithLabelValues(op)
 	}
 	if reg == nil {

@@ -6,15 +6,22 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/eventserver/eventserver/pkg/redistest"
 	"github.com/eventserver/eventserver/pkg/socketio"
 	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
+// fastHealth is the health interval of fast.
+const fastHealth = 200 * time.Millisecond
+
 func fast(cfg *Config) {
-	cfg.healthInterval = 200 * time.Millisecond
+	cfg.healthInterval = fastHealth
 	cfg.RetryPause = 100 * time.Millisecond
 	cfg.PublishTimeout = 300 * time.Millisecond
 	cfg.RequestTimeout = time.Second
@@ -326,5 +333,61 @@ func TestInboundQueueOverflow(t *testing.T) {
 	deliveredAgain(t, s0, b, "after")
 	if n := b.count("flood"); n == 0 || n >= 50 {
 		t.Errorf("%d of 50 flood messages delivered with a queue of 2", n)
+	}
+}
+
+// splitClient publishes through one Redis and subscribes on another, the
+// way a go-redis Sentinel client does right after a failover while the old
+// master is still up: its pool moved to the new master, its subscription
+// connection did not.
+type splitClient struct {
+	goredis.UniversalClient // everything but subscriptions
+	sub                     atomic.Pointer[goredis.Client]
+}
+
+func (c *splitClient) Subscribe(ctx context.Context, channels ...string) *goredis.PubSub {
+	return c.sub.Load().Subscribe(ctx, channels...)
+}
+
+func (c *splitClient) PSubscribe(ctx context.Context, patterns ...string) *goredis.PubSub {
+	return c.sub.Load().PSubscribe(ctx, patterns...)
+}
+
+// TestDeafSubscription: a subscription connection that is alive but on
+// another server than the one publishes reach (the old master after a
+// Sentinel failover) is noticed by the canary and replaced, so that
+// delivery across servers resumes as soon as the client points its
+// subscriptions at the new master, instead of when the old master drops
+// its clients, or never.
+func TestDeafSubscription(t *testing.T) {
+	c := newCluster(t, 1, fast)
+	s0 := c.servers[0]
+	old := redistest.Start(t)
+	oldClient, newSub := newClient(old.Addr()), newClient(c.redis.Addr())
+	t.Cleanup(func() { _ = oldClient.Close(); _ = newSub.Close() })
+	split := &splitClient{UniversalClient: newClient(c.redis.Addr())}
+	split.sub.Store(oldClient)
+	c.newClient = func() goredis.UniversalClient { return split }
+	s1 := c.add(nil)
+	b := s1.connect("/", "b", nil)
+	_ = s0.nsp("/").Emit("deaf")
+
+	testwait.Until(t, wait, "the canary to find the deaf subscription", func() bool {
+		return s1.counter("redis_errors_total", "op", opCanary) >= 2
+	})
+	if n := s0.counter("redis_errors_total", "op", opCanary); n != 0 {
+		t.Errorf("s0, subscribed where it publishes, counted %v deaf subscriptions", n)
+	}
+	if b.count("deaf") != 0 {
+		t.Fatal("a deaf subscription delivered")
+	}
+
+	split.sub.Store(newSub) // the client follows the failover
+	deliveredAgain(t, s0, b, "after")
+	testwait.Until(t, wait, "s1 ready", s1.broker.Ready)
+	n := s1.counter("redis_errors_total", "op", opCanary)
+	testwait.Holds(t, 10*fastHealth, "s1 ready", s1.broker.Ready)
+	if now := s1.counter("redis_errors_total", "op", opCanary); now != n {
+		t.Errorf("canary failures went on after the subscription moved: %v, then %v", n, now)
 	}
 }

@@ -14,7 +14,7 @@
 --                             unless a restore shows they were online before
 --   KEYS[5] epoch      HASH   id, created, window_end (ms): the identity of
 --                             this Redis state; a new id means Redis lost it
---                             (sweep.lua keeps last_sweep and hold_until
+--                             (sweep.lua keeps last_sweep, server and hold_until
 --                             there too)
 --   KEYS[6] seq        STRING counter that numbers the decided transitions
 --   ARGV[1] prefix of the per-node keys, with the same hash tag as KEYS:

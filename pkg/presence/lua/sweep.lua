@@ -12,8 +12,12 @@
 --   ARGV[7] hold (ms): for this long, so that the live replicas refresh
 --           their entries and reconnected nodes register first
 -- 0. The epoch hash keeps the time of the last sweep (last_sweep, or the
---    epoch's creation before the first) and the end of a hold
---    (hold_until); during a hold only step 3 runs.
+--    epoch's creation before the first), the run_id of the server it ran
+--    on (server) and the end of a hold (hold_until); during a hold only
+--    step 3 runs. A hold starts after a gap (ARGV[6]) and when the server
+--    changed: after a failover the replicas' refreshes went to the old
+--    master until they learned of the new one, so their entries on the
+--    new master may have expired while they were alive.
 -- 1. Entries whose expiry passed are removed (their replica died or lost
 --    Redis for a TTL); a node left without a connection goes offline at
 --    once: its connection was gone for a TTL already.
@@ -32,14 +36,15 @@ local limit = tonumber(ARGV[5])
 local eid, wend = epoch()
 local out = {}
 local expired, due = {}, {}
-local last, hold = unpack(redis.call('HMGET', K_EPOCH, 'last_sweep', 'hold_until'))
+local last, hold, server = unpack(redis.call('HMGET', K_EPOCH, 'last_sweep', 'hold_until', 'server'))
+local here = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
 -- No sweep yet in this epoch: count from its creation.
 last, hold = tonumber(last) or tonumber(EPOCH_CREATED), tonumber(hold) or 0
-if NOW - last > tonumber(ARGV[6]) then
+if NOW - last > tonumber(ARGV[6]) or (server and server ~= here) then
   hold = NOW + tonumber(ARGV[7])
   redis.call('HSET', K_EPOCH, 'hold_until', hold)
 end
-redis.call('HSET', K_EPOCH, 'last_sweep', NOW)
+redis.call('HSET', K_EPOCH, 'last_sweep', NOW, 'server', here)
 if NOW >= hold then
   expired = redis.call('ZRANGEBYSCORE', K_CONNS, '-inf', NOW, 'LIMIT', 0, limit)
   for _, m in ipairs(expired) do
