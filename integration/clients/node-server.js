@@ -25,6 +25,13 @@
 //                           bearer T, answers 202 {"ok":true}
 //   --quiet                 no connection, disconnect or client_event lines
 //
+// Sharded pub/sub and Redis Cluster, both off by default:
+//   --sharded MODE          createShardedAdapter (Redis 7 SPUBLISH/SSUBSCRIBE) with
+//                           subscriptionMode MODE (static, dynamic, dynamic-private)
+//                           and channelPrefix --prefix, instead of createAdapter
+//   --cluster               --redis is a comma-separated list of redis:// node URLs
+//                           of a Redis Cluster (node-redis createCluster)
+//
 // Output lines (stdout) without an "id" are events:
 //   {"type":"listening","port":N}        once, when the adapters' Redis subscriptions
 //                                        are confirmed and the HTTP server listens
@@ -80,8 +87,8 @@ const http = require("http");
 const lib = require("./lib");
 const { load, argsOf, toRooms, eachFlag } = lib;
 const { Server } = load("socket.io");
-const { createAdapter } = load("@socket.io/redis-adapter");
-const { createClient } = load("redis");
+const { createAdapter, createShardedAdapter } = load("@socket.io/redis-adapter");
+const { createClient, createCluster } = load("redis");
 
 // out prints Buffers as {"$binary":"<base64>"}.
 function out(obj) {
@@ -94,7 +101,8 @@ function usage(msg) {
       "usage: node-server.js --redis URL [--prefix socket.io] [--port 0] [--host 127.0.0.1]\n" +
       "                      [--requests-timeout 5000] [--sse-events a,b]\n" +
       "                      [--no-redis] [--ping-interval MS] [--ping-timeout MS]\n" +
-      "                      [--jwt-secret KEY] [--publish-token T] [--quiet]\n",
+      "                      [--jwt-secret KEY] [--publish-token T] [--quiet]\n" +
+      "                      [--sharded static|dynamic|dynamic-private] [--cluster]\n",
   );
   process.exit(2);
 }
@@ -113,6 +121,8 @@ function parseArgs(argv) {
     jwtSecret: "",
     publishToken: "",
     quiet: false,
+    sharded: "",
+    cluster: false,
   };
   eachFlag(argv, usage, (arg, next) => {
     switch (arg) {
@@ -130,6 +140,8 @@ function parseArgs(argv) {
       case "--jwt-secret": opts.jwtSecret = next(); break;
       case "--publish-token": opts.publishToken = next(); break;
       case "--quiet": opts.quiet = true; break;
+      case "--sharded": opts.sharded = next(); break;
+      case "--cluster": opts.cluster = true; break;
       case "-h": case "--help": usage(); break;
       default: usage("unknown argument " + arg);
     }
@@ -140,6 +152,7 @@ function parseArgs(argv) {
   }
   if (!Number.isInteger(opts.port) || opts.port < 0) usage("bad --port");
   if (!(opts.requestsTimeout > 0)) usage("bad --requests-timeout");
+  if (opts.sharded && !["static", "dynamic", "dynamic-private"].includes(opts.sharded)) usage("bad --sharded " + opts.sharded);
   return opts;
 }
 
@@ -149,7 +162,12 @@ process.on("uncaughtException", (err) => out({ type: "error", message: String(er
 process.on("unhandledRejection", (err) => out({ type: "error", message: String(err && err.stack || err) }));
 
 // Without Redis (--no-redis) there are no clients and no adapter.
-const pub = opts.noRedis ? null : createClient({ url: opts.redis });
+function newRedis() {
+  if (opts.noRedis) return null;
+  if (opts.cluster) return createCluster({ rootNodes: opts.redis.split(",").map((url) => ({ url })) });
+  return createClient({ url: opts.redis });
+}
+const pub = newRedis();
 const sub = opts.noRedis ? null : pub.duplicate();
 if (pub) pub.on("error", (err) => out({ type: "redis_error", client: "pub", message: String(err && err.message || err) }));
 if (sub) sub.on("error", (err) => out({ type: "redis_error", client: "sub", message: String(err && err.message || err) }));
@@ -157,7 +175,8 @@ if (sub) sub.on("error", (err) => out({ type: "redis_error", client: "sub", mess
 // The adapter calls subClient.subscribe/pSubscribe in its constructor and
 // drops the promises; keep them to know when the subscriptions are live.
 const subscriptions = [];
-for (const method of sub ? ["subscribe", "pSubscribe"] : []) {
+for (const method of sub ? ["subscribe", "pSubscribe", "sSubscribe"] : []) {
+  if (typeof sub[method] !== "function") continue;
   const orig = sub[method].bind(sub);
   sub[method] = (...a) => {
     const p = orig(...a);
@@ -316,7 +335,16 @@ function withTimeout(p, ms, what) {
 
 // flushed resolves once Redis has processed everything sent on pub before
 // (at once without Redis).
-const flushed = () => (pub ? pub.ping() : Promise.resolve());
+// On a Redis Cluster: a PING to every master the client knows, each given
+// 1 s (a master that died, before the client notices, never answers).
+const flushed = () => {
+  if (!pub) return Promise.resolve();
+  if (opts.cluster) {
+    return Promise.all(pub.masters.map((m) =>
+      withTimeout(Promise.resolve(pub.nodeClient(m)).then((c) => c.ping()), 1000, "ping").catch(() => {})));
+  }
+  return pub.ping();
+};
 
 // publishAPI (--publish-token) is eventserver's POST /api/v1/emit, enough of
 // it for the benchmarks: same path, bearer token and body shape, 202.
@@ -455,7 +483,11 @@ async function main() {
   // Requests that are not Socket.IO's (engine.io passes them on).
   if (opts.publishToken) httpServer.on("request", publishAPI);
   const serverOpts = { cors: { origin: true, credentials: true } };
-  if (pub) serverOpts.adapter = createAdapter(pub, sub, { key: opts.prefix, requestsTimeout: opts.requestsTimeout });
+  if (pub && opts.sharded) {
+    serverOpts.adapter = createShardedAdapter(pub, sub, { channelPrefix: opts.prefix, subscriptionMode: opts.sharded });
+  } else if (pub) {
+    serverOpts.adapter = createAdapter(pub, sub, { key: opts.prefix, requestsTimeout: opts.requestsTimeout });
+  }
   if (opts.pingInterval) serverOpts.pingInterval = opts.pingInterval;
   if (opts.pingTimeout) serverOpts.pingTimeout = opts.pingTimeout;
   io = new Server(httpServer, serverOpts);

@@ -51,7 +51,7 @@ type App struct {
 
 	// Cluster mode only.
 	redis   goredis.UniversalClient
-	adapter *redisadapter.Broker
+	adapter clusterBroker
 
 	// bridge carries out vantage6's Flask-SocketIO queue, when configured;
 	// bridgeRedis is its own client when the queue is not the cluster's Redis.
@@ -203,13 +203,19 @@ func (a *App) build(verifier *auth.Verifier) error {
 		if err != nil {
 			return fmt.Errorf("app: EVENTSERVER_REDIS_URL: %w", err)
 		}
-		a.adapter, err = redisadapter.NewBroker(redisadapter.Config{
+		acfg := redisadapter.Config{
 			Client:         client,
+			Mode:           redisadapter.Mode(cfg.RedisSubscriptionMode),
 			Prefix:         cfg.RedisPrefix,
 			RequestTimeout: cfg.RedisRequestTimeout,
 			Logger:         log.Named("redis-adapter"),
 			Registerer:     a.metrics.Registry,
-		})
+		}
+		if acfg.Mode.Sharded() {
+			a.adapter, err = redisadapter.NewShardedBroker(acfg)
+		} else {
+			a.adapter, err = redisadapter.NewBroker(acfg)
+		}
 		if err != nil {
 			_ = client.Close()
 			return fmt.Errorf("app: %w", err)
@@ -218,7 +224,8 @@ func (a *App) build(verifier *auth.Verifier) error {
 		a.adapter.Start()
 		scfg.Adapter = a.adapter.New
 		log.Info("cluster mode", zap.String("redis", redisconn.Redact(cfg.RedisURL)),
-			zap.String("redis_mode", string(mode)), zap.String("prefix", cfg.RedisPrefix))
+			zap.String("redis_mode", string(mode)), zap.String("prefix", cfg.RedisPrefix),
+			zap.String("subscription_mode", cfg.RedisSubscriptionMode))
 	}
 	if cfg.ConsoleToken != "" {
 		if a.redis != nil {
@@ -471,6 +478,15 @@ func (a *App) startConsole(mux *http.ServeMux) error {
 	c.Start()
 	a.console = c
 	return nil
+}
+
+// clusterBroker is the Redis adapter's Broker: classic
+// (*redisadapter.Broker) or sharded (*redisadapter.ShardedBroker).
+type clusterBroker interface {
+	Start()
+	New(nsp *socketio.Namespace) socketio.Adapter
+	Ready() bool
+	Shutdown(ctx context.Context) error
 }
 
 // redisState is the cluster's Redis as the console shows it: ok (the

@@ -115,6 +115,10 @@ type Config struct {
 	// RedisRequestTimeout bounds cluster requests (fetchSockets,
 	// serverSideEmit with ack, ...). Default 5s.
 	RedisRequestTimeout time.Duration
+	// RedisSubscriptionMode is "classic" (PUBLISH/SUBSCRIBE, Node's
+	// createAdapter; default) or a mode of Node's createShardedAdapter
+	// (Redis 7 sharded pub/sub): "static", "dynamic" or "dynamic-private".
+	RedisSubscriptionMode string
 
 	// PresenceGrace is how long a node whose last connection closed stays
 	// online, waiting for a reconnect on any instance. Default 5s.
@@ -340,6 +344,14 @@ func settings() []setting {
 			return nil
 		}},
 		{"redis-request-timeout", "EVENTSERVER_REDIS_REQUEST_TIMEOUT", "5s", "how long a cluster request (fetchSockets, serverSideEmit with ack) waits for the other instances", durationAtLeast(10*time.Millisecond, func(c *Config) *time.Duration { return &c.RedisRequestTimeout })},
+		{"redis-subscription-mode", "EVENTSERVER_REDIS_SUBSCRIPTION_MODE", "classic", "classic: PUBLISH/SUBSCRIBE (Node's createAdapter); static, dynamic or dynamic-private: Redis 7 sharded pub/sub (SPUBLISH/SSUBSCRIBE), as Node's createShardedAdapter with that subscriptionMode, the way to scale pub/sub on a Redis Cluster; every instance of a cluster, Go or Node, must use the same", func(c *Config, v string) error {
+			switch v {
+			case "classic", "static", "dynamic", "dynamic-private":
+				c.RedisSubscriptionMode = v
+				return nil
+			}
+			return fmt.Errorf("want classic, static, dynamic or dynamic-private, got %q", v)
+		}},
 		{"presence-grace", "EVENTSERVER_PRESENCE_GRACE", "5s", "how long a node whose last connection closed stays online, waiting for a reconnect on any instance", durationAtLeast(0, func(c *Config) *time.Duration { return &c.PresenceGrace })},
 		{"presence-refresh", "EVENTSERVER_PRESENCE_REFRESH", "5s", "cluster mode: how often an instance refreshes the Redis heartbeats of its node connections", durationAtLeast(10*time.Millisecond, func(c *Config) *time.Duration { return &c.PresenceRefresh })},
 		{"presence-ttl", "EVENTSERVER_PRESENCE_TTL", "15s", "cluster mode: how long a heartbeat lives without refresh (at least twice the refresh): a dead instance's nodes go offline after it", durationAtLeast(20*time.Millisecond, func(c *Config) *time.Duration { return &c.PresenceTTL })},
@@ -563,6 +575,9 @@ func (c *Config) Validate() error {
 	}
 	if c.V6QueueChannel != "" && c.V6QueueURL == "" && c.RedisURL == "" {
 		return errors.New("config: EVENTSERVER_V6_QUEUE_CHANNEL needs a message queue: set EVENTSERVER_V6_QUEUE_URL (vantage6's RabbitMQ or Redis) or EVENTSERVER_REDIS_URL")
+	}
+	if c.RedisSubscriptionMode != "classic" && c.RedisURL == "" {
+		return fmt.Errorf("config: EVENTSERVER_REDIS_SUBSCRIPTION_MODE=%s needs EVENTSERVER_REDIS_URL (a Redis 7, or a Redis Cluster with redis+cluster://)", c.RedisSubscriptionMode)
 	}
 	if c.OutboxStream != "" && c.OutboxRedisURL == "" && c.RedisURL == "" {
 		return errors.New("config: EVENTSERVER_OUTBOX_STREAM needs a Redis: set EVENTSERVER_OUTBOX_REDIS_URL or EVENTSERVER_REDIS_URL (or leave the stream empty)")

@@ -69,6 +69,15 @@ type Adapter interface {
 	Close()
 }
 
+// SocketObserver is implemented by an adapter that must know when a
+// socket enters its namespace (its own room is implicit, so AddAll does
+// not tell): the sharded Redis adapter subscribes the socket's own room
+// channel then. SocketAdded runs before the connect handlers and must not
+// block.
+type SocketObserver interface {
+	SocketAdded(s *Socket)
+}
+
 // AdapterFactory makes a namespace's adapter.
 type AdapterFactory func(nsp *Namespace) Adapter
 

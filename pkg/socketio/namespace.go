@@ -199,6 +199,9 @@ func (n *Namespace) add(s *Socket) {
 	sh.mu.Lock()
 	sh.m[s.id] = s
 	sh.mu.Unlock()
+	if o, ok := n.adapter.(SocketObserver); ok {
+		o.SocketAdded(s)
+	}
 }
 
 func (n *Namespace) remove(s *Socket) {

@@ -111,6 +111,9 @@ func NewBroker(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Mode != ModeClassic {
+		return nil, fmt.Errorf("redis adapter: mode %q is sharded: use NewShardedBroker", cfg.Mode)
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("redis adapter: metrics: %w", err)

@@ -42,6 +42,10 @@ type Config struct {
 	// A standalone, Sentinel (failover) or Cluster client; not a Ring.
 	// Required. The Broker does not close it.
 	Client goredis.UniversalClient
+	// Mode is ModeClassic ("" too), for NewBroker, or a sharded mode
+	// (ModeStatic, ModeDynamic, ModeDynamicPrivate), for
+	// NewShardedBroker.
+	Mode Mode
 	// Prefix of every channel, Node's `key` option. Default "socket.io".
 	Prefix string
 	// RequestTimeout bounds every request to the other servers (Node's
@@ -80,6 +84,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	if _, ok := cfg.Client.(*goredis.Ring); ok {
 		return cfg, errors.New("redis adapter: a Ring client cannot carry pub/sub; use a standalone, Sentinel or Cluster client")
 	}
+	mode, err := ParseMode(string(cfg.Mode))
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Mode = mode
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
 	}

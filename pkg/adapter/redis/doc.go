@@ -1,8 +1,9 @@
 // Package redis is a Socket.IO adapter for pkg/socketio that links
 // servers through Redis pub/sub, speaking
 // the wire format of Node's @socket.io/redis-adapter 8.3.0 (classic
-// pub/sub, not sharded) and @socket.io/redis-emitter 5.1.0, so Go and
-// Node servers and Node emitters can share one cluster.
+// pub/sub: Broker; sharded pub/sub: ShardedBroker) and
+// @socket.io/redis-emitter 5.1.0, so Go and Node servers and Node
+// emitters can share one cluster.
 //
 // Use:
 //
@@ -87,10 +88,49 @@
 // RemoteJoin, RemoteLeave and RemoteDisconnect (the one-socket forms of
 // REMOTE_JOIN, REMOTE_LEAVE and REMOTE_DISCONNECT).
 //
+// # Sharded pub/sub
+//
+// NewShardedBroker (Config.Mode static, dynamic or dynamic-private) is
+// Node's createShardedAdapter with that subscriptionMode and channelPrefix
+// P: Redis 7 SPUBLISH/SSUBSCRIBE, built on socket.io-adapter 2.5's
+// ClusterAdapter (without heartbeats, as Node's 8.3.0). Channels:
+//
+//	P#N#        every message of the namespace
+//	P#N#uid#    the responses to the server uid
+//	P#N#room#   dynamic modes: a BROADCAST without acknowledgement to
+//	            exactly this one room (dynamic: unless the room is 20
+//	            characters long, a socket id; dynamic-private: any room)
+//
+// A server subscribes P#N# and its own response channel, and in the
+// dynamic modes the channel of each room with a local member (dynamic:
+// public rooms, not socket ids; dynamic-private: socket ids too), from
+// the first member's join to the last one's leave. On a Redis Cluster
+// each channel is subscribed on the master of its slot: one subscription
+// connection per master in use, one SSUBSCRIBE per channel (channels of
+// one command must share a slot). A connection lost, or a sunsubscribe
+// Redis sends when a slot moves, makes the supervisor place the channels
+// again after reloading the slot map.
+//
+// A message is {type, data, uid, nsp} (keys in that order), JSON, or
+// msgpack when its type may carry binary (BROADCAST, BROADCAST_ACK,
+// FETCH_SOCKETS_RESPONSE, SERVER_SIDE_EMIT, SERVER_SIDE_EMIT_RESPONSE)
+// and its data does; read as JSON when the first byte is '{'. Types are
+// the ClusterAdapter's 1 to 13; data: BROADCAST {packet: {type, data},
+// requestId (only with acks), opts: {rooms, except, flags}};
+// SOCKETS_JOIN/LEAVE {opts, rooms}; DISCONNECT_SOCKETS {opts, close};
+// FETCH_SOCKETS {opts, requestId}; SERVER_SIDE_EMIT {requestId?, packet:
+// [event, ...args]}; the responses {requestId, sockets | packet |
+// clientCount} on P#N#<requester uid>#. Requests expect PUBSUB
+// SHARDNUMSUB(P#N#) - 1 answers (summed over the masters); uid and
+// request ids are 16 hex characters. Heartbeat and ADAPTER_CLOSE messages
+// are ignored, as Node's ShardedRedisAdapter does. There is no ALL_ROOMS
+// request: AllRooms is the rooms of a cluster-wide FETCH_SOCKETS.
+//
 // # Metrics
 //
 // With Config.Registerer: eventserver_redis_adapter_messages_published_total
 // and _messages_received_total by type, _messages_dropped_total by reason,
 // _request_duration_seconds by request type, _redis_errors_total by
-// operation, _server_count by namespace and _subscribed (1 when Ready).
+// operation, _server_count by namespace and _subscribed (1 when Ready);
+// in the sharded modes, _room_channels (room channels subscribed).
 package redis

@@ -64,7 +64,8 @@ type server struct {
 	name   string
 	io     *socketio.Server
 	http   *httptest.Server
-	broker *Broker
+	broker *Broker        // classic mode
+	sb     *ShardedBroker // sharded modes
 	client goredis.UniversalClient
 	reg    *prometheus.Registry
 	closed atomic.Bool
@@ -123,14 +124,27 @@ func (c *cluster) add(mutate func(*Config)) *server {
 			f(&cfg)
 		}
 	}
-	b, err := NewBroker(cfg)
-	if err != nil {
-		t.Fatal(err)
+	var (
+		factory socketio.AdapterFactory
+		ready   func() bool
+	)
+	if cfg.Mode.Sharded() {
+		b, err := NewShardedBroker(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Start()
+		s.sb, factory, ready = b, b.New, b.Ready
+	} else {
+		b, err := NewBroker(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Start()
+		s.broker, factory, ready = b, b.New, b.Ready
 	}
-	b.Start()
-	s.broker = b
 	// fetchSockets reports the kept headers (wire_test checks Node's shape).
-	io, err := socketio.NewServer(socketio.Config{Adapter: b.New, Engine: engineio.Config{KeepHeaders: []string{"User-Agent"}}})
+	io, err := socketio.NewServer(socketio.Config{Adapter: factory, Engine: engineio.Config{KeepHeaders: []string{"User-Agent"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +157,7 @@ func (c *cluster) add(mutate func(*Config)) *server {
 	s.http = httptest.NewServer(mux)
 	t.Cleanup(s.close)
 	c.servers = append(c.servers, s)
-	testwait.Until(t, wait, s.name+" ready", b.Ready)
+	testwait.Until(t, wait, s.name+" ready", ready)
 	return s
 }
 
@@ -171,7 +185,11 @@ func (s *server) close() {
 	if err := s.io.Shutdown(ctx); err != nil {
 		s.t.Error(err)
 	}
-	if err := s.broker.Shutdown(context.Background()); err != nil {
+	if s.sb != nil {
+		if err := s.sb.Shutdown(context.Background()); err != nil {
+			s.t.Error(err)
+		}
+	} else if err := s.broker.Shutdown(context.Background()); err != nil {
 		s.t.Error(err)
 	}
 	s.http.Close()
