@@ -481,6 +481,12 @@ func renderCases() []renderCase {
 				}
 				wantSecretRef(t, r, "EVENTSERVER_REDIS_URL", "eventserver-redis", "url")
 				wantSecretRef(t, r, "EVENTSERVER_PUBLISH_TOKEN", "eventserver-publish", "token")
+				if got := r.env["EVENTSERVER_REDIS_SUBSCRIPTION_MODE"].Value; got != "dynamic" {
+					t.Errorf("EVENTSERVER_REDIS_SUBSCRIPTION_MODE = %q, want dynamic", got)
+				}
+				if mode := serverConfig(t, r).RedisSubscriptionMode; mode != "dynamic" {
+					t.Errorf("the server reads subscription mode %q, want dynamic", mode)
+				}
 				if _, ok := r.env["EVENTSERVER_JWT_SECRET"]; ok {
 					t.Error("EVENTSERVER_JWT_SECRET set though only a public key is configured")
 				}
