@@ -579,6 +579,15 @@ func (c *Config) Validate() error {
 	if c.RedisSubscriptionMode != "classic" && c.RedisURL == "" {
 		return fmt.Errorf("config: EVENTSERVER_REDIS_SUBSCRIPTION_MODE=%s needs EVENTSERVER_REDIS_URL (a Redis 7, or a Redis Cluster with redis+cluster://)", c.RedisSubscriptionMode)
 	}
+	if c.RedisSubscriptionMode != "classic" {
+		// Sharded pub/sub is for a Redis Cluster; behind Sentinel the one
+		// master gains nothing from it, and only the classic adapter
+		// notices a subscription left deaf on the old master after a
+		// switchover (its canary).
+		if _, kind, err := validate.RedisURL(c.RedisURL); err == nil && kind == validate.RedisSentinel {
+			return fmt.Errorf("config: EVENTSERVER_REDIS_SUBSCRIPTION_MODE=%s is not supported with redis+sentinel:// (one master gains nothing from sharded pub/sub, and only the classic adapter recovers a subscription left on the old master after a switchover): use classic", c.RedisSubscriptionMode)
+		}
+	}
 	if c.OutboxStream != "" && c.OutboxRedisURL == "" && c.RedisURL == "" {
 		return errors.New("config: EVENTSERVER_OUTBOX_STREAM needs a Redis: set EVENTSERVER_OUTBOX_REDIS_URL or EVENTSERVER_REDIS_URL (or leave the stream empty)")
 	}
