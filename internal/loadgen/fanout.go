@@ -51,6 +51,9 @@ type FanoutConfig struct {
 	Publishers int
 	// PIDs are the servers' processes: their CPU time is read from /proc.
 	PIDs []int
+	// RedisPIDs are redis-server processes: their CPU time in each step is
+	// reported apart (FanoutStep.RedisCPUSeconds), one figure per process.
+	RedisPIDs []int
 	// Sources are the loopback addresses the clients dial from.
 	Sources []string
 	// ConnectTimeout bounds the opening of the connections and the barrier.
@@ -72,6 +75,12 @@ type FanoutStep struct {
 	CPUSeconds          float64 `json:"cpu_seconds,omitempty"` // the servers' together
 	CPUMicrosPerOp      float64 `json:"cpu_us_per_delivery,omitempty"`
 	LoadgenCPUSecs      float64 `json:"loadgen_cpu_seconds"`
+	// RedisCPUSeconds is each of FanoutConfig.RedisPIDs' CPU time over the
+	// step, in that order.
+	RedisCPUSeconds []float64 `json:"redis_cpu_seconds,omitempty"`
+	// Seconds is the measured interval (publishing, then the wait for the
+	// last deliveries), the one the CPU times cover.
+	Seconds float64 `json:"seconds"`
 }
 
 // FanoutResult is what the fan-out shape measured.
@@ -219,6 +228,10 @@ func runStep(ctx context.Context, cfg FanoutConfig, pub *publisher, rec *recorde
 		}()
 	}
 	cpu := startCPU(pids)
+	redisCPU := make([]*cpuMeter, len(cfg.RedisPIDs))
+	for i, p := range cfg.RedisPIDs {
+		redisCPU[i] = startCPU([]int{p})
+	}
 	start := time.Now()
 	sent := 0
 	tick := time.NewTicker(2 * time.Millisecond)
@@ -250,6 +263,11 @@ func runStep(ctx context.Context, cfg FanoutConfig, pub *publisher, rec *recorde
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.CPUSeconds, s.LoadgenCPUSecs = cpu.stop()
+	for _, m := range redisCPU {
+		v, _ := m.stop()
+		s.RedisCPUSeconds = append(s.RedisCPUSeconds, v)
+	}
+	s.Seconds = time.Since(start).Seconds()
 	n, lat, last := rec.step(st)
 	s.Delivered = n
 	s.PublishErrors = errs.Load()
