@@ -119,6 +119,8 @@ def sim_rows(sims):
         for s in res["steps"]:
             red = [c / s["seconds"] * 100 for c in s.get("redis_cpu_seconds", [])]
             rows.append(dict(mode=r["mode"], instances=r["instances"], clients=res["clients"], rooms=res["rooms"],
+                             spread=res.get("spread", 0) or r["instances"], events=s["events"], secs=s["seconds"],
+                             redis_s=s.get("redis_cpu_seconds", []), server_s=s.get("cpu_seconds", 0),
                              rate=s["rate"], dps=s["deliveries_per_second"], delivered=s["delivered"],
                              expected=s["expected"], errors=s["publish_errors"], p50=s["latency"]["p50_ms"],
                              p99=s["latency"]["p99_ms"], cpu_us=s.get("cpu_us_per_delivery", 0),
@@ -126,6 +128,30 @@ def sim_rows(sims):
                              redis_us_per_pub=sum(s.get("redis_cpu_seconds", [])) * 1e6 / max(1, s["events"]),
                              load=(r["load_before"], r["load_after"])))
     return rows
+
+
+def marginal(sims):
+    """Per mode, instances and spread: the slopes over the rates (what one
+    more event costs, without the fixed background of idle connections and
+    the cluster's own traffic)."""
+    out = []
+    keys = sorted({(r["spread"], r["mode"], r["instances"]) for r in sims})
+    for spread, mode, n in keys:
+        pts = sorted((r for r in sims if (r["spread"], r["mode"], r["instances"]) == (spread, mode, n)),
+                     key=lambda r: r["rate"])
+        if len(pts) < 2:
+            continue
+        eps = [r["events"] / r["secs"] for r in pts]
+        dps = [r["delivered"] / r["secs"] for r in pts]
+        _, srv_d = fit(dps, [r["server_s"] / r["secs"] for r in pts])
+        base, srv_e = fit(eps, [r["server_s"] / r["secs"] for r in pts])
+        masters = len(pts[0]["redis_s"])
+        per_master = [fit(eps, [r["redis_s"][k] / r["secs"] for r in pts])[1] * 1e6 for k in range(masters)]
+        out.append(dict(spread=spread, mode=mode, instances=n, server_us_per_delivery=srv_d * 1e6,
+                        server_base_us_per_conn=base * 1e6 / pts[0]["clients"],
+                        server_us_per_event=srv_e * 1e6, redis_us_per_publish_per_master=per_master,
+                        room_size=pts[0]["clients"] / pts[0]["rooms"]))
+    return out
 
 
 def plots(comp, sims, outdir):
@@ -139,42 +165,59 @@ def plots(comp, sims, outdir):
     rates = sorted({r["rate"] for r in sims})
     if sims:
         top = rates[-1]
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        for m in modes:
-            pts = sorted((r["instances"], r["redis"]) for r in sims if r["mode"] == m and r["rate"] == top)
-            for k in range(max(len(p[1]) for p in pts)):
-                ax.plot([p[0] for p in pts], [p[1][k] for p in pts], "o-" if k == 0 else "o--",
-                        color=colors.get(m), alpha=1 - 0.25 * k, label=f"{m}, master {k + 1}")
-        ax.set_xlabel("eventserver instances")
-        ax.set_ylabel("Redis CPU (% of one core)")
-        ax.set_title(f"Each Redis master's CPU at {top} events/s (3-master cluster)")
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+        spreads = sorted({r["spread"] >= r["instances"] for r in sims}, reverse=True)  # True: every instance
+
+        def where(every):
+            return "rooms on every instance" if every else "each room on %d instances" % next(
+                r["spread"] for r in sims if r["spread"] < r["instances"])
+
+        def sub(r, every):
+            return (r["spread"] >= r["instances"]) == every
+
+        fig, axes = plt.subplots(1, len(spreads), figsize=(6 * len(spreads), 4.2), sharey=True, squeeze=False)
+        for ax, every in zip(axes[0], spreads):
+            for m in modes:
+                pts = sorted((r["instances"], r["redis"]) for r in sims
+                             if r["mode"] == m and r["rate"] == top and sub(r, every))
+                if not pts:
+                    continue
+                for k in range(max(len(p[1]) for p in pts)):
+                    ax.plot([p[0] for p in pts], [p[1][k] for p in pts], "o-" if k == 0 else "o--",
+                            color=colors.get(m), alpha=1 - 0.25 * k, label=f"{m}, master {k + 1}")
+            ax.set_xlabel("eventserver instances")
+            ax.set_title(f"{where(every)}, {top} events/s", fontsize=10)
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        axes[0][0].set_ylabel("Redis CPU per master (% of one core)")
+        fig.suptitle("Each master's CPU, 3-master Redis Cluster (2 shared cores, loopback)", fontsize=11)
         fig.tight_layout()
-        fig.savefig(os.path.join(outdir, "redis_per_master.png"), dpi=110)
+        fig.savefig(os.path.join(outdir, "redis_per_master.png"), dpi=100)
         plt.close(fig)
 
+        styles = {n: s for n, s in zip(sorted({r["instances"] for r in sims}), ["o", "s", "^", "D", "v"])}
         for name, key, ylabel, title in (
                 ("server_cpu_per_delivery.png", "cpu_us", "server CPU per delivery (µs, all instances)",
                  "Server CPU per delivery"),
                 ("p99.png", "p99", "p99 latency (ms), POST to arrival", "p99 latency")):
-            fig, ax = plt.subplots(figsize=(7, 4.2))
-            styles = {n: s for n, s in zip(sorted({r["instances"] for r in sims}), ["o", "s", "^", "D", "v"])}
-            for m in modes:
-                for n in sorted(styles):
-                    pts = sorted((r["dps"], r[key]) for r in sims if r["mode"] == m and r["instances"] == n)
-                    if pts:
-                        ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", marker=styles[n],
-                                color=colors.get(m), label=f"{m}, {n} instances")
-            ax.set_xlabel("deliveries a second (all instances)")
-            ax.set_ylabel(ylabel)
-            ax.set_title(title + " (2 shared cores, loopback)")
-            ax.set_ylim(bottom=0)
-            ax.legend(fontsize=8)
-            ax.grid(alpha=0.3)
+            fig, axes = plt.subplots(1, len(spreads), figsize=(6 * len(spreads), 4.2), sharey=True, squeeze=False)
+            for ax, every in zip(axes[0], spreads):
+                for m in modes:
+                    for n in sorted(styles):
+                        pts = sorted((r["dps"], r[key]) for r in sims
+                                     if r["mode"] == m and r["instances"] == n and sub(r, every))
+                        if pts:
+                            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", marker=styles[n],
+                                    color=colors.get(m), label=f"{m}, {n} instances")
+                ax.set_xlabel("deliveries a second (all instances)")
+                ax.set_title(where(every), fontsize=10)
+                ax.set_ylim(bottom=0)
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=7)
+            axes[0][0].set_ylabel(ylabel)
+            fig.suptitle(title + " (2 shared cores, loopback)", fontsize=11)
             fig.tight_layout()
-            fig.savefig(os.path.join(outdir, name), dpi=110)
+            fig.savefig(os.path.join(outdir, name), dpi=100)
             plt.close(fig)
 
     if comp.get("redis_points"):
@@ -213,16 +256,31 @@ def main(path, outdir=None):
         print()
     sims = sim_rows(sims_raw)
     if sims:
-        print("| mode | instances × clients | rooms | events/s | deliveries/s | delivered | p50 (ms) | p99 (ms) "
+        print("| rooms on | mode | instances × clients | rooms | events/s | deliveries/s | delivered | p50 (ms) | p99 (ms) "
               "| server CPU per delivery (µs) | servers' cores | Redis CPU per master (% of a core) "
               "| Redis CPU per publish, all masters (µs) | load before → after |")
-        print("| --- " * 13 + "|")
+        print("| --- " * 14 + "|")
         for r in sims:
+            where = "all" if r["spread"] >= r["instances"] else f'{r["spread"]}'
+            print(f"| {where} ", end="")
             lost = "" if r["delivered"] >= r["expected"] and not r["errors"] else f' ({r["errors"]} publish errors)'
             print(f'| {r["mode"]} | {r["instances"]} × {r["clients"] // r["instances"]} | {r["rooms"]} | {r["rate"]} '
                   f'| {r["dps"]:.0f} | {r["delivered"]}/{r["expected"]}{lost} | {r["p50"]:.1f} | {r["p99"]:.1f} '
                   f'| {r["cpu_us"]:.1f} | {r["server_cores"]:.2f} | {" / ".join(f"{x:.1f}" for x in r["redis"])} '
                   f'| {r["redis_us_per_pub"]:.1f} | {r["load"][0]:.1f} → {r["load"][1]:.1f} |')
+        print()
+        print("Marginal costs (slopes over the rates; what one more event costs):")
+        print()
+        print("| rooms on | mode | instances | server CPU per event (µs, all instances) | per delivery (µs) "
+              "| Redis CPU per publish, each master (µs) | sum of masters (µs) "
+              "| servers' CPU at 0 events/s, per connection (µs/s) |")
+        print("| --- " * 8 + "|")
+        for m in marginal(sims):
+            where = "every instance" if m["spread"] >= m["instances"] else f'{m["spread"]} instances'
+            pm = m["redis_us_per_publish_per_master"]
+            print(f'| {where} | {m["mode"]} | {m["instances"]} | {m["server_us_per_event"]:.0f} '
+                  f'| {m["server_us_per_delivery"]:.1f} | {" / ".join(f"{x:.0f}" for x in pm)} | {sum(pm):.0f} '
+                  f'| {m["server_base_us_per_conn"]:.1f} |')
     if outdir:
         plots(comp, sims, outdir)
         print()

@@ -18,14 +18,15 @@
 #   simulation  a 3-master Redis Cluster started here; for each mode of
 #               SIM_MODES and each count of SIM_INSTANCES, that many
 #               eventservers with SIM_CLIENTS clients each, rooms of
-#               ROOM_SIZE members (every room on every instance), events
+#               ROOM_SIZE members, for each k of SIM_SPREAD every room on
+#               every instance (0) or on k instances only, events
 #               published over HTTP round-robin at each rate of SIM_RATES:
 #               deliveries/s, latency, server CPU per delivery, CPU of each
 #               Redis master
 #
 #   bash bench/capacity.sh                        # both phases (about 8 minutes)
 #   PHASES=simulation SIM_INSTANCES="12" SIM_RATES=200 bash bench/capacity.sh
-#   RESULTS=docs/capacity/results.jsonl bash bench/capacity.sh
+#   RESULTS=docs/capacity/results.jsonl PLOTS=docs/capacity bash bench/capacity.sh
 #
 # Every load is bounded; it listens and dials on 127.0.0.x only, and stops
 # its processes on exit. Needs: Go, redis-server and redis-cli (7), python3,
@@ -46,9 +47,11 @@ SIM_MODES=${SIM_MODES:-classic dynamic}
 SIM_INSTANCES=${SIM_INSTANCES:-4 8 12}
 SIM_CLIENTS=${SIM_CLIENTS:-1000} # per instance
 SIM_RATES=${SIM_RATES:-100,250,500}
+SIM_SPREAD=${SIM_SPREAD:-0 3} # 0: every room on every instance; k: each room's members on k instances
 STEP=${STEP:-5s}
 PAYLOAD=${PAYLOAD:-128}
 RESULTS=${RESULTS:-} # a file to keep the JSON lines in (bench/capacity.py reads them)
+PLOTS=${PLOTS:-}     # a directory for bench/capacity.py's PNG plots
 SOURCES=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
 
 # One descriptor per client in the load generator (and per connection in
@@ -226,15 +229,18 @@ for phase in $PHASES; do
       wait_for sh -c "redis-cli -p ${m#*:} cluster info | grep -q cluster_state:ok"
     done
     cluster_url="redis+cluster://${masters[0]}?addr=${masters[1]}&addr=${masters[2]}"
-    for mode in $SIM_MODES; do
-      for n in $SIM_INSTANCES; do
-        clients=$((n * SIM_CLIENTS))
-        echo "simulation: $mode, $n instances × $SIM_CLIENTS clients, rooms of $ROOM_SIZE, rates $SIM_RATES/s" >&2
-        m=$mode; [ "$mode" = classic ] && m=""
-        start_cluster "$n" "$cluster_url" "$m"
-        measure simulation "sim-$mode-$n" "$mode" "$n" fanout --url "$(IFS=,; echo "${urls[*]}")" \
-          --pid "$(IFS=,; echo "${eps[*]}")" --redis-pid "$(IFS=,; echo "${mpids[*]}")" --publish-token "$ptoken" \
-          --clients "$clients" --rooms $((clients / ROOM_SIZE)) --rates "$SIM_RATES" --step "$STEP" --payload "$PAYLOAD"
+    for spread in $SIM_SPREAD; do
+      for mode in $SIM_MODES; do
+        for n in $SIM_INSTANCES; do
+          clients=$((n * SIM_CLIENTS))
+          echo "simulation: $mode, $n instances × $SIM_CLIENTS clients, rooms of $ROOM_SIZE on ${spread/#0/all} instances, rates $SIM_RATES/s" >&2
+          m=$mode; [ "$mode" = classic ] && m=""
+          start_cluster "$n" "$cluster_url" "$m"
+          measure simulation "sim-$mode-$n-s$spread" "$mode" "$n" fanout --url "$(IFS=,; echo "${urls[*]}")" \
+            --pid "$(IFS=,; echo "${eps[*]}")" --redis-pid "$(IFS=,; echo "${mpids[*]}")" --publish-token "$ptoken" \
+            --clients "$clients" --rooms $((clients / ROOM_SIZE)) --spread "$spread" --rates "$SIM_RATES" \
+            --step "$STEP" --payload "$PAYLOAD"
+        done
       done
     done
     ;;
@@ -243,4 +249,5 @@ for phase in $PHASES; do
 done
 
 if [ -n "$RESULTS" ]; then cp "$results" "$RESULTS"; fi
-/usr/bin/python3 bench/capacity.py "$results"
+# matplotlib for the plots (PLOTS=dir): Debian's python3-matplotlib
+/usr/bin/python3 bench/capacity.py "$results" ${PLOTS:+"$PLOTS"}

@@ -57,6 +57,7 @@ func run(args []string) int {
 	warmup := fs.Int("warmup", 200, "connects: connects opened and closed before the timed ones")
 	publishToken := fs.String("publish-token", "", "fanout: bearer token of POST /api/v1/emit")
 	rooms := fs.Int("rooms", 100, "fanout: rooms")
+	spread := fs.Int("spread", 0, "fanout: put each room's members on this many processes only (0: on every process)")
 	rates := fs.String("rates", "500,750,1000,1500,2000,3000", "fanout: events a second, one step each")
 	step := fs.Duration("step", 5*time.Second, "fanout: how long each rate lasts")
 	payload := fs.Int("payload", 128, "fanout: bytes of filler in each event")
@@ -148,7 +149,7 @@ func run(args []string) int {
 			fanToken = func(i int, room string) string { return token(i, room, 1) }
 		}
 		res, err = loadgen.Fanout(ctx, loadgen.FanoutConfig{URLs: strings.Split(*urls, ","), PublishToken: *publishToken,
-			Clients: *clients, Rooms: *rooms, Token: fanToken, Auth: roomAuth, Rates: rateList, Step: *step,
+			Clients: *clients, Rooms: *rooms, Spread: *spread, Token: fanToken, Auth: roomAuth, Rates: rateList, Step: *step,
 			Payload: *payload, Settle: *settle, PIDs: pidList, RedisPIDs: redisPIDList, Sources: srcs})
 	default:
 		return fail("unknown shape %q; %s", shape, usage)

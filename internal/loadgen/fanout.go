@@ -32,6 +32,11 @@ type FanoutConfig struct {
 	Clients int
 	// Rooms is how many rooms. Default 100.
 	Rooms int
+	// Spread, when positive, puts each room's members on Spread processes
+	// only (client i in room i%Rooms, on process (room + (i/Rooms)%Spread)
+	// % len(URLs)), as rooms of a few members land on a few of many
+	// instances; 0: every room on every process (the layout above).
+	Spread int
 	// RoomName names room r. Default collaboration_<r+1>.
 	RoomName func(r int) string
 	// Token returns the bearer token of client i in room (nil: none).
@@ -87,6 +92,7 @@ type FanoutStep struct {
 type FanoutResult struct {
 	Clients        int          `json:"clients"`
 	Rooms          int          `json:"rooms"`
+	Spread         int          `json:"spread,omitempty"`
 	Servers        int          `json:"servers"`
 	ConnectSeconds float64      `json:"connect_seconds"`
 	Duplicates     int64        `json:"duplicates"`
@@ -139,11 +145,16 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	}
 	servers := len(cfg.URLs)
 	roomOf := func(i int) int { return (i / servers) % cfg.Rooms }
+	var serverOf func(i int) int
+	if cfg.Spread > 0 {
+		roomOf = func(i int) int { return i % cfg.Rooms }
+		serverOf = func(i int) int { return (i%cfg.Rooms + (i/cfg.Rooms)%cfg.Spread) % servers }
+	}
 	members := make([]int64, cfg.Rooms)
 	for i := 0; i < cfg.Clients; i++ {
 		members[roomOf(i)]++
 	}
-	spec := dialSpec{namespace: cfg.Namespace, inFlight: 200, rec: newRecorder(len(cfg.Rates))}
+	spec := dialSpec{namespace: cfg.Namespace, inFlight: 200, rec: newRecorder(len(cfg.Rates)), urlOf: serverOf}
 	for _, u := range cfg.URLs {
 		ws, err := websocketURL(u)
 		if err != nil {
@@ -173,7 +184,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	if f.err != nil {
 		return nil, fmt.Errorf("loadgen: %d of %d clients did not connect: %w", f.failed, cfg.Clients, f.err)
 	}
-	res := &FanoutResult{Clients: cfg.Clients, Rooms: cfg.Rooms, Servers: servers, ConnectSeconds: time.Since(t0).Seconds()}
+	res := &FanoutResult{Clients: cfg.Clients, Rooms: cfg.Rooms, Spread: cfg.Spread, Servers: servers, ConnectSeconds: time.Since(t0).Seconds()}
 
 	// A barrier: every client has joined its room on the server once a
 	// probe to every room reaches all of them.
