@@ -144,12 +144,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 		return nil, err
 	}
 	servers := len(cfg.URLs)
-	roomOf := func(i int) int { return (i / servers) % cfg.Rooms }
-	var serverOf func(i int) int
-	if cfg.Spread > 0 {
-		roomOf = func(i int) int { return i % cfg.Rooms }
-		serverOf = func(i int) int { return (i%cfg.Rooms + (i/cfg.Rooms)%cfg.Spread) % servers }
-	}
+	roomOf, serverOf := layout(servers, cfg.Rooms, cfg.Spread)
 	members := make([]int64, cfg.Rooms)
 	for i := 0; i < cfg.Clients; i++ {
 		members[roomOf(i)]++
@@ -213,6 +208,15 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	}
 	res.Duplicates = rec.duplicates.Load()
 	return res, nil
+}
+
+// layout places client i: its room and its process (serverOf nil: i%servers).
+func layout(servers, rooms, spread int) (roomOf, serverOf func(i int) int) {
+	if spread <= 0 {
+		return func(i int) int { return (i / servers) % rooms }, nil
+	}
+	return func(i int) int { return i % rooms },
+		func(i int) int { return (i%rooms + (i/rooms)%spread) % servers }
 }
 
 // runStep publishes Step worth of events at rate and waits for them.
