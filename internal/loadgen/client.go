@@ -215,6 +215,7 @@ type fleet struct {
 type dialSpec struct {
 	dialers   []*websocket.Dialer // client i dials from dialers[i%len]
 	urls      []string            // client i connects to urls[i%len] (WebSocket URLs)
+	urlOf     func(i int) int     // nil: i%len(urls); else client i connects to urls[urlOf(i)]
 	namespace string
 	token     func(i int) string         // nil: none
 	auth      func(i int) map[string]any // nil: none
@@ -256,7 +257,11 @@ func open(ctx context.Context, s dialSpec, n int) *fleet {
 				auth = s.auth(i)
 			}
 			t0 := time.Now()
-			c, err := dial(ctx, s.dialers[i%len(s.dialers)], s.urls[i%len(s.urls)], s.namespace, token, auth)
+			u := i % len(s.urls)
+			if s.urlOf != nil {
+				u = s.urlOf(i)
+			}
+			c, err := dial(ctx, s.dialers[i%len(s.dialers)], s.urls[u], s.namespace, token, auth)
 			d := time.Since(t0)
 			mu.Lock()
 			defer mu.Unlock()

@@ -32,6 +32,11 @@ type FanoutConfig struct {
 	Clients int
 	// Rooms is how many rooms. Default 100.
 	Rooms int
+	// Spread, when positive, puts each room's members on Spread processes
+	// only (client i in room i%Rooms, on process (room + (i/Rooms)%Spread)
+	// % len(URLs)), as rooms of a few members land on a few of many
+	// instances; 0: every room on every process (the layout above).
+	Spread int
 	// RoomName names room r. Default collaboration_<r+1>.
 	RoomName func(r int) string
 	// Token returns the bearer token of client i in room (nil: none).
@@ -51,6 +56,9 @@ type FanoutConfig struct {
 	Publishers int
 	// PIDs are the servers' processes: their CPU time is read from /proc.
 	PIDs []int
+	// RedisPIDs are redis-server processes: their CPU time in each step is
+	// reported apart (FanoutStep.RedisCPUSeconds), one figure per process.
+	RedisPIDs []int
 	// Sources are the loopback addresses the clients dial from.
 	Sources []string
 	// ConnectTimeout bounds the opening of the connections and the barrier.
@@ -72,12 +80,19 @@ type FanoutStep struct {
 	CPUSeconds          float64 `json:"cpu_seconds,omitempty"` // the servers' together
 	CPUMicrosPerOp      float64 `json:"cpu_us_per_delivery,omitempty"`
 	LoadgenCPUSecs      float64 `json:"loadgen_cpu_seconds"`
+	// RedisCPUSeconds is each of FanoutConfig.RedisPIDs' CPU time over the
+	// step, in that order.
+	RedisCPUSeconds []float64 `json:"redis_cpu_seconds,omitempty"`
+	// Seconds is the measured interval (publishing, then the wait for the
+	// last deliveries), the one the CPU times cover.
+	Seconds float64 `json:"seconds"`
 }
 
 // FanoutResult is what the fan-out shape measured.
 type FanoutResult struct {
 	Clients        int          `json:"clients"`
 	Rooms          int          `json:"rooms"`
+	Spread         int          `json:"spread,omitempty"`
 	Servers        int          `json:"servers"`
 	ConnectSeconds float64      `json:"connect_seconds"`
 	Duplicates     int64        `json:"duplicates"`
@@ -129,12 +144,12 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 		return nil, err
 	}
 	servers := len(cfg.URLs)
-	roomOf := func(i int) int { return (i / servers) % cfg.Rooms }
+	roomOf, serverOf := layout(servers, cfg.Rooms, cfg.Spread)
 	members := make([]int64, cfg.Rooms)
 	for i := 0; i < cfg.Clients; i++ {
 		members[roomOf(i)]++
 	}
-	spec := dialSpec{namespace: cfg.Namespace, inFlight: 200, rec: newRecorder(len(cfg.Rates))}
+	spec := dialSpec{namespace: cfg.Namespace, inFlight: 200, rec: newRecorder(len(cfg.Rates)), urlOf: serverOf}
 	for _, u := range cfg.URLs {
 		ws, err := websocketURL(u)
 		if err != nil {
@@ -164,7 +179,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	if f.err != nil {
 		return nil, fmt.Errorf("loadgen: %d of %d clients did not connect: %w", f.failed, cfg.Clients, f.err)
 	}
-	res := &FanoutResult{Clients: cfg.Clients, Rooms: cfg.Rooms, Servers: servers, ConnectSeconds: time.Since(t0).Seconds()}
+	res := &FanoutResult{Clients: cfg.Clients, Rooms: cfg.Rooms, Spread: cfg.Spread, Servers: servers, ConnectSeconds: time.Since(t0).Seconds()}
 
 	// A barrier: every client has joined its room on the server once a
 	// probe to every room reaches all of them.
@@ -195,6 +210,15 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	return res, nil
 }
 
+// layout places client i: its room and its process (serverOf nil: i%servers).
+func layout(servers, rooms, spread int) (roomOf, serverOf func(i int) int) {
+	if spread <= 0 {
+		return func(i int) int { return (i / servers) % rooms }, nil
+	}
+	return func(i int) int { return i % rooms },
+		func(i int) int { return (i%rooms + (i/rooms)%spread) % servers }
+}
+
 // runStep publishes Step worth of events at rate and waits for them.
 func runStep(ctx context.Context, cfg FanoutConfig, pub *publisher, rec *recorder, members []int64, pids []int, st, rate int, seq *int) (FanoutStep, error) {
 	servers := len(cfg.URLs)
@@ -219,6 +243,10 @@ func runStep(ctx context.Context, cfg FanoutConfig, pub *publisher, rec *recorde
 		}()
 	}
 	cpu := startCPU(pids)
+	redisCPU := make([]*cpuMeter, len(cfg.RedisPIDs))
+	for i, p := range cfg.RedisPIDs {
+		redisCPU[i] = startCPU([]int{p})
+	}
 	start := time.Now()
 	sent := 0
 	tick := time.NewTicker(2 * time.Millisecond)
@@ -250,6 +278,11 @@ func runStep(ctx context.Context, cfg FanoutConfig, pub *publisher, rec *recorde
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.CPUSeconds, s.LoadgenCPUSecs = cpu.stop()
+	for _, m := range redisCPU {
+		v, _ := m.stop()
+		s.RedisCPUSeconds = append(s.RedisCPUSeconds, v)
+	}
+	s.Seconds = time.Since(start).Seconds()
 	n, lat, last := rec.step(st)
 	s.Delivered = n
 	s.PublishErrors = errs.Load()

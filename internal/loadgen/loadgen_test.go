@@ -118,6 +118,70 @@ func TestFanout(t *testing.T) {
 	}
 }
 
+// TestLayoutSpread: with a spread, each room's members are on exactly that
+// many processes, and the processes share the clients; without one,
+// every room is on every process. (When Rooms is not a multiple of the
+// processes, some have one room's members more.)
+func TestLayoutSpread(t *testing.T) {
+	for _, tc := range []struct{ servers, rooms, spread, clients, want int }{
+		{12, 40, 3, 1200, 3}, {4, 10, 1, 100, 1}, {5, 7, 0, 350, 5},
+	} {
+		roomOf, serverOf := layout(tc.servers, tc.rooms, tc.spread)
+		on := map[int]map[int]bool{}
+		per := map[int]int{}
+		for i := 0; i < tc.clients; i++ {
+			srv := i % tc.servers
+			if serverOf != nil {
+				srv = serverOf(i)
+			}
+			if on[roomOf(i)] == nil {
+				on[roomOf(i)] = map[int]bool{}
+			}
+			on[roomOf(i)][srv] = true
+			per[srv]++
+		}
+		if len(on) != tc.rooms {
+			t.Errorf("%+v: %d rooms used", tc, len(on))
+		}
+		for r, s := range on {
+			if len(s) != tc.want {
+				t.Errorf("%+v: room %d on %d processes, want %d", tc, r, len(s), tc.want)
+			}
+		}
+		lo, hi := tc.clients, 0
+		for _, n := range per {
+			lo, hi = min(lo, n), max(hi, n)
+		}
+		if len(per) != tc.servers || hi-lo > tc.clients/tc.rooms {
+			t.Errorf("%+v: %d processes with %d to %d clients, want %d within one room's members", tc, len(per), lo, hi, tc.servers)
+		}
+	}
+}
+
+// TestFanoutSpreadAndRedisCPU: rooms on one process each of a cluster of
+// two, events published to either: every member still gets every event once,
+// and the CPU of the extra processes is reported per step.
+func TestFanoutSpreadAndRedisCPU(t *testing.T) {
+	r := redistest.Start(t)
+	_, url1 := startApp(t, r)
+	_, url2 := startApp(t, r)
+	res, err := Fanout(context.Background(), FanoutConfig{
+		URLs: []string{url1, url2}, PublishToken: publishToken, Clients: 12, Rooms: 4, Spread: 1,
+		Token: roomToken(t, secret), Rates: []int{50}, Step: 200 * time.Millisecond, Payload: 16,
+		Publishers: 4, PIDs: []int{os.Getpid()}, RedisPIDs: []int{os.Getpid(), os.Getpid()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Spread != 1 || len(res.Steps) != 1 || res.Duplicates != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	s := res.Steps[0]
+	if s.Expected != int64(s.Events)*3 || s.Delivered != s.Expected || len(s.RedisCPUSeconds) != 2 || s.Seconds <= 0 {
+		t.Errorf("step %+v", s)
+	}
+}
+
 // TestFanoutFailsWithTheWrongPublishToken: the publish API refuses, and the
 // run says so instead of reporting figures.
 func TestFanoutFailsWithTheWrongPublishToken(t *testing.T) {
