@@ -8,9 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -42,9 +45,52 @@ func NewClient(raw string) (redis.UniversalClient, Mode, error) {
 	case *redis.FailoverOptions:
 		return redis.NewFailoverClient(opts), Mode(mode), nil
 	case *redis.ClusterOptions:
-		return redis.NewClusterClient(opts), Mode(mode), nil
+		if opts.ClusterStateReloadInterval == 0 {
+			opts.ClusterStateReloadInterval = clusterReload
+		}
+		c := redis.NewClusterClient(opts)
+		c.AddHook(reloadOnNetError{c})
+		return c, Mode(mode), nil
 	}
 	return nil, "", errors.New("redisconn: unreachable")
+}
+
+// clusterReload bounds how stale a Redis Cluster client's slot map may get
+// (go-redis's default is 60 s), whatever the traffic.
+const clusterReload = 5 * time.Second
+
+// reloadOnNetError makes a cluster client read the slot map again when a
+// command fails on the network: go-redis does that on MOVED, ASK and
+// READONLY answers, but a master that died answers nothing, and without
+// this the commands of its slots (presence, the outbox, the adapter's
+// publishes) kept dialling it until the periodic reload, after its replica
+// had long been promoted (TestClusterFailoverPresence). go-redis
+// debounces reloads (one at a time, 200 ms apart).
+type reloadOnNetError struct{ c *redis.ClusterClient }
+
+func (h reloadOnNetError) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnNetError) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnNetError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnNetError) check(ctx context.Context, err error) {
+	var netErr net.Error
+	if err != nil && (errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED)) {
+		h.c.ReloadState(ctx)
+	}
 }
 
 // Redact returns the URL without its password, for logs.
