@@ -606,16 +606,18 @@ func (b *Broker) dispatch(in inbound) {
 	}
 }
 
-// handleSafely keeps the dispatcher alive when a handler (a server-side
-// event listener, say) panics.
-func (b *Broker) handleSafely(a *Adapter, in inbound) {
+func (b *Broker) handleSafely(a *Adapter, in inbound) { handleSafely(b.log, a.name, in, a.handle) }
+
+// handleSafely runs handle(in) and keeps the dispatcher (of either broker)
+// alive when a handler (a server-side event listener, say) panics.
+func handleSafely(log *zap.Logger, namespace string, in inbound, handle func(inbound)) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.log.Error("redis adapter: panic while handling a message",
-				zap.String("namespace", a.name), zap.String("channel", in.channel), zap.Any("panic", r))
+			log.Error("redis adapter: panic while handling a message",
+				zap.String("namespace", namespace), zap.String("channel", in.channel), zap.Any("panic", r))
 		}
 	}()
-	a.handle(in)
+	handle(in)
 }
 
 // ---- publisher ----
@@ -623,15 +625,23 @@ func (b *Broker) handleSafely(a *Adapter, in inbound) {
 // publish queues a message for Redis. It never blocks: a full queue, or a
 // closed Broker, drops the message.
 func (b *Broker) publish(channel string, payload []byte, kind string) {
-	if b.ctx.Err() != nil {
+	enqueue(b.ctx, b.outbound, outbound{channel: channel, payload: payload, kind: kind, at: time.Now()},
+		b.metrics, &b.limit, b.log, b.cfg.QueueSize)
+}
+
+// enqueue puts m on q for a broker's publisher without blocking: a full
+// queue drops it (counted, logged at most once per interval), a closed
+// broker (ctx done) silently.
+func enqueue(ctx context.Context, q chan<- outbound, m outbound, met *metrics, lim *limiter, log *zap.Logger, size int) {
+	if ctx.Err() != nil {
 		return
 	}
 	select {
-	case b.outbound <- outbound{channel: channel, payload: payload, kind: kind, at: time.Now()}:
+	case q <- m:
 	default:
-		b.metrics.dropped.WithLabelValues(dropOutboundFull).Inc()
-		if b.limit.allow(dropOutboundFull) {
-			b.log.Warn("redis adapter: publish queue full; dropping messages", zap.Int("queue_size", b.cfg.QueueSize))
+		met.dropped.WithLabelValues(dropOutboundFull).Inc()
+		if lim.allow(dropOutboundFull) {
+			log.Warn("redis adapter: publish queue full; dropping messages", zap.Int("queue_size", size))
 		}
 	}
 }
@@ -719,14 +729,22 @@ func (b *Broker) send(batch []outbound) {
 }
 
 func (b *Broker) published(m outbound, err error) {
+	countPublished(m, err, b.metrics, &b.limit, b.log, "publish")
+}
+
+// countPublished counts what became of a published message (of either
+// broker); a failure, a lost message, is logged at most once per interval,
+// naming the command.
+func countPublished(m outbound, err error, met *metrics, lim *limiter, log *zap.Logger, command string) bool {
 	if err == nil {
-		b.metrics.published.WithLabelValues(m.kind).Inc()
-		return
+		met.published.WithLabelValues(m.kind).Inc()
+		return true
 	}
-	b.metrics.redisErrors.WithLabelValues(opPublish).Inc()
-	if b.limit.allow(opPublish) {
-		b.log.Warn("redis adapter: publish failed; message lost", zap.String("type", m.kind), zap.Error(err))
+	met.redisErrors.WithLabelValues(opPublish).Inc()
+	if lim.allow(opPublish) {
+		log.Warn("redis adapter: "+command+" failed; message lost", zap.String("type", m.kind), zap.Error(err))
 	}
+	return false
 }
 
 // ---- PUBSUB NUMSUB ----

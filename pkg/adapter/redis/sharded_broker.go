@@ -642,29 +642,14 @@ func (b *ShardedBroker) dispatchLoop(queue <-chan inbound) {
 }
 
 func (b *ShardedBroker) handleSafely(a *ShardedAdapter, in inbound) {
-	defer func() {
-		if r := recover(); r != nil {
-			b.log.Error("redis adapter: panic while handling a message",
-				zap.String("namespace", a.name), zap.String("channel", in.channel), zap.Any("panic", r))
-		}
-	}()
-	a.handle(in)
+	handleSafely(b.log, a.name, in, a.handle)
 }
 
 // ---- publisher ----
 
 func (b *ShardedBroker) publish(channel string, payload []byte, kind string) {
-	if b.ctx.Err() != nil {
-		return
-	}
-	select {
-	case b.outbound <- outbound{channel: channel, payload: payload, kind: kind, at: time.Now()}:
-	default:
-		b.metrics.dropped.WithLabelValues(dropOutboundFull).Inc()
-		if b.limit.allow(dropOutboundFull) {
-			b.log.Warn("redis adapter: publish queue full; dropping messages", zap.Int("queue_size", b.cfg.QueueSize))
-		}
-	}
+	enqueue(b.ctx, b.outbound, outbound{channel: channel, payload: payload, kind: kind, at: time.Now()},
+		b.metrics, &b.limit, b.log, b.cfg.QueueSize)
 }
 
 func (b *ShardedBroker) publishLoop() {
@@ -739,16 +724,13 @@ func (b *ShardedBroker) send(batch []outbound) {
 }
 
 func (b *ShardedBroker) published(m outbound, err error) {
-	if err == nil {
-		b.metrics.published.WithLabelValues(m.kind).Inc()
+	if countPublished(m, err, b.metrics, &b.limit, b.log, "SPUBLISH") {
 		return
 	}
-	b.metrics.redisErrors.WithLabelValues(opPublish).Inc()
-	if b.limit.allow(opPublish) {
-		b.log.Warn("redis adapter: SPUBLISH failed; message lost", zap.String("type", m.kind), zap.Error(err))
-	}
-	// The Cluster client reads the slot map again only every minute, or on
-	// a MOVED: after a master died, it would keep sending to its address.
+	// go-redis's Cluster client reads the slot map again on a MOVED, and by
+	// default only every minute otherwise: after a master died, it would
+	// keep sending to its address (internal/redisconn's client also
+	// rereads it on a network error; this package does not assume it).
 	b.reloadSlots()
 }
 
