@@ -2,8 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,22 +38,7 @@ func TestClusterFailoverPresence(t *testing.T) {
 	ui.waitType("connect", wait)
 	all := []*client{n3, n4, ui}
 
-	checkNodes := func(when string) {
-		t.Helper()
-		for _, s := range instances {
-			testwait.For(t, wait, func() error {
-				var ids []string
-				for _, n := range nodesOf(t, s.server) {
-					ids = append(ids, fmt.Sprint(n["id"]))
-				}
-				slices.Sort(ids)
-				if strings.Join(ids, ",") != "3,4" {
-					return fmt.Errorf("%s, nodes API of %s: %v, want 3,4", when, s.name, ids)
-				}
-				return nil
-			})
-		}
-	}
+	checkNodes := func(when string) { t.Helper(); waitNodesListed(t, instances, "3,4", when) }
 	checkNodes("before the failover")
 	for _, s := range instances {
 		barrier(t, s.server, all...)

@@ -138,22 +138,7 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	permitted := func(cl *client, room string) bool { return slices.Contains(rooms[cl], room) }
 
-	checkNodes := func(when string) {
-		t.Helper()
-		for _, s := range instances {
-			testwait.For(t, wait, func() error {
-				var ids []string
-				for _, n := range nodesOf(t, s.server) {
-					ids = append(ids, fmt.Sprint(n["id"]))
-				}
-				slices.Sort(ids)
-				if strings.Join(ids, ",") != "3,4,5" {
-					return fmt.Errorf("%s, nodes API of %s: %v, want 3,4,5", when, s.name, ids)
-				}
-				return nil
-			})
-		}
-	}
+	checkNodes := func(when string) { t.Helper(); waitNodesListed(t, instances, "3,4,5", when) }
 	checkNodes("before the failover")
 	// Every UI has seen the node-online of its collaborations' nodes (a
 	// UI may have connected after a node: count what arrived, then check
@@ -540,4 +525,23 @@ func sinceOr(t, from time.Time) string {
 		return "never"
 	}
 	return t.Sub(from).Round(time.Millisecond).String()
+}
+
+// waitNodesListed waits until GET /api/v1/nodes of every instance lists
+// exactly the node ids want (sorted, comma-separated).
+func waitNodesListed(t *testing.T, instances []*procServer, want, when string) {
+	t.Helper()
+	for _, s := range instances {
+		testwait.For(t, wait, func() error {
+			var ids []string
+			for _, n := range nodesOf(t, s.server) {
+				ids = append(ids, fmt.Sprint(n["id"]))
+			}
+			slices.Sort(ids)
+			if strings.Join(ids, ",") != want {
+				return fmt.Errorf("%s, nodes API of %s: %v, want %s", when, s.name, ids, want)
+			}
+			return nil
+		})
+	}
 }
