@@ -48,7 +48,7 @@ type Broker struct {
 	inbound   chan inbound  // reader → dispatcher: broadcasts and requests
 	responses chan inbound  // reader → response dispatcher
 	respPfx   string        // prefix of the response channels
-	outbound  chan outbound // callers → publisher
+	pub       *publisher    // callers → Redis (PUBLISH)
 	kick      chan struct{} // wakes the supervisor to sync subscriptions
 	calls     chan struct{} // semaphore of helper calls
 	canaryCh  string        // the channel of the canary, only this Broker's
@@ -129,7 +129,6 @@ func NewBroker(cfg Config) (*Broker, error) {
 		inbound:   make(chan inbound, cfg.QueueSize),
 		responses: make(chan inbound, cfg.QueueSize),
 		respPfx:   cfg.Prefix + "-response#",
-		outbound:  make(chan outbound, cfg.QueueSize),
 		kick:      make(chan struct{}, 1),
 		calls:     make(chan struct{}, maxCalls),
 		canaryCh:  cfg.Prefix + "-health#" + newID() + "#",
@@ -138,6 +137,10 @@ func NewBroker(cfg Config) (*Broker, error) {
 		desired:   map[string]int{},
 		stopped:   make(chan struct{}),
 	}
+	b.pub = newPublisher(ctx, cfg, m, &b.limit, "publish",
+		func(ctx context.Context, c goredis.Cmdable, ch string, p []byte) *goredis.IntCmd {
+			return c.Publish(ctx, ch, p)
+		})
 	// The canary's subscription, for the Broker's life: Ready waits for
 	// it as for the adapters' subscriptions.
 	b.desired[channelKey(b.canaryCh)] = 1
@@ -625,126 +628,13 @@ func handleSafely(log *zap.Logger, namespace string, in inbound, handle func(inb
 // publish queues a message for Redis. It never blocks: a full queue, or a
 // closed Broker, drops the message.
 func (b *Broker) publish(channel string, payload []byte, kind string) {
-	enqueue(b.ctx, b.outbound, outbound{channel: channel, payload: payload, kind: kind, at: time.Now()},
-		b.metrics, &b.limit, b.log, b.cfg.QueueSize)
+	b.pub.put(channel, payload, kind)
 }
 
-// enqueue puts m on q for a broker's publisher without blocking: a full
-// queue drops it (counted, logged at most once per interval), a closed
-// broker (ctx done) silently.
-func enqueue(ctx context.Context, q chan<- outbound, m outbound, met *metrics, lim *limiter, log *zap.Logger, size int) {
-	if ctx.Err() != nil {
-		return
-	}
-	select {
-	case q <- m:
-	default:
-		met.dropped.WithLabelValues(dropOutboundFull).Inc()
-		if lim.allow(dropOutboundFull) {
-			log.Warn("redis adapter: publish queue full; dropping messages", zap.Int("queue_size", size))
-		}
-	}
-}
-
-// publishLoop publishes queued messages in order, in pipelines of up to
-// maxBatch.
+// publishLoop runs the publisher until Shutdown.
 func (b *Broker) publishLoop() {
 	defer b.wg.Done()
-	batch := make([]outbound, 0, maxBatch)
-	for {
-		select {
-		case <-b.ctx.Done():
-			b.flush(batch[:0])
-			return
-		case m := <-b.outbound:
-			batch = append(batch[:0], m)
-		}
-		b.send(b.fill(batch))
-	}
-}
-
-// fill adds queued messages to batch without waiting.
-func (b *Broker) fill(batch []outbound) []outbound {
-	for len(batch) < maxBatch {
-		select {
-		case m := <-b.outbound:
-			batch = append(batch, m)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
-// flush makes one last attempt at what is queued when Shutdown is called.
-func (b *Broker) flush(batch []outbound) {
-	for {
-		batch = b.fill(batch[:0])
-		if len(batch) == 0 {
-			return
-		}
-		b.send(batch)
-	}
-}
-
-// send publishes a batch. Messages that waited longer than PublishTimeout
-// are dropped instead.
-func (b *Broker) send(batch []outbound) {
-	now := time.Now()
-	live := batch[:0]
-	for _, m := range batch {
-		if now.Sub(m.at) > b.cfg.PublishTimeout {
-			b.metrics.dropped.WithLabelValues(dropStale).Inc()
-			if b.limit.allow(dropStale) {
-				b.log.Warn("redis adapter: message not published within the publish timeout; dropped",
-					zap.Duration("publish_timeout", b.cfg.PublishTimeout), zap.String("type", m.kind))
-			}
-			continue
-		}
-		live = append(live, m)
-	}
-	if len(live) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
-	defer cancel()
-	_, cluster := b.cfg.Client.(*goredis.ClusterClient)
-	if len(live) == 1 || cluster {
-		// A Cluster pipeline may spread keyless commands over nodes; one
-		// at a time keeps the order.
-		for _, m := range live {
-			b.published(m, b.cfg.Client.Publish(ctx, m.channel, m.payload).Err())
-		}
-		return
-	}
-	pipe := b.cfg.Client.Pipeline()
-	cmds := make([]*goredis.IntCmd, len(live))
-	for i, m := range live {
-		cmds[i] = pipe.Publish(ctx, m.channel, m.payload)
-	}
-	_, _ = pipe.Exec(ctx) // each command carries its own error
-	for i, m := range live {
-		b.published(m, cmds[i].Err())
-	}
-}
-
-func (b *Broker) published(m outbound, err error) {
-	countPublished(m, err, b.metrics, &b.limit, b.log, "publish")
-}
-
-// countPublished counts what became of a published message (of either
-// broker); a failure, a lost message, is logged at most once per interval,
-// naming the command.
-func countPublished(m outbound, err error, met *metrics, lim *limiter, log *zap.Logger, command string) bool {
-	if err == nil {
-		met.published.WithLabelValues(m.kind).Inc()
-		return true
-	}
-	met.redisErrors.WithLabelValues(opPublish).Inc()
-	if lim.allow(opPublish) {
-		log.Warn("redis adapter: "+command+" failed; message lost", zap.String("type", m.kind), zap.Error(err))
-	}
-	return false
+	b.pub.run()
 }
 
 // ---- PUBSUB NUMSUB ----

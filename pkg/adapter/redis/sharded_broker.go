@@ -37,7 +37,7 @@ type ShardedBroker struct {
 
 	inbound   chan inbound
 	responses chan inbound
-	outbound  chan outbound
+	pub       *publisher // callers → Redis (SPUBLISH)
 	kick      chan struct{}
 	calls     chan struct{}
 
@@ -108,7 +108,6 @@ func NewShardedBroker(cfg Config) (*ShardedBroker, error) {
 		cancel:       cancel,
 		inbound:      make(chan inbound, cfg.QueueSize),
 		responses:    make(chan inbound, cfg.QueueSize),
-		outbound:     make(chan outbound, cfg.QueueSize),
 		kick:         make(chan struct{}, 1),
 		calls:        make(chan struct{}, maxCalls),
 		adapters:     map[*ShardedAdapter]struct{}{},
@@ -120,6 +119,15 @@ func NewShardedBroker(cfg Config) (*ShardedBroker, error) {
 		roomSince:    map[string]time.Time{},
 		stopped:      make(chan struct{}),
 	}
+	b.pub = newPublisher(ctx, cfg, m, &b.limit, "SPUBLISH",
+		func(ctx context.Context, c goredis.Cmdable, ch string, p []byte) *goredis.IntCmd {
+			return c.SPublish(ctx, ch, p)
+		})
+	// go-redis's Cluster client reads the slot map again on a MOVED, and by
+	// default only every minute otherwise: after a master died, it would
+	// keep sending to its address (internal/redisconn's client also
+	// rereads it on a network error; this package does not assume it).
+	b.pub.failed = b.reloadSlots
 	b.metrics.subscribed.Set(0)
 	return b, nil
 }
@@ -648,90 +656,12 @@ func (b *ShardedBroker) handleSafely(a *ShardedAdapter, in inbound) {
 // ---- publisher ----
 
 func (b *ShardedBroker) publish(channel string, payload []byte, kind string) {
-	enqueue(b.ctx, b.outbound, outbound{channel: channel, payload: payload, kind: kind, at: time.Now()},
-		b.metrics, &b.limit, b.log, b.cfg.QueueSize)
+	b.pub.put(channel, payload, kind)
 }
 
 func (b *ShardedBroker) publishLoop() {
 	defer b.wg.Done()
-	batch := make([]outbound, 0, maxBatch)
-	for {
-		select {
-		case <-b.ctx.Done():
-			for {
-				batch = b.fill(batch[:0])
-				if len(batch) == 0 {
-					return
-				}
-				b.send(batch)
-			}
-		case m := <-b.outbound:
-			batch = append(batch[:0], m)
-		}
-		b.send(b.fill(batch))
-	}
-}
-
-func (b *ShardedBroker) fill(batch []outbound) []outbound {
-	for len(batch) < maxBatch {
-		select {
-		case m := <-b.outbound:
-			batch = append(batch, m)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
-// send SPUBLISHes a batch: pipelined on one server, one at a time on a
-// Cluster (whose client routes each by its channel's slot).
-func (b *ShardedBroker) send(batch []outbound) {
-	now := time.Now()
-	live := batch[:0]
-	for _, m := range batch {
-		if now.Sub(m.at) > b.cfg.PublishTimeout {
-			b.metrics.dropped.WithLabelValues(dropStale).Inc()
-			if b.limit.allow(dropStale) {
-				b.log.Warn("redis adapter: message not published within the publish timeout; dropped",
-					zap.Duration("publish_timeout", b.cfg.PublishTimeout), zap.String("type", m.kind))
-			}
-			continue
-		}
-		live = append(live, m)
-	}
-	if len(live) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
-	defer cancel()
-	_, cluster := b.cfg.Client.(*goredis.ClusterClient)
-	if len(live) == 1 || cluster {
-		for _, m := range live {
-			b.published(m, b.cfg.Client.SPublish(ctx, m.channel, m.payload).Err())
-		}
-		return
-	}
-	pipe := b.cfg.Client.Pipeline()
-	cmds := make([]*goredis.IntCmd, len(live))
-	for i, m := range live {
-		cmds[i] = pipe.SPublish(ctx, m.channel, m.payload)
-	}
-	_, _ = pipe.Exec(ctx)
-	for i, m := range live {
-		b.published(m, cmds[i].Err())
-	}
-}
-
-func (b *ShardedBroker) published(m outbound, err error) {
-	if countPublished(m, err, b.metrics, &b.limit, b.log, "SPUBLISH") {
-		return
-	}
-	// go-redis's Cluster client reads the slot map again on a MOVED, and by
-	// default only every minute otherwise: after a master died, it would
-	// keep sending to its address (internal/redisconn's client also
-	// rereads it on a network error; this package does not assume it).
-	b.reloadSlots()
+	b.pub.run()
 }
 
 // ---- PUBSUB SHARDNUMSUB ----
