@@ -33,10 +33,7 @@ type Adapter struct {
 	ch   channels
 	log  *zap.Logger
 
-	mu       sync.Mutex
-	closed   bool
-	requests map[string]*pending
-	acks     map[string]*ackRequest
+	*inFlight // requests and broadcasts with acks; its mu guards them
 }
 
 var _ socketio.Adapter = (*Adapter)(nil)
@@ -86,8 +83,7 @@ func newAdapter(b *Broker, nsp *socketio.Namespace) *Adapter {
 		nsp:           nsp,
 		name:          nsp.Name(),
 		uid:           newID(),
-		requests:      map[string]*pending{},
-		acks:          map[string]*ackRequest{},
+		inFlight:      newInFlight(),
 	}
 	a.ch = newChannels(b.cfg.Prefix, a.name, a.uid)
 	a.log = b.log.With(zap.String("namespace", a.name))
@@ -114,31 +110,6 @@ func (a *Adapter) Close() {
 	a.shutdown()
 	a.b.unregister(a)
 	a.MemoryAdapter.Close()
-}
-
-// shutdown fails the pending requests and stops publishing.
-func (a *Adapter) shutdown() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return
-	}
-	a.closed = true
-	for id, p := range a.requests {
-		p.err = ErrClosed
-		close(p.done)
-		delete(a.requests, id)
-	}
-	for id, ar := range a.acks {
-		ar.timer.Stop()
-		delete(a.acks, id)
-	}
-}
-
-func (a *Adapter) isClosed() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.closed
 }
 
 // publish sends a message unless the adapter is closed.
@@ -245,26 +216,6 @@ func (a *Adapter) ackTimeout(opts socketio.BroadcastOptions) time.Duration {
 		return opts.Flags.Timeout
 	}
 	return a.b.cfg.RequestTimeout
-}
-
-func (a *Adapter) addAck(id string, clientCount func(int), ack func(any), timeout time.Duration) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return false
-	}
-	ar := &ackRequest{clientCount: clientCount, ack: ack}
-	// As in Node: there is no telling when every client has answered, so
-	// the request is forgotten after the broadcast's timeout.
-	ar.timer = time.AfterFunc(timeout, func() {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if a.acks[id] == ar {
-			delete(a.acks, id)
-		}
-	})
-	a.acks[id] = ar
-	return true
 }
 
 // FetchSockets returns the matching sockets of every server, once every
@@ -552,13 +503,6 @@ func (a *Adapter) hasRequest(id string) bool {
 	return ok
 }
 
-func (a *Adapter) hasAck(id string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	_, ok := a.acks[id]
-	return ok
-}
-
 // respond publishes a JSON response on the namespace's response
 // channel, as Node does (publishOnSpecificResponseChannel is off by
 // default).
@@ -709,7 +653,7 @@ func (a *Adapter) onServerSideEmit(typ requestType, id string, req map[string]an
 // onBroadcastRequest carries out BROADCAST (a broadcast with
 // acknowledgements): the local client count, then each acknowledgement.
 func (a *Adapter) onBroadcastRequest(id string, req map[string]any) {
-	if a.hasAck(id) {
+	if a.ackOf(id) != nil {
 		return
 	}
 	pm, ok := req["packet"].(map[string]any)
@@ -782,10 +726,7 @@ func (a *Adapter) onResponse(payload string) {
 	id, _ := toStr(resp["requestId"])
 	t, _ := toInt(resp["type"])
 
-	a.mu.Lock()
-	ar := a.acks[id]
-	a.mu.Unlock()
-	if ar != nil {
+	if ar := a.ackOf(id); ar != nil {
 		// The callbacks end in the caller's acknowledgement callback,
 		// which may wait for a request of its own: they run on a goroutine
 		// of their own, not on the response dispatcher. The

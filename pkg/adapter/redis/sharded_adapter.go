@@ -28,10 +28,7 @@ type ShardedAdapter struct {
 	respChannel string // P#N#uid#
 	log         *zap.Logger
 
-	mu       sync.Mutex
-	closed   bool
-	requests map[string]*pending
-	acks     map[string]*ackRequest
+	*inFlight // requests and broadcasts with acks; its mu guards them
 
 	subMu    sync.Mutex
 	subRooms map[string]bool // rooms whose channel is subscribed
@@ -49,8 +46,7 @@ func newShardedAdapter(b *ShardedBroker, nsp *socketio.Namespace) *ShardedAdapte
 		nsp:           nsp,
 		name:          nsp.Name(),
 		uid:           newHexID(),
-		requests:      map[string]*pending{},
-		acks:          map[string]*ackRequest{},
+		inFlight:      newInFlight(),
 		subRooms:      map[string]bool{},
 	}
 	a.channel = b.cfg.Prefix + "#" + a.name + "#"
@@ -83,30 +79,6 @@ func (a *ShardedAdapter) Close() {
 	a.b.roomChannels.Set(float64(a.b.rooms))
 	a.b.mu.Unlock()
 	a.MemoryAdapter.Close()
-}
-
-func (a *ShardedAdapter) shutdown() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return
-	}
-	a.closed = true
-	for id, p := range a.requests {
-		p.err = ErrClosed
-		close(p.done)
-		delete(a.requests, id)
-	}
-	for id, ar := range a.acks {
-		ar.timer.Stop()
-		delete(a.acks, id)
-	}
-}
-
-func (a *ShardedAdapter) isClosed() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.closed
 }
 
 // ---- room channels (dynamic modes) ----
@@ -272,24 +244,6 @@ func (a *ShardedAdapter) BroadcastWithAck(packet *socketio.Packet, opts socketio
 	local := *packet
 	local.ID = nil
 	a.MemoryAdapter.BroadcastWithAck(&local, opts, clientCount, ack)
-}
-
-func (a *ShardedAdapter) addAck(id string, clientCount func(int), ack func(any), timeout time.Duration) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return false
-	}
-	ar := &ackRequest{clientCount: clientCount, ack: ack}
-	ar.timer = time.AfterFunc(timeout, func() {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if a.acks[id] == ar {
-			delete(a.acks, id)
-		}
-	})
-	a.acks[id] = ar
-	return true
 }
 
 // FetchSockets returns the matching sockets of every server (FETCH_SOCKETS
@@ -557,9 +511,7 @@ func (a *ShardedAdapter) onResponse(m map[string]any) {
 	id, _ := toStr(data["requestId"])
 	switch typ {
 	case ctBroadcastClientCount, ctBroadcastAck:
-		a.mu.Lock()
-		ar := a.acks[id]
-		a.mu.Unlock()
+		ar := a.ackOf(id)
 		if ar == nil {
 			return
 		}
