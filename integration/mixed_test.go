@@ -151,7 +151,7 @@ func TestMixedCluster(t *testing.T) {
 	// client connected to the Node server.
 	goAck := goClient(t, n1.URL, "acker@n1", nil, map[string]any{"rooms": []string{"ackroom"}})
 	goAck.waitType("connect", wait)
-	io := inProcessAdapterServer(t, r.URL(), prefix)
+	io := inProcessAdapterServer(t, r.URL(), prefix, redisadapter.ModeClassic)
 	done := make(chan string, 1)
 	io.Of("/tasks").To("ackroom").Timeout(3*time.Second).EmitWithAck(func(res []any, err error) {
 		done <- fmt.Sprint(res, err)
@@ -183,16 +183,16 @@ func TestMixedCluster(t *testing.T) {
 	nc.waitType("disconnect", wait)
 }
 
-// inProcessAdapterServer is a bare Go Socket.IO server with our Redis adapter
-// (no eventserver logic), for what the eventserver never does itself, such
-// as a broadcast with ack.
-func inProcessAdapterServer(t *testing.T, redisURL, prefix string) *socketio.Server {
+// inProcessAdapterServer is a bare Go Socket.IO server with our Redis
+// adapter in mode (no eventserver logic), for what the eventserver never
+// does itself, such as a broadcast with ack.
+func inProcessAdapterServer(t *testing.T, redisURL, prefix string, mode redisadapter.Mode) *socketio.Server {
 	t.Helper()
 	client, _, err := redisconn.NewClient(redisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := redisadapter.NewBroker(redisadapter.Config{Client: client, Prefix: prefix, Logger: zap.NewNop()})
+	b, err := redisadapter.NewClusterBroker(redisadapter.Config{Client: client, Prefix: prefix, Mode: mode, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,11 +207,6 @@ func inProcessAdapterServer(t *testing.T, redisURL, prefix string) *socketio.Ser
 		_ = b.Shutdown(context.Background())
 		_ = client.Close()
 	})
-	testwait.For(t, wait, func() error {
-		if !b.Ready() {
-			return fmt.Errorf("adapter not ready")
-		}
-		return nil
-	})
+	testwait.Until(t, wait, "adapter ready", b.Ready)
 	return io
 }

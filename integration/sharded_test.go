@@ -10,12 +10,9 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
 
-	"github.com/eventserver/eventserver/internal/redisconn"
 	redisadapter "github.com/eventserver/eventserver/pkg/adapter/redis"
 	"github.com/eventserver/eventserver/pkg/redistest"
-	"github.com/eventserver/eventserver/pkg/socketio"
 	"github.com/eventserver/eventserver/pkg/testsupport/testwait"
 )
 
@@ -174,7 +171,7 @@ func TestShardedMixedCluster(t *testing.T) {
 	}
 	acker := goClient(t, n1.URL, "acker@n1", nil, map[string]any{"rooms": []string{"ackroom"}})
 	acker.waitType("connect", wait)
-	io := inProcessShardedServer(t, rc.URL(), prefix, redisadapter.ModeDynamic)
+	io := inProcessAdapterServer(t, rc.URL(), prefix, redisadapter.ModeDynamic)
 	done := make(chan string, 1)
 	io.Of("/tasks").To("ackroom").Timeout(3*time.Second).EmitWithAck(func(res []any, err error) {
 		done <- fmt.Sprint(res, err)
@@ -283,32 +280,4 @@ func TestShardedMixedCluster(t *testing.T) {
 	// disconnectSockets from Node reaches the Go sockets.
 	n2.mustCall(map[string]any{"cmd": "disconnectSockets", "rooms": []string{"extra"}, "close": true})
 	u2.waitType("disconnect", wait)
-}
-
-// inProcessShardedServer is a bare Go Socket.IO server with the sharded
-// adapter in mode, for what the eventserver never does itself (a
-// broadcast with ack).
-func inProcessShardedServer(t *testing.T, redisURL, prefix string, mode redisadapter.Mode) *socketio.Server {
-	t.Helper()
-	client, _, err := redisconn.NewClient(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := redisadapter.NewShardedBroker(redisadapter.Config{Client: client, Prefix: prefix, Mode: mode, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Start()
-	io, err := socketio.NewServer(socketio.Config{Adapter: b.New})
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Of("/tasks")
-	t.Cleanup(func() {
-		_ = io.Shutdown(context.Background())
-		_ = b.Shutdown(context.Background())
-		_ = client.Close()
-	})
-	testwait.Until(t, wait, "sharded adapter ready", b.Ready)
-	return io
 }

@@ -51,7 +51,7 @@ type App struct {
 
 	// Cluster mode only.
 	redis   goredis.UniversalClient
-	adapter clusterBroker
+	adapter redisadapter.ClusterBroker
 
 	// bridge carries out vantage6's Flask-SocketIO queue, when configured;
 	// bridgeRedis is its own client when the queue is not the cluster's Redis.
@@ -211,12 +211,7 @@ func (a *App) build(verifier *auth.Verifier) error {
 			Logger:         log.Named("redis-adapter"),
 			Registerer:     a.metrics.Registry,
 		}
-		if acfg.Mode.Sharded() {
-			a.adapter, err = redisadapter.NewShardedBroker(acfg)
-		} else {
-			a.adapter, err = redisadapter.NewBroker(acfg)
-		}
-		if err != nil {
+		if a.adapter, err = redisadapter.NewClusterBroker(acfg); err != nil {
 			_ = client.Close()
 			return fmt.Errorf("app: %w", err)
 		}
@@ -478,15 +473,6 @@ func (a *App) startConsole(mux *http.ServeMux) error {
 	c.Start()
 	a.console = c
 	return nil
-}
-
-// clusterBroker is the Redis adapter's Broker: classic
-// (*redisadapter.Broker) or sharded (*redisadapter.ShardedBroker).
-type clusterBroker interface {
-	Start()
-	New(nsp *socketio.Namespace) socketio.Adapter
-	Ready() bool
-	Shutdown(ctx context.Context) error
 }
 
 // redisState is the cluster's Redis as the console shows it: ok (the

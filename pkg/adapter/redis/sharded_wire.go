@@ -2,6 +2,7 @@ package redis
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -44,6 +45,32 @@ func ParseMode(s string) (Mode, error) {
 
 // Sharded reports whether m is one of the sharded modes.
 func (m Mode) Sharded() bool { return m == ModeStatic || m == ModeDynamic || m == ModeDynamicPrivate }
+
+// ClusterBroker is what a Broker and a ShardedBroker have in common: what a
+// server needs of either.
+type ClusterBroker interface {
+	Start()
+	New(nsp *socketio.Namespace) socketio.Adapter
+	Ready() bool
+	Shutdown(ctx context.Context) error
+}
+
+// NewClusterBroker returns the broker of cfg.Mode: a ShardedBroker for a
+// sharded mode, else a (classic) Broker.
+func NewClusterBroker(cfg Config) (ClusterBroker, error) {
+	if cfg.Mode.Sharded() {
+		b, err := NewShardedBroker(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	b, err := NewBroker(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
 
 // clusterType is the `type` of a message of Node's ClusterAdapter
 // (socket.io-adapter 2.5), on which the sharded adapter is built.
