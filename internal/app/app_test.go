@@ -165,16 +165,7 @@ func TestMetricsListConnectionsWhenIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runErr := make(chan error, 1)
-	go func() { runErr <- a.Run() }()
-	defer func() {
-		if err := a.Shutdown(context.Background()); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-runErr; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	defer serve(t, a)()
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	code, body, err := get(client, "http://"+a.Addr().String()+"/metrics")
 	if err != nil || code != http.StatusOK {
@@ -239,16 +230,10 @@ func TestConnectTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runErr := make(chan error, 1)
-	go func() { runErr <- a.Run() }()
+	stop := serve(t, a)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	defer func() {
-		if err := a.Shutdown(context.Background()); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-runErr; err != nil {
-			t.Errorf("Run: %v", err)
-		}
+		stop()
 		client.CloseIdleConnections()
 	}()
 	base := "http://" + a.Addr().String()
@@ -298,16 +283,7 @@ func TestReadyzQueueBridge(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			runErr := make(chan error, 1)
-			go func() { runErr <- a.Run() }()
-			defer func() {
-				if err := a.Shutdown(context.Background()); err != nil {
-					t.Errorf("Shutdown: %v", err)
-				}
-				if err := <-runErr; err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			}()
+			defer serve(t, a)()
 			url := "http://" + a.Addr().String() + "/readyz"
 			var code int
 			var body string
@@ -318,5 +294,21 @@ func TestReadyzQueueBridge(t *testing.T) {
 			}
 			t.Errorf("GET /readyz = %d %q, %v; want %d %q", code, body, err, tc.code, tc.body)
 		})
+	}
+}
+
+// serve runs a.Run on a goroutine and returns what stops it: Shutdown, then
+// the end of Run, each error failing t.
+func serve(t *testing.T, a *App) (stop func()) {
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.Run() }()
+	return func() {
+		t.Helper()
+		if err := a.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	}
 }

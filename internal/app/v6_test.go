@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -30,15 +29,9 @@ func TestV6ResolverWiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runErr := make(chan error, 1)
-	go func() { runErr <- a.Run() }()
+	stop := serve(t, a)
 	defer func() {
-		if err := a.Shutdown(context.Background()); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-runErr; err != nil {
-			t.Errorf("Run: %v", err)
-		}
+		stop()
 		for _, e := range logs.All() {
 			for _, f := range e.Context {
 				if strings.Contains(f.String, pw) {
