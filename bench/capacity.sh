@@ -65,34 +65,8 @@ for n in $SIM_INSTANCES; do
   fi
 done
 
-work=$(mktemp -d)
-pids=() # every process started, for the trap
+. bench/lib.sh # work, pids (killed on exit), free_port, wait_for
 run=()  # the eventservers of the current measurement
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { # a free port whose cluster bus port (+10000) is free too
-  python3 -c '
-import socket
-while True:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
-    if p + 10000 <= 65535:
-        b = socket.socket()
-        try:
-            b.bind(("127.0.0.1", p + 10000)); b.close(); s.close(); print(p); break
-        except OSError:
-            pass
-    s.close()'
-}
-wait_for() { # wait_for CMD...: poll for up to 20 s
-  for _ in $(seq 1 200); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "capacity.sh: timed out waiting for: $*" >&2; return 1
-}
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
 
 echo "building eventserver (scripts/build.sh) and cmd/loadgen" >&2

@@ -53,23 +53,9 @@ if [ "$BIG" = 1 ] && [ "$BIG_CLIENTS" -gt $(($(ulimit -n) - 1000)) ]; then
   BIG_CLIENTS=$(($(ulimit -n) - 1000))
 fi
 
-work=$(mktemp -d)
-pids=()   # every process started, for the trap
+. bench/lib.sh # work, pids (killed on exit), free_port, wait_for
 fds=()    # fifo descriptors that keep node-server.js's stdin open
 run=()    # the servers of the current measurement
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_for() { # wait_for CMD...: poll for up to 20 s
-  for _ in $(seq 1 200); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "compare.sh: timed out waiting for: $*" >&2; return 1
-}
 
 echo "building eventserver (scripts/build.sh) and cmd/loadgen" >&2
 sh scripts/build.sh "$work/eventserver" >&2
