@@ -267,21 +267,24 @@ func (c *Console) Shutdown(ctx context.Context) error {
 func (c *Console) sampleLoop() {
 	defer c.wg.Done()
 	c.sampleOnce()
-	t := time.NewTimer(0)
-	<-t.C
+	t := time.NewTimer(c.untilNextSlot())
 	defer t.Stop()
 	for {
-		// On the interval's boundaries of the wall clock, so that the
-		// replicas' slots line up.
-		now := c.cfg.Now()
-		t.Reset(now.Truncate(c.cfg.TrafficInterval).Add(c.cfg.TrafficInterval).Sub(now) + 50*time.Millisecond)
 		select {
 		case <-t.C:
 			c.sampleOnce()
+			t.Reset(c.untilNextSlot())
 		case <-c.done:
 			return
 		}
 	}
+}
+
+// untilNextSlot is the wait until just past the next boundary of a
+// traffic interval on the wall clock, so that the replicas' slots line up.
+func (c *Console) untilNextSlot() time.Duration {
+	now := c.cfg.Now()
+	return now.Truncate(c.cfg.TrafficInterval).Add(c.cfg.TrafficInterval).Sub(now) + 50*time.Millisecond
 }
 
 func (c *Console) sampleOnce() {
